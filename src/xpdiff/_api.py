@@ -1,0 +1,647 @@
+"""Public transformations, written as compositions of the interpreters:
+``jacfwd = vmap(jvp)``, ``jacrev = vmap(vjp)``, ``hessian = jacfwd(jacrev)``, and
+``batch_ndim=k`` = vmap over the data dims of the per-sample derivative, with
+the user's batched code seen through the data view.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import wraps
+from typing import Any, Callable, Sequence
+
+from . import _tree
+from ._array import Tracer
+from ._backend import backend_namespace, is_array
+from ._batching import vmap_call
+from ._core import XpdiffError, Zero, instantiate, new_main
+from ._dataview import DataTrace, DataTracer
+from ._jvp import jvp_call
+from ._namespace import namespace_for, namespace_for_values
+from ._reverse import vjp_call
+
+ArgNums = int | Sequence[int]
+
+
+# --- argument helpers ----------------------------------------------------------------------
+
+def _ns_of(x: Any) -> Any:
+    return namespace_for_values([x])
+
+
+def _as_array(x: Any, fname: str, what: str) -> Any:
+    if isinstance(x, Tracer) or is_array(x):
+        return x
+    if isinstance(x, (float, int)) and not isinstance(x, bool):
+        return backend_namespace().asarray(float(x))
+    raise TypeError(f"{fname}: {what} must be an array (or a pytree of arrays), got "
+                    f"{type(x).__name__}")
+
+
+def _check_float(x: Any, fname: str, what: str) -> None:
+    bk = x._backend() if isinstance(x, Tracer) else _ns_of(x)._backend
+    if not bk.isdtype(x.dtype, ("real floating", "complex floating")):
+        raise TypeError(f"{fname}: {what} has dtype {x.dtype}; only floating-point arrays can be "
+                        f"differentiated. Cast it first, e.g. x.astype(float64) / "
+                        f"xp.astype(x, xp.float64)")
+
+
+def _argnums(argnums: ArgNums, nargs: int, fname: str) -> tuple[tuple[int, ...], bool]:
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    if not nums:
+        raise ValueError(f"{fname}: argnums must not be empty")
+    out = []
+    for a in nums:
+        if not isinstance(a, int) or not -nargs <= a < nargs:
+            raise ValueError(f"{fname}: argnums={argnums!r} is out of range for a function called "
+                             f"with {nargs} positional argument(s); pass argnums between 0 and "
+                             f"{nargs - 1}")
+        out.append(a % nargs)
+    return tuple(out), single
+
+
+class _Flat:
+    """``f`` over flat leaves of the differentiated arguments (others held fixed)."""
+
+    def __init__(self, f: Callable, args: tuple, nums: tuple, has_aux: bool, fname: str):
+        self.f, self.args, self.nums, self.has_aux, self.fname = f, args, nums, has_aux, fname
+        self.in_leaves, self.in_defs = [], []
+        for i in nums:
+            leaves, tdef = _tree.flatten(args[i])
+            leaves = [_as_array(x, fname, f"argument {i}") for x in leaves]
+            for x in leaves:
+                _check_float(x, fname, f"argument {i}")
+            self.in_leaves.append(leaves)
+            self.in_defs.append(tdef)
+        self.sizes = [len(ls) for ls in self.in_leaves]
+        self.flat_in = [x for ls in self.in_leaves for x in ls]
+        self.out_def = None
+        self.n_out = 0
+        self.aux_def = None
+
+    def rebuild(self, flat: Sequence) -> list:
+        args = list(self.args)
+        pos = 0
+        for i, tdef, n in zip(self.nums, self.in_defs, self.sizes):
+            args[i] = _tree.unflatten(tdef, list(flat[pos:pos + n]))
+            pos += n
+        return args
+
+    def __call__(self, *flat: Any) -> list:
+        out = self.f(*self.rebuild(flat))
+        aux_leaves: list = []
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError(f"{self.fname}(has_aux=True): f must return a pair (output, aux)")
+            out, aux = out
+            aux_leaves, self.aux_def = _tree.flatten(aux)
+        leaves, self.out_def = _tree.flatten(out)
+        for y in leaves:
+            if not (isinstance(y, Tracer) or is_array(y)):
+                raise TypeError(f"{self.fname}: f must return arrays (or pytrees of arrays), got "
+                                f"{type(y).__name__}")
+        self.n_out = len(leaves)
+        return list(leaves) + list(aux_leaves)
+
+    def split(self, res: list) -> tuple[list, Any]:
+        outs, aux = res[:self.n_out], res[self.n_out:]
+        return outs, (_tree.unflatten(self.aux_def, aux) if self.has_aux else None)
+
+    def pack_in(self, flat: Sequence, single: bool) -> Any:
+        """Per-argument pytrees, as a tuple unless argnums was an int."""
+        trees, pos = [], 0
+        for tdef, n in zip(self.in_defs, self.sizes):
+            trees.append(_tree.unflatten(tdef, list(flat[pos:pos + n])))
+            pos += n
+        return trees[0] if single else tuple(trees)
+
+
+# --- jvp / vjp -----------------------------------------------------------------------------
+
+def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
+    """Forward mode: evaluate ``f(*primals)`` and its directional derivative.
+
+    Args:
+        f: a function of arrays (or pytrees of arrays).
+        primals: the arguments, a tuple or list.
+        tangents: one tangent per primal, same structure, shapes and dtypes.
+
+    Returns:
+        ``(out, out_tangent)``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.jvp(lambda x: x * x, (np.array([3.0]),), (np.array([1.0]),))
+    (array([9.]), array([6.]))
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp: primals and tangents must be tuples (or lists) of arguments")
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents; pass one "
+                         f"tangent per primal")
+    flat = _Flat(f, tuple(primals), tuple(range(len(primals))), False, "jvp")
+    t_leaves, t_def = _tree.flatten(tuple(tangents))
+    if len(t_leaves) != len(flat.flat_in):
+        raise ValueError("jvp: tangents must have the same pytree structure as primals")
+    for i, (p, t) in enumerate(zip(flat.flat_in, t_leaves)):
+        t = _as_array(t, "jvp", "a tangent")
+        if tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype:
+            raise ValueError(f"jvp: tangent {i} has shape {tuple(t.shape)} and dtype {t.dtype}, but "
+                             f"its primal has shape {tuple(p.shape)} and dtype {p.dtype}; pass a "
+                             f"tangent of the same shape and dtype")
+    outs, touts = jvp_call(flat, flat.flat_in, list(t_leaves))
+    touts = [_ns_of(o).zeros_like(o) if isinstance(t, Zero) else t for o, t in zip(outs, touts)]
+    return _tree.unflatten(flat.out_def, outs), _tree.unflatten(flat.out_def, touts)
+
+
+def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
+    """Reverse mode: evaluate ``f(*primals)`` and return a pullback.
+
+    Returns:
+        ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``; ``vjp_fn(cotangent)`` returns a
+        tuple with one cotangent per primal and may be called many times.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> out, f_vjp = xd.vjp(lambda x: x * x, np.array([3.0]))
+    >>> f_vjp(np.array([1.0]))
+    (array([6.]),)
+    """
+    flat = _Flat(f, primals, tuple(range(len(primals))), has_aux, "vjp")
+    res, pullback = vjp_call(flat, flat.flat_in)
+    outs, aux = flat.split(res)
+    n_out = flat.n_out
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        c_leaves, c_def = _tree.flatten(cotangent)
+        if len(c_leaves) != n_out:
+            raise ValueError("vjp_fn: the cotangent must have the structure of f's output")
+        for i, (o, c) in enumerate(zip(outs, c_leaves)):
+            if tuple(c.shape) != tuple(o.shape):
+                raise ValueError(f"vjp_fn: cotangent {i} has shape {tuple(c.shape)}, but the output "
+                                 f"has shape {tuple(o.shape)}")
+        cts = pullback(list(c_leaves) + [None] * (len(res) - n_out))
+        cts = [instantiate(_ns_of(x), c) for x, c in zip(flat.flat_in, cts)]
+        return tuple(flat.pack_in(cts, single=False))
+
+    out = _tree.unflatten(flat.out_def, outs)
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+# --- grad ----------------------------------------------------------------------------------
+
+def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
+    """``f``'s value and its gradient with respect to ``argnums`` (scalar output only).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.value_and_grad(lambda x: (x ** 2).sum())(np.array([1.0, 2.0]))
+    (array(5.), array([2., 4.]))
+    """
+    @wraps(f)
+    def vg(*args: Any) -> Any:
+        nums, single = _argnums(argnums, len(args), "grad")
+        flat = _Flat(f, args, nums, has_aux, "grad")
+        res, pullback = vjp_call(flat, flat.flat_in)
+        outs, aux = flat.split(res)
+        if len(outs) != 1 or tuple(outs[0].shape) != ():
+            shape = tuple(outs[0].shape) if len(outs) == 1 else f"a pytree of {len(outs)} arrays"
+            raise TypeError(f"grad: f must return a scalar (an array of shape ()), got {shape}; "
+                            f"for non-scalar outputs use jacrev, or jacobian(f, batch_ndim=k) for "
+                            f"per-sample derivatives")
+        out = outs[0]
+        _check_float(out, "grad", "the output of f")
+        xp = _ns_of(out)
+        cts = pullback([xp.ones_like(out)] + [None] * (len(res) - 1))
+        cts = [instantiate(_ns_of(x), c) for x, c in zip(flat.flat_in, cts)]
+        g = flat.pack_in(cts, single)
+        return ((out, aux), g) if has_aux else (out, g)
+
+    return vg
+
+
+def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
+    """The gradient of a scalar-valued ``f`` with respect to ``argnums``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.grad(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
+    array([ 3., 12.])
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @wraps(f)
+    def g(*args: Any) -> Any:
+        (_, aux), gr = vg(*args) if has_aux else ((None, None), vg(*args)[1])
+        return (gr, aux) if has_aux else gr
+
+    return g
+
+
+# --- Jacobians ------------------------------------------------------------------------------
+
+def _eye_block(like: Any, n: int, start: int, stop: int, offset: int, shape: tuple) -> Any:
+    """Rows ``start:stop`` of the basis block of one leaf: ``(stop-start,) + shape``."""
+    xp = _ns_of(like)
+    size = math.prod(shape)
+    e = xp.eye(stop - start, size, k=offset - start, dtype=like.dtype, device=like.device)
+    return xp.reshape(e, (stop - start,) + tuple(shape))
+
+
+def _chunks(n: int, chunk_size: int | None):
+    if chunk_size is None or chunk_size >= n:
+        yield 0, n
+        return
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size}")
+    for s in range(0, n, chunk_size):
+        yield s, min(n, s + chunk_size)
+
+
+def _concat0(parts: list) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    return _ns_of(parts[0]).concat(parts, axis=0)
+
+
+def _assemble(blocks: list, outs: list, ins: list, flat: _Flat, single: bool, rows_are_out: bool):
+    """Per (output leaf, input leaf) Jacobian blocks into the output pytree.
+
+    ``blocks[j][i]`` has shape ``(n_basis_rows,) + rest`` as produced by the pass.
+    """
+    res = []
+    for j, o in enumerate(outs):
+        per_in = []
+        for i, x in enumerate(ins):
+            blk = blocks[j][i]
+            xp = _ns_of(blk)
+            if rows_are_out:  # reverse: (Y..., ) rows, X trailing already
+                per_in.append(xp.reshape(blk, tuple(o.shape) + tuple(x.shape)))
+            else:  # forward: (X...) rows first, then Y: move rows last
+                nx = math.prod(x.shape)
+                b = xp.reshape(blk, (nx, math.prod(o.shape)))
+                per_in.append(xp.reshape(xp.matrix_transpose(b), tuple(o.shape) + tuple(x.shape)))
+        res.append(flat.pack_in(per_in, single))
+    return _tree.unflatten(flat.out_def, res)
+
+
+def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd"):
+    def jac(*args):
+        nums, single = _argnums(argnums, len(args), fname)
+        flat = _Flat(f, args, nums, has_aux, fname)
+        ins = flat.flat_in
+        n = sum(math.prod(x.shape) for x in ins)
+        offs = [0]
+        for x in ins:
+            offs.append(offs[-1] + math.prod(x.shape))
+        parts, outs, aux = [], None, None
+        for s, e in _chunks(n, chunk_size):
+            basis = [_eye_block(x, n, s, e, offs[i], tuple(x.shape)) for i, x in enumerate(ins)]
+
+            def push(*ts):
+                res, touts = jvp_call(flat, ins, list(ts))
+                o, _ = flat.split(res)
+                return [instantiate(_ns_of(p), t) for p, t in zip(o, touts[:flat.n_out])] + res
+
+            vals, batched = vmap_call(push, basis, [True] * len(ins), e - s)
+            k = flat.n_out
+            touts = [v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
+                     for v, b in zip(vals[:k], batched[:k])]
+            outs, aux = flat.split(vals[k:])
+            parts.append(touts)
+        touts = [_concat0([p[j] for p in parts]) for j in range(flat.n_out)]
+        blocks = [[t[offs[i]:offs[i + 1]] for i in range(len(ins))] for t in touts]
+        J = _assemble(blocks, outs, ins, flat, single, rows_are_out=False)
+        return (J, aux) if has_aux else J
+
+    return jac
+
+
+def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev"):
+    def jac(*args):
+        nums, single = _argnums(argnums, len(args), fname)
+        flat = _Flat(f, args, nums, has_aux, fname)
+        ins = flat.flat_in
+        res, pullback = vjp_call(flat, ins)
+        outs, aux = flat.split(res)
+        for o in outs:
+            _check_float(o, fname, "an output of f")
+        m = sum(math.prod(o.shape) for o in outs)
+        offs = [0]
+        for o in outs:
+            offs.append(offs[-1] + math.prod(o.shape))
+        n_aux = len(res) - flat.n_out
+        parts = []
+        for s, e in _chunks(m, chunk_size):
+            basis = [_eye_block(o, m, s, e, offs[j], tuple(o.shape)) for j, o in enumerate(outs)]
+
+            def pull(*cs):
+                cts = pullback(list(cs) + [None] * n_aux)
+                return [instantiate(_ns_of(x), c) for x, c in zip(ins, cts)]
+
+            vals, batched = vmap_call(pull, basis, [True] * len(outs), e - s)
+            parts.append([v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
+                          for v, b in zip(vals, batched)])
+        cts = [_concat0([p[i] for p in parts]) for i in range(len(ins))]
+        blocks = [[c[offs[j]:offs[j + 1]] for c in cts] for j in range(len(outs))]
+        J = _assemble(blocks, outs, ins, flat, single, rows_are_out=True)
+        return (J, aux) if has_aux else J
+
+    return jac
+
+
+# --- batch_ndim: per-sample derivatives of batched code ----------------------------------
+
+def _data_split(args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str):
+    """Which argument leaves carry the ``k`` leading data dims, and the data shape ``B``."""
+    leaves_per_arg = [_tree.flatten(a) for a in args]
+    if data_argnums is None:
+        first = None
+        for i in range(len(args)):
+            arr = [x for x in leaves_per_arg[i][0] if hasattr(x, "shape")]
+            if arr:
+                first = arr[0]
+                break
+        if first is None or first.ndim < k:
+            raise ValueError(f"{fname}: batch_ndim={k} but the first array argument has "
+                             f"{0 if first is None else first.ndim} dims; batch_ndim must not exceed "
+                             f"the inputs' ndim")
+        B = tuple(first.shape[:k])
+        is_data = [[hasattr(x, "shape") and x.ndim >= k and tuple(x.shape[:k]) == B for x in ls]
+                   for ls, _ in leaves_per_arg]
+    else:
+        dn = (data_argnums,) if isinstance(data_argnums, int) else tuple(data_argnums)
+        dn = tuple(_argnums(dn, len(args), fname + " (data_argnums)")[0])
+        B = None
+        is_data = []
+        for i, (ls, _) in enumerate(leaves_per_arg):
+            flags = []
+            for x in ls:
+                d = i in dn and hasattr(x, "shape")
+                if d:
+                    if x.ndim < k:
+                        raise ValueError(f"{fname}: argument {i} has {x.ndim} dims, fewer than "
+                                         f"batch_ndim={k}")
+                    if B is None:
+                        B = tuple(x.shape[:k])
+                    elif tuple(x.shape[:k]) != B:
+                        raise ValueError(f"{fname}: data shapes disagree: argument {i} has leading "
+                                         f"dims {tuple(x.shape[:k])}, expected {B} (batch_ndim={k})")
+                flags.append(d)
+            is_data.append(flags)
+        if B is None:
+            raise ValueError(f"{fname}: data_argnums={data_argnums!r} selects no array argument")
+    for i in nums:
+        if not any(is_data[i]) and not leaves_per_arg[i][0]:
+            raise ValueError(f"{fname}: argument {i} has no arrays")
+    return B, is_data, leaves_per_arg
+
+
+def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k: int,
+                data_argnums: Any, fname: str) -> Callable:
+    """``inner(per_sample_f, argnums, has_aux)`` computed per sample under ``vmap``."""
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"{fname}: batch_ndim must be a non-negative int, got {k!r}")
+
+    def run(*args):
+        nums, single = _argnums(argnums, len(args), fname)
+        B, is_data, per_arg = _data_split(args, k, data_argnums, nums, fname)
+        nB = math.prod(B)
+        where = f"{fname}(batch_ndim={k})"
+        flat_args, in_axes = [], []
+        for (leaves, tdef), flags in zip(per_arg, is_data):
+            new = []
+            for x, d in zip(leaves, flags):
+                if d:
+                    xp = _ns_of(x)
+                    new.append(xp.reshape(x, (nB,) + tuple(x.shape[k:])))
+                else:
+                    new.append(x)
+            flat_args.append(_tree.unflatten(tdef, new))
+            in_axes.append(_tree.unflatten(tdef, [0 if d else None for d in flags]))
+
+        def per_sample(*a):
+            *a, index = a
+            with new_main(DataTrace, k=k, B=B, index=index, where=where) as main:
+                viewed = []
+                for arg, flags in zip(a, is_data):
+                    leaves, tdef = _tree.flatten(arg)
+                    viewed.append(_tree.unflatten(tdef, [DataTracer(main, x, True) if d else x
+                                                         for x, d in zip(leaves, flags)]))
+                out = f(*viewed)
+                if has_aux:
+                    out, aux = out
+                leaves, tdef = _tree.flatten(out)
+                unviewed = [_unview(y, main, B, where) for y in leaves]
+                out = _tree.unflatten(tdef, unviewed)
+                if has_aux:
+                    al, ad = _tree.flatten(aux)
+                    out = (out, _tree.unflatten(ad, [_unview(y, main, B, where) for y in al]))
+            return out
+
+        some = next(x for (ls, _), fl in zip(per_arg, is_data) for x, d in zip(ls, fl) if d)
+        index = _ns_of(some).arange(nB, device=some.device)
+        jac = inner(per_sample, nums if not single else nums[0], has_aux)
+        res = vmap(jac, in_axes=tuple(in_axes) + (0,))(*flat_args, index)
+        leaves, tdef = _tree.flatten(res)
+        return _tree.unflatten(tdef, [_ns_of(r).reshape(r, B + tuple(r.shape[1:])) for r in leaves])
+
+    return run
+
+
+def _unview(y: Any, main: Any, B: tuple, where: str) -> Any:
+    if isinstance(y, DataTracer) and y._main is main:
+        return y._a
+    shape = tuple(getattr(y, "shape", ()))
+    if shape[:len(B)] == B:
+        from ._dataview import DataContext
+
+        return DataContext(len(B), B, main.data["index"], where, "output").lift(y)
+    raise ValueError(f"{where}: an output of f has shape {shape}, which does not start with the data "
+                     f"dims {B}; with batch_ndim every output must keep the data dims first")
+
+
+def _jac_api(core: Callable, fname: str) -> Callable:
+    def transform(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
+                  batch_ndim: int = 0, chunk_size: int | None = None,
+                  data_argnums: int | Sequence[int] | None = None) -> Callable:
+        if batch_ndim:
+            inner = lambda g, a, h: core(g, a, h, chunk_size, fname)  # noqa: E731
+            return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname))
+        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname))
+
+    return transform
+
+
+jacfwd = _jac_api(_jacfwd0, "jacfwd")
+jacfwd.__name__ = jacfwd.__qualname__ = "jacfwd"
+jacfwd.__doc__ = """Jacobian of ``f`` by forward mode: one vectorised pass over a tangent basis.
+
+Args:
+    f: the function; with ``batch_ndim=k`` it is ordinary batched code whose
+        first ``k`` dims index independent samples.
+    argnums: int or tuple of ints, the arguments to differentiate.
+    has_aux: ``f`` returns ``(out, aux)``; then ``(jacobian, aux)`` is returned.
+    batch_ndim: number of leading data dims ``B``: the result has shape
+        ``B + Y + X`` (per-sample blocks; cross-sample blocks are never formed).
+    chunk_size: push at most this many basis vectors at a time (memory bound).
+    data_argnums: which arguments carry the data dims (default: every argument
+        whose leading dims equal those of the first array argument).
+
+Returns:
+    The Jacobian (``Y + X`` without data dims), as a pytree like ``f``'s output.
+
+>>> import numpy as np, xpdiff as xd
+>>> xd.jacfwd(lambda x: x ** 2, batch_ndim=1)(np.ones((2, 3))).shape
+(2, 3, 3)
+"""
+jacrev = _jac_api(_jacrev0, "jacrev")
+jacrev.__name__ = jacrev.__qualname__ = "jacrev"
+jacrev.__doc__ = """Jacobian of ``f`` by reverse mode: one forward pass, one vectorised
+backward pass over a cotangent basis.  Same arguments and layout as :func:`jacfwd`.
+
+>>> import numpy as np, xpdiff as xd
+>>> xd.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
+array([[2., 0.],
+       [0., 4.]])
+"""
+
+
+def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_ndim: int = 0,
+             mode: str = "auto", chunk_size: int | None = None,
+             data_argnums: int | Sequence[int] | None = None) -> Callable:
+    """Jacobian of ``f``: forward or reverse mode (``mode="fwd"|"rev"|"auto"``).
+
+    ``"auto"`` runs forward mode when the (per-sample) input is no larger than the
+    output, reverse mode otherwise; see :func:`jacfwd` for the arguments and layout.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> def f(x):
+    ...     xp = x.__array_namespace__()
+    ...     return xp.sin(x) * xp.exp(x) + x ** 2
+    >>> xd.jacobian(f, batch_ndim=1)(np.zeros((256, 64))).shape
+    (256, 64, 64)
+    """
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
+    kw = dict(batch_ndim=batch_ndim, chunk_size=chunk_size, data_argnums=data_argnums)
+    if mode == "fwd":
+        return jacfwd(f, argnums, has_aux, **kw)
+    if mode == "rev":
+        return jacrev(f, argnums, has_aux, **kw)
+
+    @wraps(f)
+    def jac(*args):
+        nums, _ = _argnums(argnums, len(args), "jacobian")
+        k = batch_ndim
+        n_in = sum(math.prod(tuple(x.shape)[k:] if hasattr(x, "shape") else ())
+                   for i in nums for x in _tree.flatten(args[i])[0])
+        out = _eval_shape(f, args, has_aux)
+        n_out = sum(math.prod(tuple(s)[k:]) for s in out)
+        tr = jacfwd if n_in <= n_out else jacrev
+        return tr(f, argnums, has_aux, **kw)(*args)
+
+    return jac
+
+
+def _eval_shape(f, args, has_aux):
+    out = f(*args)
+    if has_aux:
+        out = out[0]
+    return [tuple(y.shape) for y in _tree.flatten(out)[0]]
+
+
+def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
+            chunk_size: int | None = None,
+            data_argnums: int | Sequence[int] | None = None) -> Callable:
+    """Hessian of a scalar-valued ``f`` (forward-over-reverse).
+
+    With ``batch_ndim=k``, ``f`` returns shape ``B`` (one scalar per sample) and the
+    result has shape ``B + X + X``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.hessian(lambda x: (x ** 3).sum())(np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    def core(g, a, h, cs, fname):
+        return _jacfwd0(_jacrev0(g, a, h, cs, "hessian"), a, h, cs, "hessian")
+
+    if batch_ndim:
+        return wraps(f)(_with_batch(core, f, argnums, False, batch_ndim, data_argnums, "hessian"))
+    return wraps(f)(core(f, argnums, False, chunk_size, "hessian"))
+
+
+# --- vmap ----------------------------------------------------------------------------------
+
+def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
+         chunk_size: int | None = None) -> Callable:
+    """Vectorise a per-example ``f`` over an axis of its arguments.
+
+    Args:
+        f: a function of arrays (or pytrees of arrays).
+        in_axes: an int, ``None`` (not mapped) or a pytree prefix of the arguments.
+        out_axes: where the mapped axis goes in each output (int or prefix).
+        chunk_size: run at most this many examples at a time.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.vmap(lambda x, w: x @ w, in_axes=(0, None))(np.ones((5, 3)), np.ones((3, 2))).shape
+    (5, 2)
+    """
+    @wraps(f)
+    def vf(*args: Any) -> Any:
+        axes = _tree.broadcast_prefix(in_axes, args, "vmap(in_axes)")
+        leaves, tdef = _tree.flatten(args)
+        size = None
+        vals, batched = [], []
+        for j, (x, ax) in enumerate(zip(leaves, axes)):
+            if ax is None:
+                vals.append(x)
+                batched.append(False)
+                continue
+            if not hasattr(x, "shape"):
+                raise ValueError(f"vmap: in_axes maps a non-array argument leaf {j} "
+                                 f"({type(x).__name__}); use None for it")
+            if not -x.ndim <= ax < x.ndim:
+                raise ValueError(f"vmap: in_axes={ax} is out of range for an argument leaf of "
+                                 f"shape {tuple(x.shape)}")
+            ax %= x.ndim
+            n = x.shape[ax]
+            if size is None:
+                size = n
+            elif n != size:
+                raise ValueError(f"vmap: mapped axes have different sizes ({size} and {n}); all "
+                                 f"mapped arguments must share the mapped size")
+            vals.append(x if ax == 0 else _ns_of(x).moveaxis(x, ax, 0))
+            batched.append(True)
+        if size is None:
+            raise ValueError("vmap: in_axes maps no argument; at least one must be mapped")
+        out_def = []
+
+        def flat_f(*xs):
+            out = f(*_tree.unflatten(tdef, list(xs)))
+            ol, od = _tree.flatten(out)
+            out_def.append(od)
+            return ol
+
+        parts = []
+        for s, e in _chunks(size, chunk_size):
+            v = [x[s:e] if b and (s, e) != (0, size) else x for x, b in zip(vals, batched)]
+            outs, ob = vmap_call(flat_f, v, batched, e - s)
+            parts.append([o if b else _ns_of(o).broadcast_to(o, (e - s,) + tuple(o.shape))
+                          for o, b in zip(outs, ob)])
+        outs = [_concat0([p[j] for p in parts]) for j in range(len(parts[0]))]
+        od = out_def[-1]
+        oax = _tree.broadcast_prefix(out_axes, _tree.unflatten(od, outs), "vmap(out_axes)")
+        res = []
+        for o, ax in zip(outs, oax):
+            if ax is None:
+                raise ValueError("vmap: out_axes=None is only valid for outputs that are not "
+                                 "mapped; xpdiff always maps outputs, use an int")
+            if ax % o.ndim != 0:
+                o = _ns_of(o).moveaxis(o, 0, ax)
+            res.append(o)
+        return _tree.unflatten(od, res)
+
+    return vf
+
+
+__all__ = ["grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "value_and_grad", "vjp",
+           "vmap", "XpdiffError", "namespace_for"]

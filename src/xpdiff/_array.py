@@ -1,0 +1,189 @@
+"""The traced array: a thin slotted wrapper implementing the array API's array object.
+
+Every interpreter's tracer subclasses :class:`Tracer`; its dunders delegate to
+xpdiff's namespace, so code written against the standard runs unchanged on it.
+Tracers have value semantics: ``x[idx] = v`` and ``x += y`` rebind the tracer to
+a new value computed functionally (a view taken earlier does not see the change).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_LOST = (
+    "{what} on an array that carries derivative information would drop the derivative; "
+    "use xpdiff.stop_gradient(x) first, or read the value outside the transformation"
+)
+
+
+class Tracer:
+    """Base of all traced arrays (one subclass per interpreter, no extra slots)."""
+
+    __slots__ = ("_main", "_a", "_b", "__weakref__")
+    __array_priority__ = 1000  # NumPy defers binary operators to us
+
+    def __init__(self, main: Any, a: Any, b: Any):
+        self._main = main
+        self._a = a
+        self._b = b
+
+    # --- what each interpreter provides -------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def _inner(self) -> Any:
+        """A value one level down that has this tracer's dtype and device."""
+        return self._a
+
+    # --- array attributes ----------------------------------------------------------
+    @property
+    def dtype(self) -> Any:
+        return self._inner.dtype
+
+    @property
+    def device(self) -> Any:
+        return self._inner.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def mT(self) -> Any:
+        return _ns().matrix_transpose(self)
+
+    @property
+    def T(self) -> Any:
+        if self.ndim != 2:
+            raise ValueError(f"x.T requires a 2-d array, got {self.ndim} dims; use x.mT or permute_dims")
+        return _ns().permute_dims(self, (1, 0))
+
+    def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
+        from ._namespace import namespace_for
+
+        return namespace_for(self._backend(), api_version)
+
+    def _backend(self) -> Any:
+        x = self
+        while isinstance(x, Tracer):
+            x = x._inner
+        from ._backend import namespace_of
+
+        return namespace_of(x)
+
+    def to_device(self, device: Any, /, *, stream: Any = None) -> Any:
+        if device == self.device:
+            return self
+        raise ValueError(
+            f"to_device: moving a traced array from {self.device} to {device} inside a "
+            f"transformation is not supported; move the inputs before transforming"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, level={self._main.level})"
+
+    # --- escapes: refuse to silently drop derivatives ------------------------------
+    def __array__(self, *a: Any, **k: Any) -> Any:
+        raise TypeError(_LOST.format(what="Converting to a NumPy array (__array__)"))
+
+    def __dlpack__(self, *a: Any, **k: Any) -> Any:
+        raise TypeError(_LOST.format(what="__dlpack__"))
+
+    def __dlpack_device__(self) -> Any:
+        return self._inner.__dlpack_device__()
+
+    def __float__(self) -> float:
+        raise TypeError(_LOST.format(what="float()"))
+
+    def __int__(self) -> int:
+        raise TypeError(_LOST.format(what="int()"))
+
+    def __complex__(self) -> complex:
+        raise TypeError(_LOST.format(what="complex()"))
+
+    def __index__(self) -> int:
+        raise TypeError(_LOST.format(what="__index__"))
+
+    def __bool__(self) -> bool:
+        raise TypeError(_LOST.format(what="bool() (e.g. `if x:` on a traced array)"))
+
+    def __iter__(self) -> Any:
+        raise TypeError(_LOST.format(what="Iterating") + "; index explicitly, e.g. x[i]")
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    # --- indexing and in-place updates ---------------------------------------------
+    def __getitem__(self, key: Any) -> Any:
+        return _ns()._getitem(self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._rebind(_ns()._setitem(self, key, value))
+
+    def _rebind(self, new: Any) -> Any:
+        """Make this tracer object stand for ``new`` (functional in-place update)."""
+        if not isinstance(new, Tracer):
+            from ._namespace import _lift_constant
+
+            new = _lift_constant(new, self)
+        object.__setattr__(self, "__class__", type(new))
+        self._main, self._a, self._b = new._main, new._a, new._b
+        return self
+
+
+def _ns() -> Any:
+    from . import _namespace
+
+    return _namespace
+
+
+def _binop(name: str, reflected: bool = False):
+    def op(self: Tracer, other: Any) -> Any:
+        f = getattr(_ns(), name)
+        return f(other, self) if reflected else f(self, other)
+
+    op.__name__ = f"__{'r' if reflected else ''}{name}__"
+    return op
+
+
+def _iop(name: str):
+    def op(self: Tracer, other: Any) -> Any:
+        return self._rebind(getattr(_ns(), name)(self, other))
+
+    return op
+
+
+def _unop(name: str):
+    def op(self: Tracer) -> Any:
+        return getattr(_ns(), name)(self)
+
+    return op
+
+
+for _dunder, _fn in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
+                     ("truediv", "divide"), ("floordiv", "floor_divide"), ("mod", "remainder"),
+                     ("pow", "pow"), ("matmul", "matmul"), ("and", "bitwise_and"),
+                     ("or", "bitwise_or"), ("xor", "bitwise_xor"),
+                     ("lshift", "bitwise_left_shift"), ("rshift", "bitwise_right_shift")]:
+    setattr(Tracer, f"__{_dunder}__", _binop(_fn))
+    setattr(Tracer, f"__r{_dunder}__", _binop(_fn, reflected=True))
+    setattr(Tracer, f"__i{_dunder}__", _iop(_fn))
+
+for _dunder, _fn in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
+                     ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal")]:
+    setattr(Tracer, f"__{_dunder}__", _binop(_fn))
+
+for _dunder, _fn in [("neg", "negative"), ("pos", "positive"), ("abs", "abs"),
+                     ("invert", "bitwise_invert")]:
+    setattr(Tracer, f"__{_dunder}__", _unop(_fn))
+
+Tracer.__hash__ = None  # type: ignore[assignment]

@@ -1,0 +1,176 @@
+"""Primitives, the trace stack and ``bind``: the heart of xpdiff.
+
+A *primitive* is one operation registered once with its implementation and its
+rules (JVP, VJP, batching, data-view).  A *transformation* (forward mode, the
+reverse tape, vmap, the ``batch_ndim`` data view) pushes a ``MainTrace`` with a
+fresh level onto a stack; its values are ``Tracer`` objects tagged with that
+main.  ``bind`` hands a primitive application to the highest-level trace among
+its arguments; values of lower levels are constants to it.  That is how nested
+transformations never confuse their perturbations.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from . import _backend
+
+
+class XpdiffError(Exception):
+    """Base class of xpdiff's own errors."""
+
+
+class MixingError(XpdiffError, ValueError):
+    """An operation mixes samples under ``batch_ndim`` (see docs/concepts.md)."""
+
+
+class RuleError(XpdiffError, NotImplementedError):
+    """A primitive has no rule for the transformation asked of it."""
+
+
+class Primitive:
+    """One operation and its rules.
+
+    Attributes:
+        name: the name used in error messages.
+        impl: ``impl(xp, *args, **params)`` on raw backend arrays.
+        jvp: ``jvp(xp, primals, tangents, **params) -> (out, out_tangent)``.
+        vjp: ``vjp(xp, g, out, primals, needs, **params) -> list of cotangents``.
+        batch: ``batch(xp, vals, batched, size, **params) -> (out, out_batched)``,
+            batched operands carry the batch axis first.
+        data: ``data(ctx, operands, has_data, **params) -> (operands, params)``,
+            translating a batched-code call into its per-sample call.
+        multiple_results: the primitive returns a tuple.
+        differentiable: ``False`` for ops whose outputs carry no derivative.
+    """
+
+    __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
+                 "differentiable")
+
+    def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
+                 data=None, multiple_results: bool = False, differentiable: bool = True):
+        self.name = name
+        self.impl = impl
+        self.jvp = jvp
+        self.vjp = vjp
+        self.batch = batch
+        self.data = data
+        self.multiple_results = multiple_results
+        self.differentiable = differentiable
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name})"
+
+    def bind(self, *args: Any, **params: Any) -> Any:
+        return bind(self, args, params)
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def primitive(name: str, impl: Callable, **rules: Any) -> Primitive:
+    """Create and register a primitive (one registration per operation)."""
+    if name in PRIMITIVES:
+        raise ValueError(f"primitive {name!r} registered twice")
+    p = Primitive(name, impl, **rules)
+    PRIMITIVES[name] = p
+    return p
+
+
+class MainTrace:
+    """One active transformation: its level, its trace and its global data."""
+
+    __slots__ = ("level", "trace", "data", "alive")
+
+    def __init__(self, level: int, trace_type: type, data: dict):
+        self.level = level
+        self.data = data
+        self.alive = True
+        self.trace = trace_type(self)
+
+
+_STACK: list[MainTrace] = []
+
+
+@contextmanager
+def new_main(trace_type: type, **data: Any) -> Iterator[MainTrace]:
+    """Push a transformation with a fresh level; always popped, even on error."""
+    main = MainTrace(len(_STACK), trace_type, data)
+    _STACK.append(main)
+    try:
+        yield main
+    finally:
+        main.alive = False
+        _STACK.pop()
+
+
+class Trace:
+    """Base of the interpreters; ``process`` applies a primitive to tracers."""
+
+    __slots__ = ("main",)
+
+    def __init__(self, main: MainTrace):
+        self.main = main
+
+    def process(self, prim: Primitive, args: tuple, params: dict) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def process_custom(self, call: Any, args: tuple) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+def top_main(args: tuple) -> MainTrace | None:
+    """The highest-level transformation among ``args``' tracers, if any."""
+    from ._array import Tracer
+
+    top = None
+    for a in args:
+        if isinstance(a, Tracer):
+            m = a._main
+            if top is None or m.level > top.level:
+                top = m
+    return top
+
+
+def bind(prim: Primitive, args: tuple, params: dict) -> Any:
+    """Apply ``prim``: at the top trace among the arguments, or on raw arrays."""
+    top = top_main(args)
+    if top is None:
+        return eval_raw(prim, args, params)
+    if not top.alive:
+        raise XpdiffError(
+            f"{prim.name}: a traced value escaped the transformation that made it "
+            f"(e.g. stored in a global or closure); return it from the function instead"
+        )
+    return top.trace.process(prim, args, params)
+
+
+def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:
+    xp = _backend.namespace_of(args[0])
+    out = prim.impl(xp, *args, **params)
+    if prim.multiple_results:
+        return tuple(_backend.fix_result(o) for o in out)
+    return _backend.fix_result(out)
+
+
+class Zero:
+    """A symbolic zero tangent or cotangent: knows its shape, dtype and device only."""
+
+    __slots__ = ("shape", "dtype", "device", "like")
+
+    def __init__(self, like: Any):
+        self.like = like
+        self.shape = like.shape
+        self.dtype = like.dtype
+        self.device = like.device
+
+    def __repr__(self) -> str:
+        return f"Zero(shape={self.shape}, dtype={self.dtype})"
+
+
+def instantiate(xp: Any, t: Any) -> Any:
+    """A dense array for ``t`` (zeros for a symbolic ``Zero``)."""
+    if isinstance(t, Zero):
+        return xp.zeros_like(t.like)
+    return t

@@ -1,0 +1,282 @@
+"""User-defined derivative rules: ``custom_jvp`` and ``custom_vjp`` (JAX's style).
+
+A custom function is applied like a primitive: the top trace among its
+arguments processes it.  Forward mode calls the user's JVP rule; reverse mode
+records one tape node (its pullback is the user's ``bwd``, or for a
+``custom_jvp`` the transpose of the JVP rule, obtained by reverse mode over the
+rule, which is linear in the tangents); vmap and the ``batch_ndim`` data view
+re-bind the call with the user's functions run under their interpretation, so
+the rule survives for the transformations above them.
+"""
+
+from __future__ import annotations
+
+from functools import update_wrapper
+from typing import Any, Callable
+
+from . import _tree
+from ._array import Tracer
+from ._batching import BatchTrace, BatchTracer
+from ._core import Zero, instantiate, top_main
+from ._dataview import DataContext, DataTrace, DataTracer
+from ._jvp import JVPTracer
+from ._reverse import vjp_call
+
+
+def _zeros_like(x: Any) -> Any:
+    from ._namespace import namespace_for_values
+
+    return namespace_for_values([x]).zeros_like(x)
+
+
+class _Call:
+    """A custom function over flat leaves: ``fun(*leaves) -> out leaves``."""
+
+    def __init__(self, fun: Callable, jvp: Callable | None = None, fwd: Callable | None = None,
+                 bwd: Callable | None = None):
+        self.fun, self.jvp, self.fwd, self.bwd = fun, jvp, fwd, bwd
+
+    def bind(self, leaves: list) -> list:
+        top = top_main(tuple(leaves))
+        if top is None:
+            return self.fun(*leaves)
+        return top.trace.process_custom(self, tuple(leaves))
+
+    # forward mode -------------------------------------------------------------------------
+    def process_jvp(self, trace: Any, leaves: tuple) -> Any:
+        primals, tangents = trace._split(leaves)
+        if self.jvp is None:  # custom_vjp under forward mode: differentiate fun itself
+            return self.fun(*leaves)
+        tangents = [instantiate_like(p, t) for p, t in zip(primals, tangents)]
+        outs, touts = self.jvp(primals, tangents)
+        return [o if isinstance(t, Zero) else JVPTracer(trace.main, o, t)
+                for o, t in zip(outs, touts)]
+
+    # reverse mode -------------------------------------------------------------------------
+    def process_vjp(self, trace: Any, leaves: tuple) -> Any:
+        primals, ids = trace._split(leaves)
+        if all(i is None for i in ids):
+            return self.bind(primals)
+        if self.fwd is not None:
+            outs, res = self.fwd(*primals)
+            bwd = self.bwd
+
+            def backward(gs: list, node: Any) -> list:
+                gs = [_zeros_like(o) if g is None else g for g, o in zip(gs, node.out)]
+                return list(bwd(res, gs))
+        else:
+            outs = self.bind(primals)
+            rule = self.jvp
+
+            def backward(gs: list, node: Any) -> list:
+                prim = node.primals
+                zeros = [_zeros_like(p) for p in prim]
+                _, pull = vjp_call(lambda *ts: list(rule(prim, list(ts))[1]), zeros)
+                return pull(list(gs))
+        return list(trace.record(None, {}, list(primals), ids, tuple(outs), custom=backward))
+
+    # vmap and the data view: re-bind with the user's functions run under this trace ---------
+    def process_passthrough(self, trace: Any, leaves: tuple) -> Any:
+        main = trace.main
+        vals, flags = [], []
+        for a in leaves:
+            mine = isinstance(a, Tracer) and a._main is main
+            vals.append(a._a if mine else a)
+            flags.append(bool(a._b) if mine else False)
+        wrap = _Wrapper(trace, flags)
+        new = _Call(wrap.fn(self.fun),
+                    jvp=wrap.rule(self.jvp) if self.jvp else None,
+                    fwd=wrap.fwd(self.fwd) if self.fwd else None,
+                    bwd=wrap.bwd(self.bwd, vals) if self.bwd else None)
+        outs = new.bind(vals)
+        return [wrap.box(o) for o in outs]
+
+
+def instantiate_like(p: Any, t: Any) -> Any:
+    from ._namespace import namespace_for_values
+
+    return instantiate(namespace_for_values([p]), t) if isinstance(t, Zero) else t
+
+
+class _Wrapper:
+    """Wrap values into the tracers of one batching-like trace and back."""
+
+    def __init__(self, trace: Any, flags: list):
+        self.trace, self.main, self.flags = trace, trace.main, flags
+
+    def wrap(self, vals: list, flags: list | None = None) -> list:
+        flags = self.flags if flags is None else flags
+        if isinstance(self.trace, BatchTrace):
+            return [BatchTracer(self.main, v, True) if f else v for v, f in zip(vals, flags)]
+        return [DataTracer(self.main, v, True) if f else v for v, f in zip(vals, flags)]
+
+    def unwrap(self, outs: list) -> list:
+        """Values one level down, always carrying the batch (or data) dims."""
+        res = []
+        for o in outs:
+            if isinstance(o, Tracer) and o._main is self.main:
+                if isinstance(self.trace, BatchTrace) and not o._b:
+                    o = o._a
+                else:
+                    res.append(o._a)
+                    continue
+            res.append(self.materialise(o))
+        return res
+
+    def materialise(self, o: Any) -> Any:
+        from ._namespace import namespace_for_values
+
+        d = self.main.data
+        if isinstance(self.trace, BatchTrace):
+            return namespace_for_values([o]).broadcast_to(o, (d["size"],) + tuple(o.shape))
+        return DataContext(d["k"], d["B"], d["index"], d["where"], "custom").lift(o)
+
+    def box(self, o: Any) -> Any:
+        if isinstance(self.trace, BatchTrace):
+            return BatchTracer(self.main, o, True)
+        return DataTracer(self.main, o, True)
+
+    def fn(self, fun: Callable) -> Callable:
+        return lambda *vals: self.unwrap(list(fun(*self.wrap(list(vals)))))
+
+    def rule(self, jvp: Callable) -> Callable:
+        def r(primals, tangents):
+            outs, touts = jvp(self.wrap(list(primals)), self.wrap(list(tangents)))
+            return self.unwrap(list(outs)), self.unwrap(list(touts))
+
+        return r
+
+    def fwd(self, fwd: Callable) -> Callable:
+        def f(*vals):
+            outs, res = fwd(*self.wrap(list(vals)))
+            rl, rd = _tree.flatten(res)
+            self.res_def = rd
+            return self.unwrap(list(outs)), self.unwrap(rl)
+
+        return f
+
+    def bwd(self, bwd: Callable, in_vals: list) -> Callable:
+        def b(res, gs):
+            res_t = _tree.unflatten(self.res_def, self.wrap(list(res), [True] * len(res)))
+            cts = bwd(res_t, self.wrap(list(gs), [True] * len(gs)))
+            out = self.unwrap(list(cts))
+            if isinstance(self.trace, BatchTrace):  # unbatched inputs: sum over the batch
+                from ._namespace import namespace_for_values
+
+                out = [c if f else namespace_for_values([c]).sum(c, axis=0)
+                       for c, f in zip(out, self.flags)]
+            return out
+
+        return b
+
+
+class custom_jvp:
+    """A function with a user-given JVP rule (``f.defjvp(rule)``), as in JAX.
+
+    The rule is ``rule(primals, tangents) -> (out, out_tangent)`` with tuples of
+    arguments; it must be linear in the tangents.  The function composes with
+    every transformation (reverse mode transposes the rule).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> @xd.custom_jvp
+    ... def log1pexp(x):
+    ...     xp = x.__array_namespace__()
+    ...     return xp.log1p(xp.exp(x))
+    >>> @log1pexp.defjvp
+    ... def _(primals, tangents):
+    ...     (x,), (t,) = primals, tangents
+    ...     xp = x.__array_namespace__()
+    ...     return log1pexp(x), t / (1 + xp.exp(-x))
+    >>> xd.grad(lambda x: log1pexp(x).sum())(np.array([1000.0]))
+    array([1.])
+    """
+
+    def __init__(self, fun: Callable):
+        update_wrapper(self, fun)
+        self.fun = fun
+        self.rule: Callable | None = None
+
+    def defjvp(self, rule: Callable) -> Callable:
+        """Set the JVP rule ``rule(primals, tangents) -> (out, out_tangent)``."""
+        self.rule = rule
+        return rule
+
+    def __call__(self, *args: Any) -> Any:
+        if self.rule is None:
+            raise TypeError(f"custom_jvp {self.fun.__name__}: no rule; call "
+                            f"{self.fun.__name__}.defjvp(rule) first")
+        leaves, in_def = _tree.flatten(args)
+        out_def: list = []
+
+        def fun(*ls):
+            out = self.fun(*_tree.unflatten(in_def, list(ls)))
+            ol, od = _tree.flatten(out)
+            out_def.append(od)
+            return ol
+
+        def jvp(primals, tangents):
+            out, tout = self.rule(_tree.unflatten(in_def, list(primals)),
+                                  _tree.unflatten(in_def, list(tangents)))
+            ol, od = _tree.flatten(out)
+            out_def.append(od)
+            return ol, _tree.flatten(tout)[0]
+
+        outs = _Call(fun, jvp=jvp).bind(leaves)
+        return _tree.unflatten(out_def[-1], list(outs))
+
+
+class custom_vjp:
+    """A function with a user-given VJP (``f.defvjp(fwd, bwd)``), as in JAX.
+
+    ``fwd(*args) -> (out, residuals)``; ``bwd(residuals, g) -> tuple`` with one
+    cotangent per argument.  Forward mode differentiates the function itself.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> @xd.custom_vjp
+    ... def clip_grad(x):
+    ...     return x
+    >>> clip_grad.defvjp(lambda x: (x, None),
+    ...                  lambda res, g: (g.__array_namespace__().clip(g, -1.0, 1.0),))
+    >>> xd.grad(lambda x: (3 * clip_grad(x)).sum())(np.array([2.0]))
+    array([3.])
+    """
+
+    def __init__(self, fun: Callable):
+        update_wrapper(self, fun)
+        self.fun = fun
+        self.fwd: Callable | None = None
+        self.bwd: Callable | None = None
+
+    def defvjp(self, fwd: Callable, bwd: Callable) -> None:
+        """Set ``fwd(*args) -> (out, res)`` and ``bwd(res, g) -> cotangents``."""
+        self.fwd, self.bwd = fwd, bwd
+
+    def __call__(self, *args: Any) -> Any:
+        if self.fwd is None:
+            raise TypeError(f"custom_vjp {self.fun.__name__}: no rule; call "
+                            f"{self.fun.__name__}.defvjp(fwd, bwd) first")
+        leaves, in_def = _tree.flatten(args)
+        out_def: list = []
+
+        def fun(*ls):
+            out = self.fun(*_tree.unflatten(in_def, list(ls)))
+            ol, od = _tree.flatten(out)
+            out_def.append(od)
+            return ol
+
+        def fwd(*ls):
+            out, res = self.fwd(*_tree.unflatten(in_def, list(ls)))
+            ol, od = _tree.flatten(out)
+            out_def.append(od)
+            return ol, res
+
+        def bwd(res, gs):
+            g = _tree.unflatten(out_def[-1], list(gs))
+            cts = self.bwd(res, g)
+            if not isinstance(cts, tuple):
+                raise TypeError(f"custom_vjp {self.fun.__name__}: bwd must return a tuple with one "
+                                f"cotangent per argument")
+            return _tree.flatten(cts)[0]
+
+        outs = _Call(fun, fwd=fwd, bwd=bwd).bind(leaves)
+        return _tree.unflatten(out_def[-1], list(outs))

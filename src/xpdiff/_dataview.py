@@ -1,0 +1,116 @@
+"""The data view behind ``batch_ndim``: batched code, per-sample derivatives.
+
+With ``batch_ndim=k`` the user's function is ordinary batched code: it sees
+arrays of shape ``B + X``.  xpdiff runs it as a *per-sample* function under
+``vmap`` over the (flattened) data dims, so derivative passes never form
+cross-sample blocks and derivatives with respect to shared arguments come out
+per sample in both modes.  This interpreter sits on top and translates each
+batched-code call into its per-sample call (``Primitive.data``): an axis
+argument loses the ``k`` data dims, and an op that would touch a data dim (a sum
+over it, a reshape merging it, a matmul contracting it, ...) raises
+:class:`MixingError` naming the op.  A shared array whose leading dims line up
+with the data dims by broadcasting is *lifted*: each sample reads its own row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._array import Tracer
+from ._core import MixingError, Primitive, Trace
+
+
+class DataTracer(Tracer):
+    """``_a`` is the per-sample value; its apparent shape is ``B + _a.shape``."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._main.data["B"] + tuple(self._a.shape)
+
+
+class DataContext:
+    """What a ``data`` rule may use: ``k``, ``B``, ``lift`` and ``mixing``."""
+
+    __slots__ = ("k", "B", "index", "where", "op")
+
+    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str):
+        self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
+
+    def mixing(self, what: str) -> MixingError:
+        return MixingError(
+            f"{self.where}: '{self.op}' {what}, which mixes samples (the first {self.k} "
+            f"dim(s), {self.B}, are data dims). Write the function per sample and use "
+            f"xpdiff.vmap, or use batch_ndim=0 for the full Jacobian"
+        )
+
+    def axes(self, ndim: int, axis: Any) -> Any:
+        """Translate an axis (int, tuple or None) of an apparent ``ndim``-d data array."""
+        if axis is None:
+            raise self.mixing("reduces over all dims (axis=None)")
+        single = isinstance(axis, int)
+        out = []
+        for a in (axis,) if single else axis:
+            a = a + ndim if a < 0 else a
+            if a < self.k:
+                raise self.mixing(f"acts along axis {a}")
+            out.append(a - self.k)
+        return out[0] if single else tuple(out)
+
+    def lift(self, x: Any, lead: int | None = None) -> Any:
+        """Per-sample value of a shared array whose first ``lead`` dims align with the
+        last ``lead`` data dims (size 1 or the data size); default ``lead = k``."""
+        from . import _namespace as ns
+
+        k = self.k if lead is None else lead
+        shape = tuple(x.shape)
+        head, rest = shape[:k], shape[k:]
+        want = self.B[self.k - k:]
+        for h, b in zip(head, want):
+            if h not in (1, b):
+                raise ValueError(
+                    f"{self.where}: '{self.op}' combines a shared array of shape {shape} with "
+                    f"data of shape {self.B}+...: its leading dims {head} do not broadcast "
+                    f"against the data dims {want}"
+                )
+        if all(h == 1 for h in head):
+            return ns.reshape(x, rest)
+        full = ns.broadcast_to(x, self.B + rest)
+        flat = ns.reshape(full, (math.prod(self.B),) + rest)
+        return ns._select(flat, self.index)
+
+
+class DataTrace(Trace):
+    __slots__ = ()
+
+    def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
+        d = self.main.data
+        ops, has = [], []
+        for a in args:
+            if isinstance(a, DataTracer) and a._main is self.main:
+                ops.append(a._a)
+                has.append(True)
+            else:
+                ops.append(a)
+                has.append(False)
+        if prim.data is None:
+            raise MixingError(
+                f"{d['where']}: '{prim.name}' has no rule for batch_ndim (data dims); "
+                f"use xpdiff.vmap over a per-sample function instead"
+            )
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], prim.name)
+        ops, params = prim.data(ctx, ops, has, **params)
+        out = prim.bind(*ops, **params)
+        if prim.multiple_results:
+            return tuple(DataTracer(self.main, o, True) for o in out)
+        return DataTracer(self.main, out, True)
+
+    def lift(self, x: Any) -> DataTracer:
+        d = self.main.data
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem")
+        return DataTracer(self.main, ctx.lift(x), True)
+
+    def process_custom(self, call: Any, args: tuple) -> Any:
+        return call.process_passthrough(self, args)

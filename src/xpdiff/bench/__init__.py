@@ -1,0 +1,406 @@
+"""Benchmark suite: xpdiff against JAX, torch.func and HIPS autograd.
+
+Run it from the repository root with the OpenBLAS tuning variables unset, so
+that NumPy's OpenBLAS runs the kernel it detects for this CPU::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m xpdiff.bench --size all
+
+(or ``xpdiff bench ...`` once the CLI entry is wired).  The report header
+states whether either variable was set.  Options:
+
+``--size small|large|all``
+    problem sizes (default all).
+``--peers jax,jax-jit,torch,autograd``
+    which peers to compare against (default all; missing ones are skipped).
+``--out DIR``
+    where ``cpu.md``, ``cpu.png`` and ``cpu.json`` go (``gpu.*`` with
+    ``--backend cupy``); default ``docs/benchmarks``.
+``--quick``
+    fewer repeats and shorter measurements (a smoke run).
+``--backend numpy|cupy``
+    ``cupy`` feeds xpdiff CuPy arrays and runs JAX / torch on their GPU.
+``--workloads NAME,...``
+    a subset of the workloads (see :data:`WORKLOAD_NAMES`).
+
+Peers are imported lazily: neither importing this package nor running it
+requires JAX, torch, autograd, matplotlib or tqdm.  The xpdiff column is
+skipped (and reported as such) while the xpdiff core is not importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .peers import (
+    PEER_ORDER,
+    SELECTABLE_PEERS,
+    PeerUnavailable,
+    Runtime,
+    expand_peers,
+    to_numpy,
+)
+from .report import (
+    OPENBLAS_VARS,
+    format_time,
+    load_average,
+    machine_info,
+    markdown,
+    plot,
+)
+from .timing import QUICK, TimingConfig, agreement, measure, write_floor
+from .workloads import SIZES, WORKLOAD_NAMES, Workload, workloads
+
+__all__ = ["WORKLOAD_NAMES", "main", "run", "run_workload"]
+
+#: Agreement ties are broken in favour of the established libraries.
+_PREFERENCE = ("jax", "torch", "autograd", "jax-jit", "torch-backward", "xpdiff")
+_FASTEST_EXCLUDES = ("xpdiff", "numpy-fwd")
+_SEED = 20240601
+
+
+class _Progress:
+    """tqdm when installed, plain prints otherwise (or nothing)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar = None
+        self._done = 0
+        self._total = total
+        self._enabled = enabled
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self._bar = tqdm(total=total, desc="xpdiff bench", unit="case", dynamic_ncols=True)
+
+    def start(self, label: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(label)
+
+    def done(self, label: str, result: str) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        elif self._enabled:
+            print(f"[{self._done}/{self._total}] {label}: {result}", flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def run_workload(
+    workload: Workload,
+    runtime: Runtime,
+    peers: Sequence[str],
+    config: TimingConfig,
+    progress: _Progress | None = None,
+) -> dict[str, Any]:
+    """Time one workload for every peer and return its result row."""
+    inputs = workload.make_inputs(np.random.default_rng(_SEED))
+    row: dict[str, Any] = {
+        "workload": workload.name,
+        "size": workload.size,
+        "dtype": workload.dtype,
+        "shapes": workload.shapes,
+        "description": workload.description,
+        "primitives": workload.primitives,
+        "times": {},
+        "samples": {},
+        "errors": {},
+        "skipped": [],
+        "unavailable": {},
+        "notes": {},
+        "agree": {},
+        "result_shapes": {},
+    }
+    results: dict[str, list[np.ndarray]] = {}
+    for peer in peers:
+        label = f"{workload.key} {peer}"
+        if progress is not None:
+            progress.start(label)
+        builder = workload.builders.get(peer)
+        reason = runtime.availability(peer)
+        if reason is not None:
+            row["unavailable"][peer] = reason
+            outcome = "unavailable"
+        elif builder is None:
+            if peer in ("xpdiff", *SELECTABLE_PEERS):
+                row["skipped"].append(peer)
+            outcome = "n/a"
+        else:
+            gc.collect()
+            try:
+                call = builder(runtime, peer, inputs)
+                median, samples, out = measure(call, lambda o, p=peer: runtime.sync(p, o), config)
+                arrays = to_numpy(out)
+            except PeerUnavailable as exc:
+                row["unavailable"][peer] = str(exc)
+                outcome = "unavailable"
+            except Exception as exc:  # noqa: BLE001 - a failing peer must not stop the suite
+                row["errors"][peer] = f"{type(exc).__name__}: {exc}"[:300]
+                outcome = "error"
+            else:
+                row["times"][peer] = median
+                row["samples"][peer] = samples
+                row["result_shapes"][peer] = [list(a.shape) for a in arrays]
+                if peer != "numpy-fwd":
+                    results[peer] = arrays
+                if peer in workload.notes:
+                    row["notes"][peer] = workload.notes[peer]
+                outcome = format_time(median)
+        if progress is not None:
+            progress.done(label, outcome)
+
+    row["agree"] = agreement(results, _PREFERENCE)
+    reference = next((results[p] for p, ok in row["agree"].items() if ok is not False), None)
+    if reference is None and results:
+        reference = next(iter(results.values()))
+    row["floor_s"] = None
+    if reference is not None:
+        xp = np
+        if runtime.backend == "cupy":
+            try:
+                xp = runtime.get("numpy-fwd")
+            except PeerUnavailable:
+                xp = np
+        row["floor_s"] = write_floor(reference, config, xp)
+    if progress is not None:
+        progress.done(f"{workload.key} floor", format_time(row["floor_s"]))
+
+    t_xd = row["times"].get("xpdiff")
+    candidates = {
+        p: t
+        for p, t in row["times"].items()
+        if p not in _FASTEST_EXCLUDES and row["agree"].get(p) is not False
+    }
+    fastest = min(candidates, key=candidates.__getitem__) if candidates else None
+    row["fastest_peer"] = fastest
+    row["ratio_fastest"] = t_xd / candidates[fastest] if t_xd and fastest else None
+    t_jit = row["times"].get("jax-jit")
+    row["ratio_jax_jit"] = t_xd / t_jit if t_xd and t_jit else None
+    row["ratio_floor"] = t_xd / row["floor_s"] if t_xd and row["floor_s"] else None
+    return row
+
+
+def _env_warning() -> str | None:
+    set_vars = [f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ]
+    if not set_vars:
+        return None
+    return (
+        "warning: " + ", ".join(set_vars) + " is set; rerun with "
+        "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` for representative BLAS timings"
+    )
+
+
+def run(
+    sizes: Sequence[str] = ("small", "large"),
+    peers: Sequence[str] | None = None,
+    repeat: int = 7,
+    out_dir: str | os.PathLike[str] | None = "docs/benchmarks",
+    progress: bool = True,
+    *,
+    backend: str = "numpy",
+    quick: bool = False,
+    workload_names: Sequence[str] | None = None,
+    command: str | None = None,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run the benchmark suite and return one result row per workload and size.
+
+    Parameters
+    ----------
+    sizes:
+        any of ``"small"``, ``"large"``.
+    peers:
+        subset of ``("jax", "jax-jit", "torch", "autograd")``; ``None`` for all.
+        xpdiff always runs when importable; ``torch`` adds plain
+        ``.backward()`` and NumPy forward-only timings on the overhead workload.
+    repeat:
+        timed measurements per peer and workload (the median is reported).
+    out_dir:
+        directory for ``cpu.md`` / ``cpu.png`` / ``cpu.json`` (``gpu.*`` for the
+        cupy backend); ``None`` writes nothing.
+    progress:
+        show a progress bar (tqdm) or progress lines.
+    backend:
+        ``"numpy"`` or ``"cupy"``.
+    quick:
+        shorter measurements (``repeat`` is capped at 3).
+    workload_names:
+        only these workloads (default: all of :data:`WORKLOAD_NAMES`).
+    command:
+        the command line recorded in the report header.
+    threads:
+        limit CPU threads of every peer (NumPy's BLAS and OpenMP pools via
+        threadpoolctl, ``torch.set_num_threads``, single-threaded XLA when 1);
+        ``None`` keeps the libraries' defaults.
+
+    Returns
+    -------
+    list of dict
+        keys include ``workload, size, dtype, times`` (peer -> median seconds),
+        ``floor_s, agree, errors, ratio_fastest, ratio_jax_jit, ratio_floor``.
+    """
+    config = QUICK if quick else TimingConfig()
+    config = TimingConfig(
+        repeat=max(1, min(repeat, config.repeat) if quick else repeat),
+        warmup=config.warmup,
+        min_time=config.min_time,
+        budget=config.budget,
+    )
+    runtime = Runtime(backend=backend, threads=threads)
+    peer_list = expand_peers(peers)
+    cases = workloads(tuple(sizes), workload_names)
+
+    load = load_average()
+    warning = _env_warning()
+    if warning and progress:
+        print(warning, file=sys.stderr)
+    if load is not None and load[0] > 0.5 and progress:
+        print(
+            f"warning: load average {load[0]} before the run: timings will be noisy",
+            file=sys.stderr,
+        )
+
+    with _thread_limits(threads):
+        bar = _Progress(sum(len(peer_list) + 1 for _ in cases), progress)
+        try:
+            rows = [run_workload(c, runtime, peer_list, config, bar) for c in cases]
+        finally:
+            bar.close()
+        if out_dir is not None:  # inside the limits: the report lists them
+            command = command or _call_text(sizes, peers, backend)
+            write_outputs(rows, runtime, Path(out_dir), command, load)
+    return rows
+
+
+def _thread_limits(threads: int | None) -> contextlib.AbstractContextManager[Any]:
+    """threadpoolctl limits for the BLAS / OpenMP pools loaded so far."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads)
+
+
+def _call_text(sizes: Sequence[str], peers: Sequence[str] | None, backend: str) -> str:
+    args = f"sizes={tuple(sizes)!r}, peers={peers!r}, backend={backend!r}"
+    return f"xpdiff.bench.run({args})"
+
+
+def write_outputs(
+    rows: Sequence[dict[str, Any]],
+    runtime: Runtime,
+    out_dir: Path,
+    command: str,
+    load: tuple[float, float, float] | None = None,
+) -> dict[str, Path]:
+    """Write the markdown report, the plot and raw JSON; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = "cpu" if runtime.backend == "numpy" else "gpu"
+    info = machine_info(runtime.versions(), runtime.backend, load)
+    info["threads"] = runtime.threads
+    paths = {"markdown": out_dir / f"{prefix}.md", "json": out_dir / f"{prefix}.json"}
+    paths["markdown"].write_text(markdown(rows, info, command) + "\n", encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps({"machine": info, "rows": list(rows)}, indent=1, default=str) + "\n",
+        encoding="utf-8",
+    )
+    png = out_dir / f"{prefix}.png"
+    title = f"xpdiff benchmarks ({'CPU' if runtime.backend == 'numpy' else 'GPU'})"
+    if plot(rows, png, title):
+        paths["plot"] = png
+    return paths
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xpdiff bench",
+        description="Benchmark xpdiff against JAX, torch.func and HIPS autograd. "
+        "Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` so that OpenBLAS "
+        "picks its own kernel.",
+    )
+    parser.add_argument("--size", choices=(*SIZES, "all"), default="all")
+    parser.add_argument(
+        "--peers",
+        default=",".join(SELECTABLE_PEERS),
+        help=f"comma-separated subset of {','.join(SELECTABLE_PEERS)} (default: all)",
+    )
+    parser.add_argument("--out", default="docs/benchmarks", help="output directory")
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--repeat", type=int, default=7, help="timed repeats (median)")
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help=f"comma-separated subset of {','.join(WORKLOAD_NAMES)}",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="limit every peer to this many CPU threads (default: library defaults)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry (``xpdiff bench`` / ``python -m xpdiff.bench``)."""
+    args = _parser().parse_args(argv)
+    sizes = SIZES if args.size == "all" else (args.size,)
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    names = None
+    if args.workloads:
+        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    command = f"python -m xpdiff.bench {argv_text}".strip()
+    rows = run(
+        sizes=sizes,
+        peers=peers,
+        repeat=args.repeat,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        backend=args.backend,
+        quick=args.quick,
+        workload_names=names,
+        command=command,
+        threads=args.threads,
+    )
+    _print_summary(rows)
+    if args.out:
+        prefix = "cpu" if args.backend == "numpy" else "gpu"
+        print(f"wrote {Path(args.out) / (prefix + '.md')}")
+    return 0
+
+
+def _print_summary(rows: Sequence[dict[str, Any]]) -> None:
+    peers = [p for p in PEER_ORDER if any(p in r["times"] for r in rows)]
+    header = f"{'workload':<18}{'size':<7}" + "".join(f"{p:>16}" for p in peers) + f"{'floor':>12}"
+    print(header)
+    for r in rows:
+        cells = ""
+        for p in peers:
+            text = format_time(r["times"].get(p))
+            if r["agree"].get(p) is False:
+                text += " !"
+            elif p in r["errors"]:
+                text = "error"
+            cells += f"{text:>16}"
+        print(f"{r['workload']:<18}{r['size']:<7}{cells}{format_time(r['floor_s']):>12}")
+    warning = _env_warning()
+    if warning:
+        print(warning)

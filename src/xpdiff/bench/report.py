@@ -1,0 +1,278 @@
+"""Machine description, markdown report and bar plot for benchmark results."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .peers import PEER_ORDER
+
+#: Environment variables that change which OpenBLAS kernel runs.  Benchmarks
+#: must run with them unset so the auto-detected kernel is measured.
+OPENBLAS_VARS: tuple[str, ...] = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+_METHOD = (
+    "Each cell is the median wall time of one call (`time.perf_counter`) after "
+    "warm-up calls (which include JIT compilation for `jax-jit`); calls faster than "
+    "a few milliseconds are looped and averaged per measurement. JAX results are "
+    "waited for with `block_until_ready()`. Input conversion and building the "
+    "transformed functions are not timed. All peers get the same NumPy inputs "
+    "(small sizes float64, large sizes float32), and all results are converted to "
+    "NumPy and compared against each other: `≠` marks a result that disagrees "
+    "with the consensus (float64: rtol 1e-7, float32: rtol 2e-3, atol relative to "
+    "the result's magnitude). *floor* is the memory-write floor: allocating and "
+    "writing once arrays of the result's size and dtype. `n/a`: the peer has no "
+    "implementation of that workload; `error`: it raised (see Errors)."
+)
+
+
+def cpu_name() -> str:
+    """The CPU model name, as well as the platform lets us find it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1/5/15-minute load averages (``None`` where the OS has none)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """threadpoolctl's ``threadpool_info()`` (empty when threadpoolctl is missing)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [dict(entry) for entry in threadpool_info()]
+
+
+def machine_info(
+    versions: dict[str, str],
+    backend: str,
+    load: tuple[float, float, float] | None = None,
+) -> dict[str, Any]:
+    """Everything the report header states about the run's environment.
+
+    ``load`` is the load average sampled before the run started.
+    """
+    return {
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "backend": backend,
+        "versions": versions,
+        "blas": blas_info(),
+        "env": {var: os.environ.get(var) for var in OPENBLAS_VARS},
+        "load": load,
+    }
+
+
+def format_time(seconds: float | None) -> str:
+    """Seconds as a short human string (µs / ms / s)."""
+    if seconds is None or not np.isfinite(seconds):
+        return "—"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _cell(row: dict[str, Any], peer: str) -> str:
+    if peer in row["errors"]:
+        return "error"
+    if peer in row["skipped"]:
+        return "n/a"
+    text = format_time(row["times"].get(peer))
+    agree = row["agree"].get(peer)
+    if agree is False:
+        text += " ≠"
+    return text
+
+
+def peers_in(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Peers that appear (timed, errored) in any row, in standard order."""
+    seen = {p for r in rows for p in (*r["times"], *r["errors"])}
+    return [p for p in PEER_ORDER if p in seen]
+
+
+def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str) -> str:
+    """The full markdown report."""
+    lines: list[str] = []
+    title = "CPU" if info["backend"] == "numpy" else f"GPU ({info['backend']})"
+    lines += [f"# xpdiff benchmarks — {title}", ""]
+    lines += [f"Generated {info['date']} with `{command}`.", ""]
+
+    lines += ["## Machine", ""]
+    lines += [f"- CPU: {info['cpu']} ({info['cores']} logical cores)"]
+    lines += [f"- Platform: {info['platform']}"]
+    threads = info.get("threads")
+    if threads is None:
+        lines += ["- Threads: each library's default"]
+    else:
+        lines += [
+            f"- Threads: limited to {threads} (threadpoolctl for BLAS/OpenMP, "
+            "`torch.set_num_threads`" + (", single-threaded XLA)" if threads == 1 else "; XLA unrestricted)")
+        ]
+    if info.get("load") is not None:
+        busy = info["load"][0] > 0.5
+        note = " (**other work was running: timings are noisy**)" if busy else ""
+        lines += [f"- Load average before the run (1/5/15 min): {info['load']}{note}"]
+    for var, value in info["env"].items():
+        state = "unset" if value is None else f"**set to `{value}`** (results not representative)"
+        lines += [f"- `{var}`: {state}"]
+    lines += [
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+        "",
+    ]
+    if info["blas"]:
+        lines += ["Thread pools and BLAS kernels loaded (threadpoolctl):", ""]
+        cols = ("library", "user_api", "internal_api", "version")
+        cols += ("architecture / coretype", "threading", "num_threads")
+        lines += ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+        for e in info["blas"]:
+            cells = [
+                f"{e.get('prefix', '')} (`{Path(str(e.get('filepath', ''))).name}`)",
+                str(e.get("user_api") or ""),
+                str(e.get("internal_api") or ""),
+                str(e.get("version") or ""),
+                str(e.get("architecture") or ""),
+                str(e.get("threading_layer") or ""),
+                str(e.get("num_threads") or ""),
+            ]
+            lines += ["| " + " | ".join(cells) + " |"]
+        lines += [""]
+
+    lines += ["## Method", "", _METHOD, ""]
+
+    peers = [p for p in peers_in(rows) if p not in ("torch-backward", "numpy-fwd")]
+    main_rows = [r for r in rows if r["primitives"] is None]
+    if main_rows:
+        lines += ["## Results", ""]
+        head = ["workload", "size", "dtype", *peers, "floor"]
+        head += ["xpdiff / fastest peer", "xpdiff / jax-jit", "xpdiff / floor"]
+        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for r in main_rows:
+            cells = [r["workload"], r["size"], r["dtype"]]
+            cells += [_cell(r, p) for p in peers]
+            cells += [format_time(r["floor_s"])]
+            fastest = _ratio(r["ratio_fastest"])
+            if r["fastest_peer"]:
+                fastest += f" ({r['fastest_peer']})"
+            cells += [fastest, _ratio(r["ratio_jax_jit"]), _ratio(r["ratio_floor"])]
+            lines += ["| " + " | ".join(cells) + " |"]
+        lines += [""]
+        lines += ["Workloads:", ""]
+        seen: set[str] = set()
+        for r in main_rows:
+            if r["workload"] in seen:
+                continue
+            seen.add(r["workload"])
+            sizes = "; ".join(
+                f"{q['size']}: {q['shapes']}" for q in main_rows if q["workload"] == r["workload"]
+            )
+            lines += [f"- **{r['workload']}** — {r['description']} ({sizes})"]
+        lines += [""]
+
+    over_rows = [r for r in rows if r["primitives"] is not None]
+    if over_rows:
+        lines += ["## Per-primitive overhead", ""]
+        all_peers = peers_in(over_rows)
+        head = ["workload", *all_peers]
+        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for r in over_rows:
+            cells = [f"{r['workload']} ({r['primitives']} primitives, {r['shapes']})"]
+            for p in all_peers:
+                t = r["times"].get(p)
+                if t is None:
+                    cells.append(_cell(r, p))
+                else:
+                    mark = " ≠" if r["agree"].get(p) is False else ""
+                    cells.append(f"{t / r['primitives'] * 1e6:.2f} µs/prim{mark}")
+            lines += ["| " + " | ".join(cells) + " |"]
+        lines += [""]
+        lines += [f"- **{r['workload']}** — {r['description']}" for r in over_rows[:1]]
+        lines += [""]
+
+    notes: list[str] = []
+    for r in rows:
+        for peer, note in r["notes"].items():
+            entry = f"- {peer} on {r['workload']}: {note}"
+            if entry not in notes:
+                notes.append(entry)
+    errors = [f"- {r['workload']}/{r['size']} {p}: `{msg}`" for r in rows for p, msg in r["errors"].items()]
+    unavailable = sorted({f"- {p}: {msg}" for r in rows for p, msg in r["unavailable"].items()})
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
+    if errors:
+        lines += ["## Errors", "", *errors, ""]
+    if unavailable:
+        lines += ["## Peers not run", "", *unavailable, ""]
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
+    """Log-scale grouped bar chart of median times; ``False`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+
+    sizes = [s for s in ("small", "large") if any(r["size"] == s for r in rows)]
+    if not sizes:
+        return False
+    peers = peers_in(rows)
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(13, 4.2 * len(sizes)), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, size in zip(axes[:, 0], sizes, strict=True):
+        sub = [r for r in rows if r["size"] == size]
+        width = 0.8 / max(1, len(peers))
+        xs = np.arange(len(sub))
+        for j, peer in enumerate(peers):
+            vals = [r["times"].get(peer) or np.nan for r in sub]
+            ax.bar(
+                xs + (j - (len(peers) - 1) / 2) * width,
+                vals,
+                width,
+                label=peer,
+                color=cmap(j),
+            )
+        floors = [r["floor_s"] or np.nan for r in sub]
+        ax.scatter(xs, floors, marker="_", s=600, color="black", label="write floor", zorder=3)
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([r["workload"] for r in sub], rotation=20, ha="right")
+        ax.set_ylabel("median time per call [s]")
+        ax.set_title(f"{title} — {size}")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0, 0].legend(ncol=min(len(peers) + 1, 8), fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

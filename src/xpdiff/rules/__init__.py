@@ -1,0 +1,12 @@
+"""Primitive registrations, one module per chapter of the standard.
+
+Each module registers its primitives (implementation + JVP, VJP, batching and
+data-view rules side by side) and defines the namespace functions that bind
+them.  ``EXPORTS`` collects the public namespace functions of every chapter.
+"""
+
+from . import _families  # noqa: F401  (defines EXPORTS)
+from . import creation, elementwise, indexing, linalg, manipulation, reductions  # noqa: F401
+from ._families import EXPORTS
+
+__all__ = ["EXPORTS"]

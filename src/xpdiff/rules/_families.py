@@ -1,0 +1,235 @@
+"""Family constructors shared by the rule modules.
+
+Elementwise families state only their partial derivatives; JVP, VJP (with
+broadcasting undone in :func:`unbroadcast`), batching and data-view rules are
+derived here.  Axis-taking families share one batching rule and one data rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from .._array import Tracer
+from .._backend import namespace_of
+from .._core import Zero, instantiate, primitive
+
+EXPORTS: dict[str, Callable] = {}
+
+
+def export(fn: Callable) -> Callable:
+    """Register ``fn`` as a function of xpdiff's namespace."""
+    EXPORTS[fn.__name__.rstrip("_")] = fn
+    return fn
+
+
+# --- small helpers -----------------------------------------------------------------------
+
+def backend_of(x: Any) -> Any:
+    return x._backend() if isinstance(x, Tracer) else namespace_of(x)
+
+
+def is_arraylike(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def as_operand(s: Any, like: Any) -> Any:
+    """A Python scalar as a 0-d array matching ``like`` (dtype and device)."""
+    if is_arraylike(s):
+        return s
+    bk = backend_of(like)
+    dt = like.dtype
+    if isinstance(s, bool):
+        dt = dt if bk.isdtype(dt, "bool") else dt
+    elif isinstance(s, int):
+        dt = dt if not bk.isdtype(dt, "bool") else None
+    elif isinstance(s, float):
+        dt = dt if bk.isdtype(dt, ("real floating", "complex floating")) else None
+    elif isinstance(s, complex):
+        dt = dt if bk.isdtype(dt, "complex floating") else None
+    else:
+        raise TypeError(f"expected an array or a Python scalar, got {type(s).__name__}")
+    return bk.asarray(s, dtype=dt, device=like.device)
+
+
+def operands(*args: Any) -> tuple:
+    """Convert the Python scalars among ``args`` to arrays like the first array."""
+    like = next((a for a in args if is_arraylike(a)), None)
+    if like is None:
+        raise TypeError("at least one argument must be an array")
+    return tuple(as_operand(a, like) for a in args)
+
+
+def norm_axis(axis: int, ndim: int, name: str = "axis") -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"{name}={axis} is out of bounds for an array with {ndim} dims")
+    return axis % ndim if ndim else 0
+
+
+def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(norm_axis(a, ndim) for a in axis)
+
+
+def unbroadcast(xp: Any, g: Any, shape: tuple) -> Any:
+    """Sum ``g`` down to ``shape`` (undo broadcasting): the one place it is done."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = xp.sum(g, axis=axes)
+    return xp.reshape(g, shape)
+
+
+def move_batch_to(v: Any, b: bool, size: int, xp: Any) -> Any:
+    """Materialise an unbatched value as batched (batch axis first)."""
+    return v if b else xp.broadcast_to(v, (size,) + tuple(v.shape))
+
+
+def pad_batched(xp: Any, v: Any, rank: int) -> Any:
+    """Insert unit dims after the batch axis so the per-example rank is ``rank``."""
+    r = v.ndim - 1
+    if r >= rank:
+        return v
+    return xp.reshape(v, (v.shape[0],) + (1,) * (rank - r) + tuple(v.shape[1:]))
+
+
+# --- broadcasting (elementwise) families ------------------------------------------------------
+
+def batch_broadcast(prim):
+    """Batching rule of a broadcasting op: align per-example ranks, batch axis first."""
+
+    def rule(xp, vals, batched, size, **params):
+        ranks = [v.ndim - b for v, b in zip(vals, batched) if is_arraylike(v)]
+        r = max(ranks)
+        new = [pad_batched(xp, v, r) if b else v for v, b in zip(vals, batched)]
+        return prim.bind(*new, **params), True
+
+    return rule
+
+
+def data_broadcast(ctx, ops, has, **params):
+    """Data rule of a broadcasting op: data operands share the full rank; shared
+    operands whose leading dims line up with the data dims are lifted."""
+    k = ctx.k
+    ranks = [(o.ndim + k if h else o.ndim) for o, h in zip(ops, has) if is_arraylike(o)]
+    R = max(ranks)
+    new = []
+    for o, h in zip(ops, has):
+        if not is_arraylike(o):
+            new.append(o)
+        elif h:
+            if o.ndim + k != R:
+                raise ctx.mixing(
+                    f"broadcasts an operand of shape {ctx.B + tuple(o.shape)} against one of rank {R}, "
+                    f"so its data dims would line up with non-data dims")
+            new.append(o)
+        elif o.ndim > R - k:
+            new.append(ctx.lift(o, o.ndim - (R - k)))
+        else:
+            new.append(o)
+    return new, params
+
+
+def _scaled(t: Any, d: Any) -> Any:
+    """``t * d``, skipping the multiplication for the constants 1 and -1."""
+    if isinstance(d, (int, float)):
+        if d == 1:
+            return t
+        if d == -1:
+            return -t
+    return t * d
+
+
+def elementwise(name: str, partials: tuple | None, impl: Callable | None = None):
+    """An elementwise primitive from its partial derivatives.
+
+    ``partials`` holds one entry per operand: ``None`` (no derivative flows to it)
+    or ``d(xp, primals, out)`` returning the derivative (an array or a Python
+    number).  Only the partials that are needed are computed.  ``partials=None``
+    makes the primitive non-differentiable (comparisons, ``floor``, ...).
+    """
+    if impl is None:
+        def impl(bk, *args, _n=name):
+            return getattr(bk, _n)(*args)
+
+    p = primitive(name, impl, differentiable=partials is not None)
+
+    def jvp(xp, primals, tangents):
+        out = p.bind(*primals)
+        acc = None
+        for t, d in zip(tangents, partials):
+            if t is None or d is None or isinstance(t, Zero):
+                continue
+            term = _scaled(t, d(xp, primals, out))
+            acc = term if acc is None else acc + term
+        if acc is None:
+            return out, Zero(out)
+        if tuple(acc.shape) != tuple(out.shape):
+            acc = xp.broadcast_to(acc, out.shape)
+        return out, acc
+
+    def vjp(xp, g, out, primals, needs):
+        res = []
+        for x, d, need in zip(primals, partials, needs):
+            if not need or d is None:
+                res.append(None)
+            else:
+                res.append(unbroadcast(xp, _scaled(g, d(xp, primals, out)), x.shape))
+        return res
+
+    if p.differentiable:
+        p.jvp, p.vjp = jvp, vjp
+    p.batch = batch_broadcast(p)
+    p.data = data_broadcast
+    return p
+
+
+# --- axis families -------------------------------------------------------------------------
+
+def batch_axis_param(prim, key: str = "axis", none_means_all: bool = True):
+    """Batching rule for ops with an axis parameter (int, tuple or None)."""
+
+    def rule(xp, vals, batched, size, **params):
+        x = vals[0]
+        r = x.ndim - 1
+        ax = params.get(key)
+        if ax is None:
+            ax = tuple(range(1, r + 1)) if none_means_all else None
+        elif isinstance(ax, int):
+            ax = norm_axis(ax, r) + 1
+        else:
+            ax = tuple(norm_axis(a, r) + 1 for a in ax)
+        params = dict(params, **{key: ax})
+        new = [vals[0]] + [move_batch_to(v, b, size, xp) if is_arraylike(v) else v
+                           for v, b in zip(vals[1:], batched[1:])]
+        return prim.bind(*new, **params), True
+
+    return rule
+
+
+def data_axis_param(key: str = "axis"):
+    def rule(ctx, ops, has, **params):
+        if not has[0]:
+            raise ctx.mixing("uses a data operand in a non-data position")
+        params = dict(params, **{key: ctx.axes(ops[0].ndim + ctx.k, params.get(key))})
+        return ops, params
+
+    return rule
+
+
+def is_float(x: Any) -> bool:
+    return backend_of(x).isdtype(x.dtype, ("real floating", "complex floating"))
+
+
+def size_of(shape: tuple) -> int:
+    return math.prod(shape)
+
+
+__all__ = ["EXPORTS", "export", "instantiate", "Zero"]

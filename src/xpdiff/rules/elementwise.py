@@ -1,0 +1,152 @@
+"""Elementwise functions: each states only its partial derivatives."""
+
+from __future__ import annotations
+
+import math
+
+from ._families import elementwise, export, operands
+
+# name -> derivative (xp, x, y) -> dy/dx, for unary functions
+_UNARY = {
+    "negative": lambda xp, x, y: -1,
+    "positive": lambda xp, x, y: 1,
+    "abs": lambda xp, x, y: xp.sign(x),
+    "square": lambda xp, x, y: 2 * x,
+    "sqrt": lambda xp, x, y: 0.5 / y,
+    "exp": lambda xp, x, y: y,
+    "expm1": lambda xp, x, y: y + 1,
+    "log": lambda xp, x, y: 1 / x,
+    "log1p": lambda xp, x, y: 1 / (x + 1),
+    "log2": lambda xp, x, y: 1 / (x * math.log(2.0)),
+    "log10": lambda xp, x, y: 1 / (x * math.log(10.0)),
+    "sin": lambda xp, x, y: xp.cos(x),
+    "cos": lambda xp, x, y: -xp.sin(x),
+    "tan": lambda xp, x, y: 1 + y * y,
+    "asin": lambda xp, x, y: 1 / xp.sqrt(1 - x * x),
+    "acos": lambda xp, x, y: -1 / xp.sqrt(1 - x * x),
+    "atan": lambda xp, x, y: 1 / (1 + x * x),
+    "sinh": lambda xp, x, y: xp.cosh(x),
+    "cosh": lambda xp, x, y: xp.sinh(x),
+    "tanh": lambda xp, x, y: 1 - y * y,
+    "asinh": lambda xp, x, y: 1 / xp.sqrt(x * x + 1),
+    "acosh": lambda xp, x, y: 1 / xp.sqrt(x * x - 1),
+    "atanh": lambda xp, x, y: 1 / (1 - x * x),
+    "reciprocal": lambda xp, x, y: -(y * y),
+    "conj": lambda xp, x, y: 1,
+    "real": lambda xp, x, y: 1,
+}
+
+# unary functions whose derivative is zero or undefined: no derivative flows
+_UNARY_NODIFF = ["sign", "floor", "ceil", "trunc", "round", "isfinite", "isinf", "isnan",
+                 "signbit", "logical_not", "bitwise_invert", "imag"]
+
+_BINARY = {
+    "add": (lambda xp, p, y: 1, lambda xp, p, y: 1),
+    "subtract": (lambda xp, p, y: 1, lambda xp, p, y: -1),
+    "multiply": (lambda xp, p, y: p[1], lambda xp, p, y: p[0]),
+    "divide": (lambda xp, p, y: 1 / p[1], lambda xp, p, y: -y / p[1]),
+    "pow": (lambda xp, p, y: _dpow_base(xp, p[0], p[1], y),
+            lambda xp, p, y: _dpow_exp(xp, p[0], p[1], y)),
+    "maximum": (lambda xp, p, y: _dmax(xp, p[0], p[1], xp.greater),
+                lambda xp, p, y: _dmax(xp, p[1], p[0], xp.greater)),
+    "minimum": (lambda xp, p, y: _dmax(xp, p[0], p[1], xp.less),
+                lambda xp, p, y: _dmax(xp, p[1], p[0], xp.less)),
+    "atan2": (lambda xp, p, y: p[1] / (p[0] * p[0] + p[1] * p[1]),
+              lambda xp, p, y: -p[0] / (p[0] * p[0] + p[1] * p[1])),
+    "hypot": (lambda xp, p, y: p[0] / y, lambda xp, p, y: p[1] / y),
+    "logaddexp": (lambda xp, p, y: xp.exp(p[0] - y), lambda xp, p, y: xp.exp(p[1] - y)),
+    "copysign": (lambda xp, p, y: 1 - 2 * xp.astype(xp.signbit(p[0]) != xp.signbit(p[1]), y.dtype),
+                 None),
+    "remainder": (lambda xp, p, y: 1, lambda xp, p, y: -xp.floor_divide(p[0], p[1])),
+}
+
+_BINARY_NODIFF = ["floor_divide", "equal", "not_equal", "less", "less_equal", "greater",
+                  "greater_equal", "logical_and", "logical_or", "logical_xor", "bitwise_and",
+                  "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
+                  "nextafter"]
+
+
+def _dpow_base(xp, a, b, y):
+    # b * a**(b-1), with the 0**0 case (b == 0) giving 0
+    return b * xp.where(b == 0, 0.0, a ** (b - 1))
+
+
+def _dpow_exp(xp, a, b, y):
+    # log(a) * a**b, with 0 where a == 0 (the limit for b > 0)
+    safe = xp.where(a == 0, 1.0, a)
+    return xp.where(a == 0, 0.0, xp.log(safe) * y)
+
+
+def _dmax(xp, a, b, cmp):
+    """d maximum(a, b)/da (or minimum with ``less``): ties split evenly (0.5 each)."""
+    return xp.astype(cmp(a, b), a.dtype) + 0.5 * xp.astype(a == b, a.dtype)
+
+
+PRIMS = {}
+
+
+def _def_unary(name, deriv):
+    prim = elementwise(name, (lambda xp, p, y, _d=deriv: _d(xp, p[0], y),) if deriv else None)
+    PRIMS[name] = prim
+
+    def fn(x, /):
+        return prim.bind(x)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise ``{name}`` (array API standard), differentiable through xpdiff."
+    export(fn)
+
+
+def _def_binary(name, partials):
+    prim = elementwise(name, partials)
+    PRIMS[name] = prim
+
+    def fn(x1, x2, /):
+        return prim.bind(*operands(x1, x2))
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise ``{name}`` (array API standard), differentiable through xpdiff."
+    export(fn)
+
+
+for _n, _d in _UNARY.items():
+    _def_unary(_n, _d)
+for _n in _UNARY_NODIFF:
+    _def_unary(_n, None)
+for _n, _d in _BINARY.items():
+    _def_binary(_n, _d)
+for _n in _BINARY_NODIFF:
+    _def_binary(_n, None)
+
+
+def _where_impl(bk, c, a, b):
+    return bk.where(c, a, b)
+
+
+_where = elementwise(
+    "where",
+    (None, lambda xp, p, y: xp.astype(p[0], y.dtype),
+     lambda xp, p, y: xp.astype(xp.logical_not(p[0]), y.dtype)),
+    impl=_where_impl)
+
+
+@export
+def where(condition, x1, x2, /):
+    """Elementwise select: ``x1`` where ``condition`` else ``x2`` (derivative flows to both).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.grad(lambda x: xd.numpy.sum(xd.numpy.where(x > 0, x, 0.0)))(np.array([-1.0, 2.0]))
+    array([0., 1.])
+    """
+    x1, x2 = operands(x1, x2)
+    return _where.bind(condition, x1, x2)
+
+
+@export
+def clip(x, /, min=None, max=None):
+    """Clamp ``x`` to ``[min, max]``; the derivative is 1 inside, 0 outside (ties split)."""
+    if min is not None:
+        x = PRIMS["maximum"].bind(*operands(x, min))
+    if max is not None:
+        x = PRIMS["minimum"].bind(*operands(x, max))
+    return x
