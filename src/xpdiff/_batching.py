@@ -40,7 +40,10 @@ class BatchTrace(Trace):
                 vals.append(a)
                 batched.append(False)
         if not any(batched):
-            return prim.bind(*vals, **params)
+            out = prim.bind(*vals, **params)
+            if prim.multiple_results:
+                return tuple(self.lift(o) for o in out)
+            return self.lift(out)
         if prim.batch is None:
             raise RuleError(f"Batching rule for '{prim.name}' not implemented (vmap / batch_ndim)")
         from ._namespace import namespace_for_values
@@ -50,8 +53,8 @@ class BatchTrace(Trace):
         if prim.multiple_results:
             if isinstance(out_b, bool):
                 out_b = [out_b] * len(out)
-            return tuple(BatchTracer(self.main, o, b) if b else o for o, b in zip(out, out_b))
-        return BatchTracer(self.main, out, True) if out_b else out
+            return tuple(BatchTracer(self.main, o, bool(b)) for o, b in zip(out, out_b))
+        return BatchTracer(self.main, out, bool(out_b))
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_passthrough(self, args)

@@ -187,7 +187,7 @@ class custom_jvp:
     ...     (x,), (t,) = primals, tangents
     ...     xp = x.__array_namespace__()
     ...     return log1pexp(x), t / (1 + xp.exp(-x))
-    >>> xd.grad(lambda x: log1pexp(x).sum())(np.array([1000.0]))
+    >>> xd.grad(lambda x: xd.numpy.sum(log1pexp(x)))(np.array([50.0]))
     array([1.])
     """
 
@@ -237,8 +237,8 @@ class custom_vjp:
     ...     return x
     >>> clip_grad.defvjp(lambda x: (x, None),
     ...                  lambda res, g: (g.__array_namespace__().clip(g, -1.0, 1.0),))
-    >>> xd.grad(lambda x: (3 * clip_grad(x)).sum())(np.array([2.0]))
-    array([3.])
+    >>> xd.grad(lambda x: xd.numpy.sum(3 * clip_grad(x)))(np.array([2.0]))
+    array([1.])
     """
 
     def __init__(self, fun: Callable):

@@ -38,7 +38,11 @@ class JVPTrace(Trace):
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         primals, tangents = self._split(args)
         if not prim.differentiable or all(t is None or isinstance(t, Zero) for t in tangents):
-            return prim.bind(*primals, **params)
+            # a constant of this trace (so raw arrays never meet tracers in user code)
+            out = prim.bind(*primals, **params)
+            if prim.multiple_results:
+                return tuple(self.lift(o) for o in out)
+            return self.lift(out)
         if prim.jvp is None:
             raise RuleError(
                 f"Differentiation rule for '{prim.name}' not implemented (forward mode / jvp); "
@@ -53,9 +57,7 @@ class JVPTrace(Trace):
         return self._box(out, tout)
 
     def _box(self, out: Any, tout: Any) -> Any:
-        if tout is None or isinstance(tout, Zero):
-            return out
-        return JVPTracer(self.main, out, tout)
+        return JVPTracer(self.main, out, Zero(out) if tout is None else tout)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_jvp(self, args)

@@ -68,7 +68,9 @@ class ReverseTrace(Trace):
         primals, ids = self._split(args)
         out = prim.bind(*primals, **params)
         if not prim.differentiable or all(i is None for i in ids):
-            return out
+            if prim.multiple_results:
+                return tuple(self.lift(o) for o in out)
+            return self.lift(out)
         if prim.vjp is None:
             raise RuleError(
                 f"Differentiation rule for '{prim.name}' not implemented (reverse mode / vjp); "

@@ -21,6 +21,16 @@ states whether either variable was set.  Options:
     ``cupy`` feeds xpdiff CuPy arrays and runs JAX / torch on their GPU.
 ``--workloads NAME,...``
     a subset of the workloads (see :data:`WORKLOAD_NAMES`).
+``--threads N``
+    limit every library to N CPU threads (BLAS/OpenMP via threadpoolctl,
+    ``torch.set_num_threads``, single-threaded XLA for 1).  Use ``1`` on a
+    machine where other work runs: multi-threaded BLAS calls then wait on
+    busy cores and their timings become meaningless.
+``--repeat N`` / ``--no-progress``
+    timed repeats per case (median reported) / no progress output.
+
+The report also records the load average before the run and flags a busy
+machine.
 
 Peers are imported lazily: neither importing this package nor running it
 requires JAX, torch, autograd, matplotlib or tqdm.  The xpdiff column is
@@ -156,8 +166,11 @@ def run_workload(
                 row["result_shapes"][peer] = [list(a.shape) for a in arrays]
                 if peer != "numpy-fwd":
                     results[peer] = arrays
-                if peer in workload.notes:
-                    row["notes"][peer] = workload.notes[peer]
+                note = workload.notes.get(peer)
+                if runtime.backend != "numpy" and peer == "autograd":
+                    note = "; ".join(filter(None, [note, "runs on the CPU (NumPy only)"]))
+                if note:
+                    row["notes"][peer] = note
                 outcome = format_time(median)
         if progress is not None:
             progress.done(label, outcome)

@@ -33,16 +33,28 @@ _METHOD = (
 )
 
 
+_SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
 def cpu_name() -> str:
-    """The CPU model name, as well as the platform lets us find it."""
+    """Return the CPU model, family/model numbers and SIMD extensions when known."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+        return platform.processor() or platform.machine() or "unknown"
+    name = fields.get("model name") or platform.machine() or "unknown"
+    details = []
+    if "cpu family" in fields and "model" in fields:
+        details.append(f"family {fields['cpu family']}, model {fields['model']}")
+    flags = set(fields.get("flags", "").split())
+    simd = [f.upper() for f in _SIMD_FLAGS if f in flags]
+    if simd:
+        details.append(", ".join(simd))
+    return f"{name} ({'; '.join(details)})" if details else name
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -126,7 +138,7 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
     lines += [f"Generated {info['date']} with `{command}`.", ""]
 
     lines += ["## Machine", ""]
-    lines += [f"- CPU: {info['cpu']} ({info['cores']} logical cores)"]
+    lines += [f"- CPU: {info['cpu']}; {info['cores']} logical cores"]
     lines += [f"- Platform: {info['platform']}"]
     threads = info.get("threads")
     if threads is None:
@@ -216,12 +228,13 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
         lines += [f"- **{r['workload']}** — {r['description']}" for r in over_rows[:1]]
         lines += [""]
 
-    notes: list[str] = []
+    grouped: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         for peer, note in r["notes"].items():
-            entry = f"- {peer} on {r['workload']}: {note}"
-            if entry not in notes:
-                notes.append(entry)
+            names = grouped.setdefault((peer, note), [])
+            if r["workload"] not in names:
+                names.append(r["workload"])
+    notes = [f"- {peer} on {', '.join(names)}: {note}" for (peer, note), names in grouped.items()]
     errors = [f"- {r['workload']}/{r['size']} {p}: `{msg}`" for r in rows for p, msg in r["errors"].items()]
     unavailable = sorted({f"- {p}: {msg}" for r in rows for p, msg in r["unavailable"].items()})
     if notes:
@@ -251,17 +264,21 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
     cmap = plt.get_cmap("tab10")
     for ax, size in zip(axes[:, 0], sizes, strict=True):
         sub = [r for r in rows if r["size"] == size]
-        width = 0.8 / max(1, len(peers))
+        local = [p for p in peers if any(p in r["times"] for r in sub)]
+        width = 0.8 / max(1, len(local))
         xs = np.arange(len(sub))
-        for j, peer in enumerate(peers):
+        for j, peer in enumerate(local):
             vals = [r["times"].get(peer) or np.nan for r in sub]
-            ax.bar(
-                xs + (j - (len(peers) - 1) / 2) * width,
+            bars = ax.bar(
+                xs + (j - (len(local) - 1) / 2) * width,
                 vals,
                 width,
                 label=peer,
-                color=cmap(j),
+                color=cmap(peers.index(peer)),
             )
+            for bar, r in zip(bars, sub, strict=True):
+                if r["agree"].get(peer) is False:  # result disagrees with the consensus
+                    bar.set_hatch("xx")
         floors = [r["floor_s"] or np.nan for r in sub]
         ax.scatter(xs, floors, marker="_", s=600, color="black", label="write floor", zorder=3)
         ax.set_yscale("log")
@@ -270,8 +287,15 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
         ax.set_ylabel("median time per call [s]")
         ax.set_title(f"{title} — {size}")
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0, 0].legend(ncol=min(len(peers) + 1, 8), fontsize=8, loc="upper left")
-    fig.tight_layout()
+    legend: dict[str, Any] = {}
+    for ax in axes[:, 0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    labels = sorted(legend, key=lambda p: peers.index(p) if p in peers else -1)
+    handles = [legend[label] for label in labels]
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.text(0.99, 0.005, "hatched: result disagrees with the other peers", ha="right", fontsize=7)
+    fig.tight_layout(rect=(0, 0.01, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

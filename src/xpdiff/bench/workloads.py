@@ -146,7 +146,7 @@ def _xpdiff_namespace(*arrays: Any) -> Any:
     """Namespace of the first traced argument (plain arrays give numpy/cupy)."""
     spaces = [a.__array_namespace__() for a in arrays if hasattr(a, "__array_namespace__")]
     for space in spaces:
-        if not getattr(space, "__name__", "").split(".")[0] in ("numpy", "cupy"):
+        if getattr(space, "__name__", "").split(".")[0] not in ("numpy", "cupy"):
             return space
     return spaces[0] if spaces else np
 

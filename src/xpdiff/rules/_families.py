@@ -137,14 +137,14 @@ def data_broadcast(ctx, ops, has, **params):
     return new, params
 
 
-def _scaled(t: Any, d: Any) -> Any:
+def _scaled(xp: Any, t: Any, d: Any) -> Any:
     """``t * d``, skipping the multiplication for the constants 1 and -1."""
     if isinstance(d, (int, float)):
         if d == 1:
             return t
         if d == -1:
-            return -t
-    return t * d
+            return xp.negative(t)
+    return xp.multiply(t, d)
 
 
 def elementwise(name: str, partials: tuple | None, impl: Callable | None = None):
@@ -167,8 +167,8 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
         for t, d in zip(tangents, partials):
             if t is None or d is None or isinstance(t, Zero):
                 continue
-            term = _scaled(t, d(xp, primals, out))
-            acc = term if acc is None else acc + term
+            term = _scaled(xp, t, d(xp, primals, out))
+            acc = term if acc is None else xp.add(acc, term)
         if acc is None:
             return out, Zero(out)
         if tuple(acc.shape) != tuple(out.shape):
@@ -181,7 +181,7 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
             if not need or d is None:
                 res.append(None)
             else:
-                res.append(unbroadcast(xp, _scaled(g, d(xp, primals, out)), x.shape))
+                res.append(unbroadcast(xp, _scaled(xp, g, d(xp, primals, out)), x.shape))
         return res
 
     if p.differentiable:

@@ -6,32 +6,35 @@ import math
 
 from ._families import elementwise, export, operands
 
+# Rules use the namespace's functions, not operators: a raw backend array on the
+# left of an operator would not defer to a traced array on the right.
+
 # name -> derivative (xp, x, y) -> dy/dx, for unary functions
 _UNARY = {
     "negative": lambda xp, x, y: -1,
     "positive": lambda xp, x, y: 1,
     "abs": lambda xp, x, y: xp.sign(x),
-    "square": lambda xp, x, y: 2 * x,
-    "sqrt": lambda xp, x, y: 0.5 / y,
+    "square": lambda xp, x, y: xp.multiply(x, 2.0),
+    "sqrt": lambda xp, x, y: xp.divide(0.5, y),
     "exp": lambda xp, x, y: y,
-    "expm1": lambda xp, x, y: y + 1,
-    "log": lambda xp, x, y: 1 / x,
-    "log1p": lambda xp, x, y: 1 / (x + 1),
-    "log2": lambda xp, x, y: 1 / (x * math.log(2.0)),
-    "log10": lambda xp, x, y: 1 / (x * math.log(10.0)),
+    "expm1": lambda xp, x, y: xp.add(y, 1.0),
+    "log": lambda xp, x, y: xp.divide(1.0, x),
+    "log1p": lambda xp, x, y: xp.divide(1.0, xp.add(x, 1.0)),
+    "log2": lambda xp, x, y: xp.divide(1.0 / math.log(2.0), x),
+    "log10": lambda xp, x, y: xp.divide(1.0 / math.log(10.0), x),
     "sin": lambda xp, x, y: xp.cos(x),
-    "cos": lambda xp, x, y: -xp.sin(x),
-    "tan": lambda xp, x, y: 1 + y * y,
-    "asin": lambda xp, x, y: 1 / xp.sqrt(1 - x * x),
-    "acos": lambda xp, x, y: -1 / xp.sqrt(1 - x * x),
-    "atan": lambda xp, x, y: 1 / (1 + x * x),
+    "cos": lambda xp, x, y: xp.negative(xp.sin(x)),
+    "tan": lambda xp, x, y: xp.add(xp.square(y), 1.0),
+    "asin": lambda xp, x, y: xp.divide(1.0, xp.sqrt(xp.subtract(1.0, xp.square(x)))),
+    "acos": lambda xp, x, y: xp.divide(-1.0, xp.sqrt(xp.subtract(1.0, xp.square(x)))),
+    "atan": lambda xp, x, y: xp.divide(1.0, xp.add(xp.square(x), 1.0)),
     "sinh": lambda xp, x, y: xp.cosh(x),
     "cosh": lambda xp, x, y: xp.sinh(x),
-    "tanh": lambda xp, x, y: 1 - y * y,
-    "asinh": lambda xp, x, y: 1 / xp.sqrt(x * x + 1),
-    "acosh": lambda xp, x, y: 1 / xp.sqrt(x * x - 1),
-    "atanh": lambda xp, x, y: 1 / (1 - x * x),
-    "reciprocal": lambda xp, x, y: -(y * y),
+    "tanh": lambda xp, x, y: xp.subtract(1.0, xp.square(y)),
+    "asinh": lambda xp, x, y: xp.divide(1.0, xp.sqrt(xp.add(xp.square(x), 1.0))),
+    "acosh": lambda xp, x, y: xp.divide(1.0, xp.sqrt(xp.subtract(xp.square(x), 1.0))),
+    "atanh": lambda xp, x, y: xp.divide(1.0, xp.subtract(1.0, xp.square(x))),
+    "reciprocal": lambda xp, x, y: xp.negative(xp.square(y)),
     "conj": lambda xp, x, y: 1,
     "real": lambda xp, x, y: 1,
 }
@@ -40,24 +43,31 @@ _UNARY = {
 _UNARY_NODIFF = ["sign", "floor", "ceil", "trunc", "round", "isfinite", "isinf", "isnan",
                  "signbit", "logical_not", "bitwise_invert", "imag"]
 
+def _datan2(xp, a, b, num):
+    return xp.divide(num, xp.add(xp.square(a), xp.square(b)))
+
+
 _BINARY = {
     "add": (lambda xp, p, y: 1, lambda xp, p, y: 1),
     "subtract": (lambda xp, p, y: 1, lambda xp, p, y: -1),
     "multiply": (lambda xp, p, y: p[1], lambda xp, p, y: p[0]),
-    "divide": (lambda xp, p, y: 1 / p[1], lambda xp, p, y: -y / p[1]),
+    "divide": (lambda xp, p, y: xp.divide(1.0, p[1]),
+               lambda xp, p, y: xp.negative(xp.divide(y, p[1]))),
     "pow": (lambda xp, p, y: _dpow_base(xp, p[0], p[1], y),
             lambda xp, p, y: _dpow_exp(xp, p[0], p[1], y)),
     "maximum": (lambda xp, p, y: _dmax(xp, p[0], p[1], xp.greater),
                 lambda xp, p, y: _dmax(xp, p[1], p[0], xp.greater)),
     "minimum": (lambda xp, p, y: _dmax(xp, p[0], p[1], xp.less),
                 lambda xp, p, y: _dmax(xp, p[1], p[0], xp.less)),
-    "atan2": (lambda xp, p, y: p[1] / (p[0] * p[0] + p[1] * p[1]),
-              lambda xp, p, y: -p[0] / (p[0] * p[0] + p[1] * p[1])),
-    "hypot": (lambda xp, p, y: p[0] / y, lambda xp, p, y: p[1] / y),
-    "logaddexp": (lambda xp, p, y: xp.exp(p[0] - y), lambda xp, p, y: xp.exp(p[1] - y)),
-    "copysign": (lambda xp, p, y: 1 - 2 * xp.astype(xp.signbit(p[0]) != xp.signbit(p[1]), y.dtype),
-                 None),
-    "remainder": (lambda xp, p, y: 1, lambda xp, p, y: -xp.floor_divide(p[0], p[1])),
+    "atan2": (lambda xp, p, y: _datan2(xp, p[0], p[1], p[1]),
+              lambda xp, p, y: _datan2(xp, p[0], p[1], xp.negative(p[0]))),
+    "hypot": (lambda xp, p, y: xp.divide(p[0], y), lambda xp, p, y: xp.divide(p[1], y)),
+    "logaddexp": (lambda xp, p, y: xp.exp(xp.subtract(p[0], y)),
+                  lambda xp, p, y: xp.exp(xp.subtract(p[1], y))),
+    "copysign": (lambda xp, p, y: xp.subtract(
+        1.0, xp.multiply(2.0, xp.astype(xp.not_equal(xp.signbit(p[0]), xp.signbit(p[1])), y.dtype))),
+        None),
+    "remainder": (lambda xp, p, y: 1, lambda xp, p, y: xp.negative(xp.floor_divide(p[0], p[1]))),
 }
 
 _BINARY_NODIFF = ["floor_divide", "equal", "not_equal", "less", "less_equal", "greater",
@@ -67,19 +77,19 @@ _BINARY_NODIFF = ["floor_divide", "equal", "not_equal", "less", "less_equal", "g
 
 
 def _dpow_base(xp, a, b, y):
-    # b * a**(b-1), with the 0**0 case (b == 0) giving 0
-    return b * xp.where(b == 0, 0.0, a ** (b - 1))
+    # b * a**(b-1), with 0 where b == 0 (so 0**0 has derivative 0)
+    return xp.multiply(b, xp.where(xp.equal(b, 0.0), 0.0, xp.pow(a, xp.subtract(b, 1.0))))
 
 
 def _dpow_exp(xp, a, b, y):
     # log(a) * a**b, with 0 where a == 0 (the limit for b > 0)
-    safe = xp.where(a == 0, 1.0, a)
-    return xp.where(a == 0, 0.0, xp.log(safe) * y)
+    zero = xp.equal(a, 0.0)
+    return xp.where(zero, 0.0, xp.multiply(xp.log(xp.where(zero, 1.0, a)), y))
 
 
 def _dmax(xp, a, b, cmp):
     """d maximum(a, b)/da (or minimum with ``less``): ties split evenly (0.5 each)."""
-    return xp.astype(cmp(a, b), a.dtype) + 0.5 * xp.astype(a == b, a.dtype)
+    return xp.add(xp.astype(cmp(a, b), a.dtype), xp.multiply(0.5, xp.astype(xp.equal(a, b), a.dtype)))
 
 
 PRIMS = {}

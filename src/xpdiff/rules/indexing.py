@@ -45,7 +45,10 @@ def normalize_key(key, shape, where="__getitem__"):
             out.append(k % n)
         else:
             start, stop, step = k.indices(n)
-            out.append(_FULL if (start, stop, step) == (0, n, 1) else slice(start, stop, step))
+            if (start, stop, step) == (0, n, 1):
+                out.append(_FULL)
+            else:  # a negative step running past 0 must stop at None, not at -1
+                out.append(slice(start, None if stop < 0 else stop, step))
         d += 1
     return tuple(out)
 
@@ -78,7 +81,11 @@ def _data_key(ctx, key):
 # --- getitem ------------------------------------------------------------------------------
 
 def _getitem_vjp(xp, g, out, p, needs, *, key):
-    return [_set_at.bind(xp.zeros_like(p[0]), g, key=key)]
+    x = p[0]
+    if None in key:  # inserted unit dims carry nothing back: drop them
+        key = tuple(k for k in key if k is not None)
+        g = xp.reshape(g, index_shape(x.shape, key))
+    return [_set_at.bind(xp.zeros_like(x), g, key=key)]
 
 
 _getitem = primitive(
@@ -163,9 +170,9 @@ def _setitem_fn(x, key, value):
 def _take_vjp(xp, g, out, p, needs, *, axis):
     x, idx = p
     n = x.shape[axis]
-    onehot = xp.astype(xp.reshape(idx, (-1, 1)) == xp.arange(n, device=g.device), g.dtype)
+    onehot = xp.astype(xp.equal(xp.reshape(idx, (-1, 1)), xp.arange(n, device=g.device)), g.dtype)
     gm = xp.moveaxis(g, axis, -1)  # (..., m)
-    cx = xp.moveaxis(gm @ onehot, -1, axis)  # (..., n)
+    cx = xp.moveaxis(xp.matmul(gm, onehot), -1, axis)  # (..., n)
     return [cx, None]
 
 
@@ -179,8 +186,8 @@ def _take_batch(xp, vals, batched, n, *, axis):
     xm = xp.moveaxis(x, axis + 1, 1)  # (n, m, ...)
     m = xm.shape[1]
     flat = xp.reshape(xm, (n * m,) + tuple(xm.shape[2:]))
-    offs = xp.reshape(xp.arange(n, device=idx.device) * m, (n, 1))
-    gathered = _take.bind(flat, xp.reshape(idx + offs, (-1,)), axis=0)
+    offs = xp.reshape(xp.multiply(xp.arange(n, device=idx.device), m), (n, 1))
+    gathered = _take.bind(flat, xp.reshape(xp.add(idx, offs), (-1,)), axis=0)
     out = xp.reshape(gathered, (n, idx.shape[1]) + tuple(xm.shape[2:]))
     return xp.moveaxis(out, 1, axis + 1), True
 
@@ -216,8 +223,8 @@ def _select_impl(bk, x, i):
 def _select_vjp(xp, g, out, p, needs, **kw):
     x, i = p
     m = x.shape[0]
-    onehot = xp.astype(xp.arange(m, device=g.device) == i, g.dtype)
-    return [xp.reshape(onehot, (m,) + (1,) * g.ndim) * g, None]
+    onehot = xp.astype(xp.equal(xp.arange(m, device=g.device), i), g.dtype)
+    return [xp.multiply(xp.reshape(onehot, (m,) + (1,) * g.ndim), g), None]
 
 
 def _select_batch(xp, vals, batched, n, **kw):
@@ -229,7 +236,7 @@ def _select_batch(xp, vals, batched, n, **kw):
         return _take.bind(x, xp.reshape(i, (1,)), axis=1)[:, 0, ...], True
     m = x.shape[1]
     flat = xp.reshape(x, (n * m,) + tuple(x.shape[2:]))
-    return _take.bind(flat, xp.arange(n, device=i.device) * m + i, axis=0), True
+    return _take.bind(flat, xp.add(xp.multiply(xp.arange(n, device=i.device), m), i), axis=0), True
 
 
 _select = primitive(

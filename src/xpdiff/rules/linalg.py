@@ -15,7 +15,7 @@ def _matmul_jvp(xp, p, t):
         acc = _matmul.bind(ta, b)
     if not isinstance(tb, Zero):
         term = _matmul.bind(a, tb)
-        acc = term if acc is None else acc + term
+        acc = term if acc is None else xp.add(acc, term)
     if tuple(acc.shape) != tuple(out.shape):
         acc = xp.broadcast_to(acc, out.shape)
     return out, acc

@@ -302,7 +302,7 @@ def stop_gradient(x):
     """``x`` with no derivative flowing through it (a constant to every transformation).
 
     >>> import numpy as np, xpdiff as xd
-    >>> xd.grad(lambda x: (x * xd.stop_gradient(x)).sum())(np.array([3.0]))
+    >>> xd.grad(lambda x: xd.numpy.sum(x * xd.stop_gradient(x)))(np.array([3.0]))
     array([3.])
     """
     if not is_arraylike(x):

@@ -38,12 +38,12 @@ def _reduction(name, deriv=None, *, linear=False):
             x, t = primals[0], tangents[0]
             out = p.bind(x, axis=axis, keepdims=keepdims)
             d = deriv(xp, x, _keep(xp, out, x.shape, axis, keepdims), axis)
-            return out, xp.sum(t * d, axis=axis, keepdims=keepdims)
+            return out, xp.sum(xp.multiply(t, d), axis=axis, keepdims=keepdims)
 
         def vjp(xp, g, out, primals, needs, *, axis=None, keepdims=False):
             x = primals[0]
             d = deriv(xp, x, _keep(xp, out, x.shape, axis, keepdims), axis)
-            return [_keep(xp, g, x.shape, axis, keepdims) * d]
+            return [xp.multiply(_keep(xp, g, x.shape, axis, keepdims), d)]
     if p.differentiable:
         p.jvp, p.vjp = jvp, vjp
     p.batch = batch_axis_param(p)
@@ -53,18 +53,18 @@ def _reduction(name, deriv=None, *, linear=False):
 
 def _dextreme(xp, x, out, axis):
     """d max/min: the winners share the derivative evenly (ties split)."""
-    mask = xp.astype(x == out, x.dtype)
-    return mask / xp.sum(mask, axis=axis, keepdims=True)
+    mask = xp.astype(xp.equal(x, out), x.dtype)
+    return xp.divide(mask, xp.sum(mask, axis=axis, keepdims=True))
 
 
 def _dprod(xp, x, out, axis):
     """d prod / d x_i = product of the other entries (exact with zeros)."""
-    zero = x == 0
+    zero = xp.equal(x, 0.0)
     xs = xp.where(zero, 1.0, x)
     p_nz = xp.prod(xs, axis=axis, keepdims=True)
     nz = xp.sum(xp.astype(zero, x.dtype), axis=axis, keepdims=True)
-    one_zero = xp.logical_and(nz == 1, zero)
-    return xp.where(nz == 0, p_nz / xs, xp.where(one_zero, p_nz, 0.0))
+    one_zero = xp.logical_and(xp.equal(nz, 1.0), zero)
+    return xp.where(xp.equal(nz, 0.0), xp.divide(p_nz, xs), xp.where(one_zero, p_nz, 0.0))
 
 
 _sum = _reduction("sum", linear=True)
@@ -127,14 +127,17 @@ def _count(x, axis):
 @export
 def mean(x, /, *, axis=None, keepdims=False):
     """Arithmetic mean over ``axis``."""
-    return sum(x, axis=axis, keepdims=keepdims) / _count(x, axis)
+    return _div(sum(x, axis=axis, keepdims=keepdims), _count(x, axis))
 
 
 @export
 def var(x, /, *, axis=None, correction=0.0, keepdims=False):
     """Variance over ``axis`` with ``correction`` degrees of freedom removed."""
-    d = x - mean(x, axis=axis, keepdims=True)
-    return sum(d * d, axis=axis, keepdims=keepdims) / (_count(x, axis) - correction)
+    from .elementwise import PRIMS
+
+    d = PRIMS["subtract"].bind(x, mean(x, axis=axis, keepdims=True))
+    ss = sum(PRIMS["square"].bind(d), axis=axis, keepdims=keepdims)
+    return _div(ss, _count(x, axis) - correction)
 
 
 @export
@@ -221,6 +224,12 @@ def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False):
     if dtype is not None and dtype != x.dtype:
         x = _astype(x, dtype)
     return _cumsum.bind(x, axis=norm_axis(axis, x.ndim), include_initial=include_initial)
+
+
+def _div(x, n):
+    from ._families import EXPORTS
+
+    return EXPORTS["divide"](x, float(n))
 
 
 def _astype(x, dtype):

@@ -1,0 +1,77 @@
+"""Smoke tests of the benchmark harness (no peer library needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpdiff.bench import main, run
+from xpdiff.bench.peers import expand_peers
+from xpdiff.bench.timing import agreement, allclose
+from xpdiff.bench.workloads import WORKLOAD_NAMES, workloads
+
+
+def test_import_loads_no_peer() -> None:
+    code = (
+        "import sys, xpdiff.bench, xpdiff.bench.workloads; "
+        "print(sorted(m for m in ('jax', 'torch', 'autograd', 'matplotlib', 'tqdm', 'cupy') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_workload_has_both_sizes_but_overhead() -> None:
+    small = {w.name for w in workloads(("small",))}
+    large = {w.name for w in workloads(("large",))}
+    assert small == set(WORKLOAD_NAMES)
+    assert large == set(WORKLOAD_NAMES) - {"overhead"}
+
+
+def test_expand_peers() -> None:
+    assert expand_peers([]) == ("xpdiff", "numpy-fwd")
+    assert "torch-backward" in expand_peers(["torch"])
+    with pytest.raises(ValueError, match="unknown peer"):
+        expand_peers(["tensorflow"])
+
+
+def test_agreement_marks_the_odd_one_out() -> None:
+    a, b = [np.ones(3)], [np.ones(3) * 2]
+    assert allclose(a, [np.ones(3) + 1e-12])
+    marks = agreement({"jax": a, "torch": a, "xpdiff": b}, ("jax", "torch", "xpdiff"))
+    assert marks == {"jax": True, "torch": True, "xpdiff": False}
+    assert agreement({"jax": a}, ("jax",)) == {"jax": None}
+
+
+def test_run_small_without_peers(tmp_path: Path) -> None:
+    rows = run(
+        sizes=("small",),
+        peers=[],
+        out_dir=tmp_path,
+        progress=False,
+        quick=True,
+        workload_names=["elementwise-jac", "per-sample-grad", "overhead"],
+    )
+    assert [r["workload"] for r in rows] == ["elementwise-jac", "per-sample-grad", "overhead"]
+    for row in rows:
+        assert not row["errors"], row["errors"]
+        assert row["times"]["xpdiff"] > 0
+        assert row["floor_s"] > 0
+    assert rows[0]["result_shapes"]["xpdiff"] == [[16, 16, 16]]
+    assert rows[1]["result_shapes"]["xpdiff"] == [[16, 8, 8]]
+    assert rows[2]["times"]["numpy-fwd"] > 0
+    text = (tmp_path / "cpu.md").read_text(encoding="utf-8")
+    assert "OPENBLAS_CORETYPE" in text and "| elementwise-jac | small |" in text
+    assert json.loads((tmp_path / "cpu.json").read_text(encoding="utf-8"))["rows"]
+
+
+def test_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--size", "small", "--peers", "", "--quick", "--workloads", "hessian"]
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    assert "hessian" in capsys.readouterr().out
+    assert (tmp_path / "cpu.md").exists()
