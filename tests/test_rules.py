@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BACKENDS
-from op_table import OPS
 
 import xpdiff as xd
+from conftest import BACKENDS
 from xpdiff import _core
+from xpdiff.optable import OPS
 from xpdiff.testing import check_grads, check_vmap
 
 IDS = [op.name for op in OPS]

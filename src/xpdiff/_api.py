@@ -7,8 +7,9 @@ the user's batched code seen through the data view.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import wraps
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import _tree
 from ._array import Tracer

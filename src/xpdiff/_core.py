@@ -11,8 +11,9 @@ transformations never confuse their perturbations.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import _backend
 

@@ -11,14 +11,15 @@ the rule survives for the transformations above them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import update_wrapper
-from typing import Any, Callable
+from typing import Any
 
 from . import _tree
 from ._array import Tracer
 from ._batching import BatchTrace, BatchTracer
 from ._core import Zero, instantiate, top_main
-from ._dataview import DataContext, DataTrace, DataTracer
+from ._dataview import DataContext, DataTracer
 from ._jvp import JVPTracer
 from ._reverse import vjp_call
 

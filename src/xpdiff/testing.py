@@ -9,7 +9,8 @@ read values back to the host; transformations themselves never do.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -5,8 +5,15 @@ data-view rules side by side) and defines the namespace functions that bind
 them.  ``EXPORTS`` collects the public namespace functions of every chapter.
 """
 
-from . import _families  # noqa: F401  (defines EXPORTS)
-from . import creation, elementwise, indexing, linalg, manipulation, reductions  # noqa: F401
+from . import (  # noqa: F401
+    _families,  # noqa: F401  (defines EXPORTS)
+    creation,
+    elementwise,
+    indexing,
+    linalg,
+    manipulation,
+    reductions,
+)
 from ._families import EXPORTS
 
 __all__ = ["EXPORTS"]

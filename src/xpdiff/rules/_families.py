@@ -8,7 +8,8 @@ derived here.  Axis-taking families share one batching rule and one data rule.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._array import Tracer
 from .._backend import namespace_of

@@ -5,8 +5,17 @@ from __future__ import annotations
 import math
 
 from .._core import Zero, instantiate, primitive
-from ._families import (batch_axis_param, data_axis_param, export, is_arraylike, is_float,
-                        move_batch_to, norm_axis, pad_batched, unbroadcast)
+from ._families import (
+    batch_axis_param,
+    data_axis_param,
+    export,
+    is_arraylike,
+    is_float,
+    move_batch_to,
+    norm_axis,
+    pad_batched,
+    unbroadcast,
+)
 
 
 def _resolve_shape(shape, size, name="reshape"):

@@ -1,37 +1,10 @@
-"""The table every derivative test is generated from.
-
-One entry per function of the namespace (or a usage pattern of it): a function
-``fn(xp, *args)`` of per-sample arrays, the argument shapes and the input
-domain.  ``batched=True`` means ``fn`` is also valid batched code (it uses
-negative axes), so ``batch_ndim`` is checked on it too.  A test asserts that
-every registered primitive is reached by some entry.
-"""
+"""Core entries: elementwise, reductions, manipulation, indexing, matmul."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
-
 import xpdiff as xd
 
-
-@dataclass
-class Op:
-    name: str
-    fn: Callable
-    shapes: tuple
-    low: float | tuple = -2.0
-    high: float | tuple = 2.0
-    batched: bool = True
-    order2: bool = True
-    tags: tuple = field(default_factory=tuple)
-
-    def sample(self, rng: np.random.Generator, lead: tuple = ()) -> list[np.ndarray]:
-        lows = self.low if isinstance(self.low, tuple) else (self.low,) * len(self.shapes)
-        highs = self.high if isinstance(self.high, tuple) else (self.high,) * len(self.shapes)
-        return [rng.uniform(lo, hi, size=lead + s) for s, lo, hi in zip(self.shapes, lows, highs)]
+from ._op import Op
 
 
 def _idx(xp, x, vals):

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install xpdiff with its test extra and run the test suite (the README's test command).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q -e ".[test]"
+python -m pytest "$@"
