@@ -22,7 +22,7 @@ from .rules.indexing import _setitem_fn as _setitem
 from .rules.indexing import select as _select
 from .rules.manipulation import stop_gradient
 
-globals().update(EXPORTS)
+globals().update({n: f for n, f in EXPORTS.items() if "." not in n})
 
 _DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
            "float32", "float64", "complex64", "complex128"]
@@ -85,7 +85,13 @@ def namespace_for(bk: Any, api_version: str | None = None) -> Namespace:
     key = (id(bk), api_version)
     ns = _CACHE.get(key)
     if ns is None:
-        ns = Namespace(**{n: f for n, f in EXPORTS.items() if not n.startswith("_")})
+        ns = Namespace(**{n: f for n, f in EXPORTS.items() if "." not in n and not n.startswith("_")})
+        for dotted, f in EXPORTS.items():  # extension submodules: linalg, fft, special
+            if "." in dotted:
+                sub, fname = dotted.split(".", 1)
+                if not hasattr(ns, sub):
+                    setattr(ns, sub, SimpleNamespace())
+                setattr(getattr(ns, sub), fname, f)
         ns._backend = bk
         ns.__array_api_version__ = api_version or "2024.12"
         for n in CREATION:

@@ -18,10 +18,17 @@ from .._core import Zero, instantiate, primitive
 EXPORTS: dict[str, Callable] = {}
 
 
-def export(fn: Callable) -> Callable:
-    """Register ``fn`` as a function of xpdiff's namespace."""
-    EXPORTS[fn.__name__.rstrip("_")] = fn
-    return fn
+def export(fn: Callable | None = None, *, name: str | None = None) -> Callable:
+    """Register ``fn`` as a function of xpdiff's namespace.
+
+    ``name`` may be dotted to place it in an extension submodule, e.g.
+    ``@export(name="linalg.inv")`` or ``@export(name="special.erf")``.
+    """
+    def deco(f: Callable) -> Callable:
+        EXPORTS[name or f.__name__.rstrip("_")] = f
+        return f
+
+    return deco if fn is None else deco(fn)
 
 
 # --- small helpers -----------------------------------------------------------------------
