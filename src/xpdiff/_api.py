@@ -242,7 +242,7 @@ def _eye_block(like: Any, n: int, start: int, stop: int, offset: int, shape: tup
     """Rows ``start:stop`` of the basis block of one leaf: ``(stop-start,) + shape``."""
     xp = _ns_of(like)
     size = math.prod(shape)
-    e = xp.eye(stop - start, size, k=offset - start, dtype=like.dtype, device=like.device)
+    e = xp.eye(stop - start, size, k=start - offset, dtype=like.dtype, device=like.device)
     return xp.reshape(e, (stop - start,) + tuple(shape))
 
 
@@ -532,6 +532,8 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     def jac(*args):
         nums, _ = _argnums(argnums, len(args), "jacobian")
         k = batch_ndim
+        if k:  # validate before running f once for the output size
+            _data_split(args, k, data_argnums, nums, "jacobian")
         n_in = sum(math.prod(tuple(x.shape)[k:] if hasattr(x, "shape") else ())
                    for i in nums for x in _tree.flatten(args[i])[0])
         out = _eval_shape(f, args, has_aux)
@@ -562,12 +564,12 @@ def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    def core(g, a, h, cs, fname):
-        return _jacfwd0(_jacrev0(g, a, h, cs, "hessian"), a, h, cs, "hessian")
+    def core(g, a, h):
+        return _jacfwd0(_jacrev0(g, a, h, chunk_size, "hessian"), a, h, chunk_size, "hessian")
 
     if batch_ndim:
         return wraps(f)(_with_batch(core, f, argnums, False, batch_ndim, data_argnums, "hessian"))
-    return wraps(f)(core(f, argnums, False, chunk_size, "hessian"))
+    return wraps(f)(core(f, argnums, False))
 
 
 # --- vmap ----------------------------------------------------------------------------------

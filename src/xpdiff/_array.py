@@ -21,7 +21,8 @@ class Tracer:
     """Base of all traced arrays (one subclass per interpreter, no extra slots)."""
 
     __slots__ = ("_main", "_a", "_b", "__weakref__")
-    __array_priority__ = 1000  # NumPy defers binary operators to us
+    __array_priority__ = 1000
+    __array_ufunc__ = None  # NumPy's binary operators return NotImplemented: ours run
 
     def __init__(self, main: Any, a: Any, b: Any):
         self._main = main

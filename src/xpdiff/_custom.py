@@ -18,7 +18,7 @@ from typing import Any
 from . import _tree
 from ._array import Tracer
 from ._batching import BatchTrace, BatchTracer
-from ._core import Zero, instantiate, top_main
+from ._core import Zero, instantiate, new_main, top_main
 from ._dataview import DataContext, DataTracer
 from ._jvp import JVPTracer
 from ._reverse import vjp_call
@@ -88,9 +88,9 @@ class _Call:
         new = _Call(wrap.fn(self.fun),
                     jvp=wrap.rule(self.jvp) if self.jvp else None,
                     fwd=wrap.fwd(self.fwd) if self.fwd else None,
-                    bwd=wrap.bwd(self.bwd, vals) if self.bwd else None)
+                    bwd=wrap.bwd(self.bwd) if self.bwd else None)
         outs = new.bind(vals)
-        return [wrap.box(o) for o in outs]
+        return [wrap.box(trace, o) for o in outs]
 
 
 def instantiate_like(p: Any, t: Any) -> Any:
@@ -100,68 +100,88 @@ def instantiate_like(p: Any, t: Any) -> Any:
 
 
 class _Wrapper:
-    """Wrap values into the tracers of one batching-like trace and back."""
+    """Run the user's functions under a batching-like interpretation (vmap or the
+    data view), one level down from ``trace``.
+
+    Each call opens a fresh main of the same kind and data, so a function called
+    later (a pullback swept after ``trace`` has ended) still nests correctly.
+    """
 
     def __init__(self, trace: Any, flags: list):
-        self.trace, self.main, self.flags = trace, trace.main, flags
+        self.kind = type(trace)
+        self.data = dict(trace.main.data)
+        self.flags = flags
+        self.batch = isinstance(trace, BatchTrace)
+        self.res_def = None
 
-    def wrap(self, vals: list, flags: list | None = None) -> list:
-        flags = self.flags if flags is None else flags
-        if isinstance(self.trace, BatchTrace):
-            return [BatchTracer(self.main, v, True) if f else v for v, f in zip(vals, flags)]
-        return [DataTracer(self.main, v, True) if f else v for v, f in zip(vals, flags)]
+    def _wrap(self, main: Any, vals: list, flags: list) -> list:
+        cls = BatchTracer if self.batch else DataTracer
+        return [cls(main, v, True) if f else v for v, f in zip(vals, flags)]
 
-    def unwrap(self, outs: list) -> list:
+    def _unwrap(self, main: Any, outs: list) -> list:
         """Values one level down, always carrying the batch (or data) dims."""
         res = []
         for o in outs:
-            if isinstance(o, Tracer) and o._main is self.main:
-                if isinstance(self.trace, BatchTrace) and not o._b:
-                    o = o._a
-                else:
+            if isinstance(o, Tracer) and o._main is main:
+                if not self.batch or o._b:
                     res.append(o._a)
                     continue
-            res.append(self.materialise(o))
+                o = o._a
+            res.append(self._materialise(o))
         return res
 
-    def materialise(self, o: Any) -> Any:
+    def _materialise(self, o: Any) -> Any:
         from ._namespace import namespace_for_values
 
-        d = self.main.data
-        if isinstance(self.trace, BatchTrace):
+        d = self.data
+        if self.batch:
             return namespace_for_values([o]).broadcast_to(o, (d["size"],) + tuple(o.shape))
         return DataContext(d["k"], d["B"], d["index"], d["where"], "custom").lift(o)
 
-    def box(self, o: Any) -> Any:
-        if isinstance(self.trace, BatchTrace):
-            return BatchTracer(self.main, o, True)
-        return DataTracer(self.main, o, True)
+    def call(self, fn: Callable, groups: list[tuple[list, list]]) -> Any:
+        """``fn(*wrapped groups)`` under a fresh main; returns what ``fn`` returns."""
+        with new_main(self.kind, **self.data) as main:
+            out = fn(main, *[self._wrap(main, v, f) for v, f in groups])
+        return out
+
+    def box(self, main_trace: Any, o: Any) -> Any:
+        if self.batch:
+            return BatchTracer(main_trace.main, o, True)
+        return DataTracer(main_trace.main, o, True)
 
     def fn(self, fun: Callable) -> Callable:
-        return lambda *vals: self.unwrap(list(fun(*self.wrap(list(vals)))))
+        return lambda *vals: self.call(
+            lambda m, v: self._unwrap(m, list(fun(*v))), [(list(vals), self.flags)])
 
     def rule(self, jvp: Callable) -> Callable:
         def r(primals, tangents):
-            outs, touts = jvp(self.wrap(list(primals)), self.wrap(list(tangents)))
-            return self.unwrap(list(outs)), self.unwrap(list(touts))
+            def run(m, p, t):
+                outs, touts = jvp(p, t)
+                return self._unwrap(m, list(outs)), self._unwrap(m, list(touts))
+
+            return self.call(run, [(list(primals), self.flags), (list(tangents), self.flags)])
 
         return r
 
     def fwd(self, fwd: Callable) -> Callable:
         def f(*vals):
-            outs, res = fwd(*self.wrap(list(vals)))
-            rl, rd = _tree.flatten(res)
-            self.res_def = rd
-            return self.unwrap(list(outs)), self.unwrap(rl)
+            def run(m, v):
+                outs, res = fwd(*v)
+                rl, self.res_def = _tree.flatten(res)
+                return self._unwrap(m, list(outs)), self._unwrap(m, rl)
+
+            return self.call(run, [(list(vals), self.flags)])
 
         return f
 
-    def bwd(self, bwd: Callable, in_vals: list) -> Callable:
+    def bwd(self, bwd: Callable) -> Callable:
         def b(res, gs):
-            res_t = _tree.unflatten(self.res_def, self.wrap(list(res), [True] * len(res)))
-            cts = bwd(res_t, self.wrap(list(gs), [True] * len(gs)))
-            out = self.unwrap(list(cts))
-            if isinstance(self.trace, BatchTrace):  # unbatched inputs: sum over the batch
+            def run(m, r, g):
+                cts = bwd(_tree.unflatten(self.res_def, r), g)
+                return self._unwrap(m, list(cts))
+
+            out = self.call(run, [(list(res), [True] * len(res)), (list(gs), [True] * len(gs))])
+            if self.batch:  # unbatched inputs get the cotangent summed over the batch
                 from ._namespace import namespace_for_values
 
                 out = [c if f else namespace_for_values([c]).sum(c, axis=0)

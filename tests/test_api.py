@@ -1,0 +1,407 @@
+"""The public transformations: the seed's shapes, errors, nesting, custom rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpdiff as xd
+
+xp = xd.numpy
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# --- the seed's worked shapes -------------------------------------------------------------
+
+def test_identity_batch_jacobian_is_per_sample_identity(backend):
+    x = backend.asarray(np.arange(24.0).reshape(2, 3, 4))
+    for jac in (xd.jacfwd, xd.jacrev):
+        J = jac(lambda x: x, batch_ndim=1)(x)
+        assert J.shape == (2, 3, 4, 3, 4)
+        Jn = backend.to_numpy(J).reshape(2, 12, 12)
+        np.testing.assert_array_equal(Jn, np.stack([np.eye(12)] * 2))
+        if backend.device is not None:
+            assert J.device == backend.device
+
+
+def test_elementwise_batch_jacobian_is_diagonal(backend):
+    xn = rng().standard_normal((2, 3, 4))
+    x = backend.asarray(xn)
+    J = backend.to_numpy(xd.jacobian(lambda x: x.__array_namespace__().exp(x), batch_ndim=1)(x))
+    want = np.exp(xn).reshape(2, 12)[:, :, None] * np.eye(12)
+    np.testing.assert_allclose(J.reshape(2, 12, 12), want, rtol=1e-12)
+
+
+def test_batched_matmul_shapes_and_values(backend):
+    D, M, N, P = 5, 3, 2, 4
+    un, vn = rng(1).standard_normal((D, M, N)), rng(2).standard_normal((D, N, P))
+    u, v = backend.asarray(un), backend.asarray(vn)
+    for mode in ("fwd", "rev"):
+        Ju, Jv = xd.jacobian(lambda u, v: u @ v, argnums=(0, 1), batch_ndim=1, mode=mode)(u, v)
+        assert Ju.shape == (D, M, P, M, N) and Jv.shape == (D, M, P, N, P)
+        Ju, Jv = backend.to_numpy(Ju), backend.to_numpy(Jv)
+        eye_m, eye_p = np.eye(M), np.eye(P)
+        np.testing.assert_allclose(Ju, np.einsum("dnp,mk->dmpkn", vn, eye_m), atol=1e-12)
+        np.testing.assert_allclose(Jv, np.einsum("dmn,pq->dmpnq", un, eye_p), atol=1e-12)
+
+
+def test_matmul_without_batch_dims_full_shape():
+    u, v = rng(1).standard_normal((4, 3, 2)), rng(2).standard_normal((4, 2, 3))
+    J = xd.jacobian(lambda u, v: u @ v)(u, v)
+    assert J.shape == (4, 3, 3, 4, 3, 2)
+
+
+def test_sum_over_diff_axis_shape():
+    x = rng().standard_normal((2, 3, 2))
+    J = xd.jacobian(lambda x: xp.sum(x, axis=1), batch_ndim=1)(x)
+    assert J.shape == (2, 2, 3, 2)
+
+
+def test_user_example_shape_and_fwd_equals_rev():
+    def f(x):
+        xp = x.__array_namespace__()
+        return xp.sin(x) * xp.exp(x) + x ** 2
+
+    x = rng().standard_normal((256, 64))
+    Jf = xd.jacfwd(f, batch_ndim=1)(x)
+    Jr = xd.jacrev(f, batch_ndim=1)(x)
+    assert Jf.shape == (256, 64, 64)
+    np.testing.assert_allclose(Jf, Jr, atol=1e-12)
+
+
+def test_batch_jacobian_equals_per_sample_full_jacobians():
+    W = rng(3).standard_normal((5, 4))
+
+    def mlp(x, W):
+        xp = x.__array_namespace__()
+        h = xp.tanh(x @ W)
+        return xp.concat([h, xp.sum(h * h, axis=-1, keepdims=True)], axis=-1)
+
+    x = rng(4).standard_normal((6, 5))
+    for mode in ("fwd", "rev"):
+        J = xd.jacobian(mlp, batch_ndim=1, mode=mode)(x, W)
+        for b in range(6):
+            np.testing.assert_allclose(J[b], xd.jacobian(mlp)(x[b], W), atol=1e-12)
+
+
+def test_per_example_gradients_wrt_shared_weight_both_modes():
+    W = rng(3).standard_normal((5, 4))
+    x = rng(4).standard_normal((6, 5))
+
+    def loss(x, W):  # batched code: one loss per sample
+        return xp.sum(xp.tanh(x @ W) ** 2, axis=-1)
+
+    for mode in ("fwd", "rev"):
+        G = xd.jacobian(loss, argnums=1, batch_ndim=1, mode=mode)(x, W)
+        assert G.shape == (6, 5, 4)
+        for b in range(6):
+            np.testing.assert_allclose(G[b], xd.grad(lambda W: loss(x[b], W))(W), atol=1e-12)
+
+
+def test_data_argnums_resolves_ambiguous_shared_weight():
+    # W's leading size equals the batch size: by shape it would be taken as data
+    x = rng(1).standard_normal((4, 4))
+    W = rng(2).standard_normal((4, 3))
+
+    def f(x, W):
+        return x @ W
+
+    J = xd.jacobian(f, argnums=1, batch_ndim=1, data_argnums=0)(x, W)
+    assert J.shape == (4, 3, 4, 3)
+    for b in range(4):
+        np.testing.assert_allclose(J[b], xd.jacobian(lambda W: x[b] @ W)(W), atol=1e-12)
+
+
+def test_hessian_batch_shape_symmetry_and_values():
+    A = rng(5).standard_normal((3, 3))
+
+    def f(x):
+        xp = x.__array_namespace__()
+        return xp.sum(xp.log1p(xp.exp(x @ A)), axis=-1) + xp.sum(x ** 4, axis=-1)
+
+    x = rng(6).standard_normal((7, 3))
+    H = xd.hessian(f, batch_ndim=1)(x)
+    assert H.shape == (7, 3, 3)
+    np.testing.assert_allclose(H, np.swapaxes(H, -1, -2), atol=1e-12)
+    for b in range(7):
+        np.testing.assert_allclose(H[b], xd.hessian(f)(x[b]), atol=1e-12)
+        np.testing.assert_allclose(H[b], xd.jacfwd(xd.grad(f))(x[b]), atol=1e-12)
+
+
+def test_hessian_of_quadratic_form():
+    A = rng(7).standard_normal((4, 4))
+    H = xd.hessian(lambda x: x @ A @ x)(rng(8).standard_normal(4))
+    np.testing.assert_allclose(H, A + A.T, atol=1e-12)
+
+
+# --- nesting --------------------------------------------------------------------------------
+
+def test_perturbation_confusion():
+    def outer(x):
+        return x * xd.grad(lambda y: x + y)(np.array(1.0))
+
+    assert float(xd.grad(outer)(np.array(1.0))) == 1.0
+    _, t = xd.jvp(outer, (np.array(1.0),), (np.array(1.0),))
+    assert float(t) == 1.0
+
+
+def test_nested_vmap_and_negative_axes():
+    x = rng().standard_normal((3, 4, 5))
+    out = xd.vmap(xd.vmap(lambda v: xp.sum(v * v), in_axes=-1), in_axes=0)(x)
+    np.testing.assert_allclose(out, np.sum(x * x, axis=1), rtol=1e-12)
+    out = xd.vmap(lambda v, w: v * w, in_axes=(1, None), out_axes=1)(x, np.ones(5))
+    np.testing.assert_allclose(out, x)
+
+
+def test_vmap_of_grad_and_grad_of_vmap():
+    x = rng().standard_normal((4, 3))
+    g = xd.vmap(xd.grad(lambda v: xp.sum(xp.sin(v) * v)))(x)
+    np.testing.assert_allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-12)
+    g2 = xd.grad(lambda x: xp.sum(xd.vmap(lambda v: xp.sum(xp.sin(v) * v))(x)))(x)
+    np.testing.assert_allclose(g2, g, rtol=1e-12)
+
+
+def test_third_order():
+    f = lambda x: xp.sin(x) * x
+    d3 = xd.grad(xd.grad(xd.grad(lambda x: xp.sum(f(x)))))(np.array(0.7))
+    x = 0.7
+    np.testing.assert_allclose(d3, -3 * np.sin(x) - x * np.cos(x), rtol=1e-12)
+
+
+def test_pytrees_argnums_and_has_aux():
+    params = {"w": rng(1).standard_normal((3, 2)), "b": np.zeros(2)}
+    x = rng(2).standard_normal((5, 3))
+
+    def loss(p, x):
+        y = x @ p["w"] + p["b"]
+        return xp.sum(y * y), {"y": y}
+
+    g, aux = xd.grad(loss, has_aux=True)(params, x)
+    assert set(g) == {"w", "b"} and g["w"].shape == (3, 2)
+    np.testing.assert_allclose(g["b"], 2 * np.sum(aux["y"], axis=0), rtol=1e-12)
+    gp, gx = xd.grad(lambda p, x: loss(p, x)[0], argnums=(0, 1))(params, x)
+    assert gx.shape == (5, 3)
+    J = xd.jacobian(lambda p: [p["w"] * 2.0, p["b"]])(params)
+    assert J[0]["w"].shape == (3, 2, 3, 2) and J[1]["w"].shape == (2, 3, 2)
+
+
+def test_vjp_fn_reusable_and_deep_graph():
+    x = np.array([0.5, 1.5])
+
+    def chain(x):
+        for _ in range(3000):  # deeper than Python's recursion limit
+            x = xp.sin(x) * 0.5 + x
+        return x
+
+    y, pull = xd.vjp(chain, x)
+    g1, = pull(np.ones(2))
+    g2, = pull(np.array([1.0, 0.0]))
+    assert g2[1] == 0.0 and g2[0] == g1[0]
+
+
+def test_stop_gradient():
+    g = xd.grad(lambda x: xp.sum(x * xd.stop_gradient(x)))(np.array([3.0, 4.0]))
+    np.testing.assert_array_equal(g, [3.0, 4.0])
+
+
+def test_chunked_jacobians_equal_unchunked():
+    A = rng(1).standard_normal((6, 6))
+    f = lambda x: xp.tanh(x @ A)
+    x = rng(2).standard_normal((3, 6))
+    for jac in (xd.jacfwd, xd.jacrev):
+        full = jac(f, batch_ndim=1)(x)
+        np.testing.assert_allclose(jac(f, batch_ndim=1, chunk_size=4)(x), full, atol=1e-14)
+        np.testing.assert_allclose(jac(f, chunk_size=5)(x), jac(f)(x), atol=1e-14)
+    np.testing.assert_allclose(xd.vmap(f, chunk_size=2)(x), f(x), atol=1e-14)
+
+
+# --- custom rules -------------------------------------------------------------------------
+
+@xd.custom_jvp
+def softplus(x):
+    xp = x.__array_namespace__()
+    return xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0.0)
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    xp = x.__array_namespace__()
+    return softplus(x), t * (1 / (1 + xp.exp(-x)))
+
+
+def test_custom_jvp_composes_with_everything():
+    x = rng().standard_normal((4, 3))
+    sig = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(xd.grad(lambda x: xp.sum(softplus(x)))(x), sig, rtol=1e-12)
+    J = xd.jacobian(softplus, batch_ndim=1)(x)
+    np.testing.assert_allclose(J, sig[:, :, None] * np.eye(3), rtol=1e-12)
+    np.testing.assert_allclose(xd.jacrev(softplus, batch_ndim=1)(x), J, rtol=1e-12)
+    np.testing.assert_allclose(xd.vmap(xd.grad(lambda v: xp.sum(softplus(v))))(x), sig, rtol=1e-12)
+    H = xd.hessian(lambda v: xp.sum(softplus(v)))(x[0])
+    np.testing.assert_allclose(np.diag(H), sig[0] * (1 - sig[0]), rtol=1e-10)
+
+
+def test_custom_vjp_used_in_reverse_and_batched():
+    @xd.custom_vjp
+    def clip_grad(x):
+        return x
+
+    def fwd(x):
+        return x, None
+
+    def bwd(res, g):
+        return (g.__array_namespace__().clip(g, -1.0, 1.0),)
+
+    clip_grad.defvjp(fwd, bwd)
+    x = np.array([1.0, 2.0])
+    np.testing.assert_array_equal(xd.grad(lambda x: xp.sum(3.0 * clip_grad(x)))(x), [1.0, 1.0])
+    # under vmap (the batch trace re-binds the rule), then reverse mode
+    g = xd.grad(lambda x: xp.sum(xd.vmap(lambda v: 3.0 * clip_grad(v))(x)))(np.ones((2, 2)))
+    np.testing.assert_array_equal(g, np.ones((2, 2)))
+    # forward mode differentiates the function itself
+    _, t = xd.jvp(clip_grad, (x,), (np.array([5.0, 5.0]),))
+    np.testing.assert_array_equal(t, [5.0, 5.0])
+
+
+def test_custom_jvp_implicit_function():
+    # sqrt by Newton iterations, differentiated by the implicit function theorem
+    @xd.custom_jvp
+    def newton_sqrt(a):
+        x = a * 0 + 1.0
+        for _ in range(40):
+            x = 0.5 * (x + a / x)
+        return x
+
+    @newton_sqrt.defjvp
+    def _(primals, tangents):
+        (a,), (t,) = primals, tangents
+        y = newton_sqrt(a)
+        return y, t / (2 * y)
+
+    a = np.array([2.0, 9.0])
+    np.testing.assert_allclose(xd.grad(lambda a: xp.sum(newton_sqrt(a)))(a), 0.5 / np.sqrt(a))
+
+
+# --- errors -----------------------------------------------------------------------------
+
+def test_integer_input_refused():
+    with pytest.raises(TypeError, match="(?i)cast"):
+        xd.grad(lambda x: xp.sum(x))(np.arange(3))
+    with pytest.raises(TypeError, match="floating"):
+        xd.jacobian(lambda x: x, batch_ndim=1)(np.ones((2, 2), dtype=np.int64))
+
+
+def test_grad_non_scalar_output():
+    with pytest.raises(TypeError, match="jacrev"):
+        xd.grad(lambda x: x * 2)(np.ones(3))
+    with pytest.raises(TypeError, match="must return arrays"):
+        xd.grad(lambda x: "nope")(np.ones(3))
+
+
+def test_jvp_tangent_mismatch():
+    with pytest.raises(ValueError, match="tangent 0 has shape"):
+        xd.jvp(lambda x: x, (np.ones(3),), (np.ones(2),))
+    with pytest.raises(ValueError, match="dtype"):
+        xd.jvp(lambda x: x, (np.ones(3),), (np.ones(3, dtype=np.float32),))
+
+
+def test_argnums_out_of_range():
+    with pytest.raises(ValueError, match="argnums"):
+        xd.grad(lambda x: xp.sum(x), argnums=1)(np.ones(3))
+
+
+def test_in_axes_errors():
+    with pytest.raises(ValueError, match="in_axes"):
+        xd.vmap(lambda x, y: x, in_axes=(0, 0, 0))(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="different sizes"):
+        xd.vmap(lambda x, y: x + y)(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="out of range"):
+        xd.vmap(lambda x: x, in_axes=2)(np.ones((3, 3)))
+
+
+def test_batch_ndim_errors():
+    with pytest.raises(ValueError, match="batch_ndim"):
+        xd.jacobian(lambda x: x, batch_ndim=3)(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="data shapes disagree"):
+        xd.jacobian(lambda x, y: x + y, batch_ndim=1, data_argnums=(0, 1))(np.ones((2, 2)),
+                                                                          np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("f, op", [
+    (lambda x: xp.sum(x, axis=0), "'sum'"),
+    (lambda x: xp.sum(x), "'sum'"),
+    (lambda x: xp.reshape(x, (-1,)), "'reshape'"),
+    (lambda x: x.T @ x, "'permute_dims'"),
+    (lambda x: xp.mean(x, axis=0, keepdims=True) - x, "'sum'"),
+    (lambda x: xp.cumulative_sum(x, axis=0), "'cumulative_sum'"),
+    (lambda x: x[0, ...] * x, "'getitem'"),
+    (lambda x: xp.flip(x, axis=0), "'flip'"),
+    (lambda x: xp.concat([x, x], axis=0), "'concat'"),
+])
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_sample_mixing_is_refused(f, op, mode):
+    x = rng().standard_normal((4, 3))
+    with pytest.raises(xd.MixingError, match=op):
+        xd.jacobian(f, batch_ndim=1, mode=mode)(x)
+    # the trace state is clean afterwards
+    assert xd.jacobian(lambda x: x * 2.0, batch_ndim=1)(x).shape == (4, 3, 3)
+
+
+def test_shared_array_with_batch_rows_is_lifted():
+    # a constant made inside f with the data shape behaves as in the batched code
+    x = rng().standard_normal((4, 3))
+    w = rng(1).standard_normal((4, 1))
+
+    def f(x):
+        xp = x.__array_namespace__()
+        out = xp.zeros((x.shape[0], 5))
+        out[:, 1:4] = x * xp.asarray(w)
+        return out
+
+    J = xd.jacobian(f, batch_ndim=1)(x)
+    assert J.shape == (4, 5, 3)
+    for b in range(4):
+        want = np.zeros((5, 3))
+        want[1:4] = np.eye(3) * w[b]
+        np.testing.assert_allclose(J[b], want, atol=1e-14)
+
+
+def test_escapes_refuse_to_drop_derivatives():
+    for fn, msg in [(float, "float"), (bool, "bool"), (np.asarray, "NumPy"), (int, "int")]:
+        with pytest.raises(TypeError, match=msg):
+            xd.grad(lambda x: fn(xp.sum(x)))(np.ones(2))
+    with pytest.raises(TypeError, match="Iterating"):
+        xd.grad(lambda x: xp.sum(xp.stack(list(x))))(np.ones(2))
+
+
+def test_missing_rule_names_primitive_and_transformation():
+    from xpdiff._core import primitive
+
+    p = primitive("test_no_rules", lambda bk, x: x)
+    with pytest.raises(NotImplementedError, match="test_no_rules.*jvp"):
+        xd.jvp(lambda x: p.bind(x), (np.ones(2),), (np.ones(2),))
+    with pytest.raises(NotImplementedError, match="test_no_rules.*vjp"):
+        xd.grad(lambda x: xp.sum(p.bind(x)))(np.ones(2))
+    with pytest.raises(NotImplementedError, match="Batching rule for 'test_no_rules'"):
+        xd.vmap(lambda x: p.bind(x))(np.ones((2, 2)))
+    from xpdiff import _core
+
+    del _core.PRIMITIVES["test_no_rules"]
+    assert not _core._STACK
+
+
+def test_state_clean_after_error():
+    from xpdiff import _core
+
+    def bad(x):
+        xp.sin(x)
+        raise RuntimeError("user error midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        xd.jacobian(bad, batch_ndim=1)(np.ones((2, 2)))
+    assert not _core._STACK
+    np.testing.assert_array_equal(xd.grad(lambda x: xp.sum(x * x))(np.ones(2)), [2.0, 2.0])
