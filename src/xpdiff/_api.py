@@ -14,10 +14,10 @@ from typing import Any
 from . import _tree
 from ._array import Tracer
 from ._backend import backend_namespace, is_array
-from ._batching import vmap_call
+from ._batching import BatchTrace, BatchTracer, vmap_call
 from ._core import XpdiffError, Zero, instantiate, new_main
 from ._dataview import DataTrace, DataTracer
-from ._jvp import jvp_call
+from ._jvp import Diag, jvp_call
 from ._namespace import namespace_for, namespace_for_values
 from ._reverse import vjp_call
 
@@ -289,6 +289,8 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd"):
         flat = _Flat(f, args, nums, has_aux, fname)
         ins = flat.flat_in
         n = sum(math.prod(x.shape) for x in ins)
+        if len(ins) == 1 and (chunk_size is None or chunk_size >= n):
+            return _jacfwd_structured(flat, single, has_aux)
         offs = [0]
         for x in ins:
             offs.append(offs[-1] + math.prod(x.shape))
@@ -313,6 +315,59 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd"):
         return (J, aux) if has_aux else J
 
     return jac
+
+
+def _jacfwd_structured(flat: _Flat, single: bool, has_aux: bool):
+    """Forward Jacobian of one input leaf with a structured identity basis.
+
+    The tangent starts as ``Diag`` (see ``_jvp.Diag``): elementwise operations keep
+    it symbolic, so an elementwise function's Jacobian is written once, at the size
+    of the result, and the basis axis is only materialised by an op that mixes
+    positions.
+    """
+    (x,) = flat.flat_in
+    shape = tuple(x.shape)
+    n = math.prod(shape)
+    with new_main(BatchTrace, size=n) as bmain:
+        res, touts = jvp_call(flat, [x], [Diag(None, bmain, shape, x)])
+        blocks = []
+        for o, t in zip(res[:flat.n_out], touts[:flat.n_out]):
+            o = _unbatch(o, bmain)
+            xp = _ns_of(o)
+            if type(t) is Diag and t.shape == tuple(o.shape):
+                eye = xp.eye(n, dtype=o.dtype, device=o.device)
+                scale = t.scale
+                if scale is not None:
+                    scale = _unbatch(scale, bmain)
+                    J = xp.multiply(xp.reshape(scale, (n, 1)), eye)
+                else:
+                    J = eye
+                blocks.append(xp.reshape(J, tuple(o.shape) + shape))
+                continue
+            if type(t) is Diag:
+                t = t.dense()
+            if isinstance(t, Zero):
+                blocks.append(xp.zeros(tuple(o.shape) + shape, dtype=o.dtype, device=o.device))
+                continue
+            if isinstance(t, BatchTracer) and t._main is bmain:
+                v = t._a if t._b else xp.broadcast_to(t._a, (n,) + tuple(t._a.shape))
+            else:  # does not depend on the basis
+                v = xp.broadcast_to(t, (n,) + tuple(t.shape))
+            m = math.prod(o.shape)
+            v = xp.matrix_transpose(xp.reshape(v, (n, m)))
+            blocks.append(xp.reshape(v, tuple(o.shape) + shape))
+        outs, aux = flat.split([_unbatch(r, bmain) for r in res])
+    J = _tree.unflatten(flat.out_def, [flat.pack_in([b], single) for b in blocks])
+    return (J, aux) if has_aux else J
+
+
+def _unbatch(v: Any, main: Any) -> Any:
+    """A value of the basis trace that does not depend on the basis, one level down."""
+    if isinstance(v, BatchTracer) and v._main is main:
+        if v._b:
+            raise XpdiffError("internal: a primal output depends on the tangent basis")
+        return v._a
+    return v
 
 
 def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev"):

@@ -29,6 +29,12 @@ class Tracer:
         self._a = a
         self._b = b
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from ._core import TRACER_TYPES
+
+        TRACER_TYPES.add(cls)
+
     # --- what each interpreter provides -------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:  # pragma: no cover - overridden

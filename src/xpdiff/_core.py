@@ -47,7 +47,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable")
+                 "differentiable", "partials")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
                  data=None, multiple_results: bool = False, differentiable: bool = True):
@@ -59,6 +59,7 @@ class Primitive:
         self.data = data
         self.multiple_results = multiple_results
         self.differentiable = differentiable
+        self.partials = None  # elementwise families: per-operand derivatives (see _jvp.Diag)
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
@@ -121,13 +122,14 @@ class Trace:
         raise NotImplementedError
 
 
+TRACER_TYPES: set = set()  # filled by _array: every Tracer subclass registers itself
+
+
 def top_main(args: tuple) -> MainTrace | None:
     """The highest-level transformation among ``args``' tracers, if any."""
-    from ._array import Tracer
-
     top = None
     for a in args:
-        if isinstance(a, Tracer):
+        if type(a) in TRACER_TYPES:
             m = a._main
             if top is None or m.level > top.level:
                 top = m
@@ -153,7 +155,8 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
 
 
 def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:
-    xp = _backend.namespace_of(args[0])
+    a0 = args[0]
+    xp = _backend._NS_CACHE.get(type(a0)) or _backend.namespace_of(a0)
     out = prim.impl(xp, *args, **params)
     if prim.multiple_results:
         return tuple(_backend.fix_result(o) for o in out)

@@ -94,8 +94,11 @@ class _Call:
 
 
 def instantiate_like(p: Any, t: Any) -> Any:
+    from ._jvp import Diag
     from ._namespace import namespace_for_values
 
+    if type(t) is Diag:
+        return t.dense()
     return instantiate(namespace_for_values([p]), t) if isinstance(t, Zero) else t
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._array import Tracer
@@ -16,6 +17,75 @@ class JVPTracer(Tracer):
     @property
     def shape(self) -> tuple[int, ...]:
         return self._a.shape
+
+
+class Diag:
+    """A structured tangent over a basis: ``scale * I``.
+
+    Under ``jacfwd`` the tangent of the input is the identity basis, pushed as a
+    vmap axis.  While only elementwise operations act on it, the tangent for
+    basis vector ``j`` is ``scale * e_j`` with ``scale`` shaped like the primal:
+    each elementwise rule multiplies ``scale`` by its partial derivative and the
+    ``n``-sized basis axis is never touched.  Any other operation (one that mixes
+    positions) materialises it once (:meth:`dense`).  ``scale=None`` means ones.
+    """
+
+    __slots__ = ("scale", "main", "shape", "like")
+
+    def __init__(self, scale: Any, main: Any, shape: tuple, like: Any):
+        self.scale, self.main, self.shape, self.like = scale, main, tuple(shape), like
+
+    def dense(self) -> Any:
+        """The tangent as a basis-batched array: ``eye(n).reshape((n,) + shape) * scale``."""
+        from ._batching import BatchTracer
+        from ._namespace import namespace_for_values
+
+        xp = namespace_for_values([self.like])
+        n = math.prod(self.shape)
+        eye = xp.reshape(xp.eye(n, dtype=self.like.dtype, device=self.like.device),
+                         (n,) + self.shape)
+        val = eye if self.scale is None else xp.multiply(eye, self.scale)
+        return BatchTracer(self.main, val, True)
+
+
+def _densify(tangents: list) -> list:
+    return [t.dense() if type(t) is Diag else t for t in tangents]
+
+
+def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> Any:
+    """JVP of an elementwise primitive on ``Diag`` tangents: stays ``Diag`` when every
+    structured operand already has the output's shape (no broadcasting)."""
+    if params or any(t is not None and not isinstance(t, (Zero, Diag)) for t in tangents):
+        return None
+    out = prim.bind(*primals)
+    shape = tuple(out.shape)
+    main = None
+    for t in tangents:
+        if type(t) is Diag:
+            if t.shape != shape or (main is not None and t.main is not main):
+                return None
+            main = t.main
+    from ._namespace import namespace_for_values
+    from .rules._families import scaled
+
+    xp = namespace_for_values(primals)
+    acc = None
+    for t, d in zip(tangents, prim.partials):
+        if type(t) is not Diag or d is None:
+            continue
+        dv = d(xp, primals, out)
+        if t.scale is None:
+            term = dv if not isinstance(dv, (int, float)) else (
+                None if dv == 1 else xp.multiply(xp.ones_like(out), dv))
+        else:
+            term = scaled(xp, t.scale, dv)
+        if term is None:
+            term = xp.ones_like(out)
+        acc = term if acc is None else xp.add(acc, term)
+    first = next(t for t in tangents if type(t) is Diag)
+    if acc is not None and tuple(acc.shape) != shape:
+        acc = xp.broadcast_to(acc, shape)
+    return out, Diag(acc, main, shape, first.like)
 
 
 class JVPTrace(Trace):
@@ -48,6 +118,11 @@ class JVPTrace(Trace):
                 f"Differentiation rule for '{prim.name}' not implemented (forward mode / jvp); "
                 f"wrap the computation in xpdiff.custom_jvp to give it a rule"
             )
+        if any(type(t) is Diag for t in tangents):
+            res = _diag_rule(prim, primals, tangents, params) if prim.partials else None
+            if res is not None:
+                return JVPTracer(self.main, res[0], res[1])
+            tangents = _densify(tangents)
         from ._namespace import namespace_for_values
 
         xp = namespace_for_values(primals)

@@ -60,8 +60,13 @@ def as_operand(s: Any, like: Any) -> Any:
     return bk.asarray(s, dtype=dt, device=like.device)
 
 
+_SCALARS = (bool, int, float, complex)
+
+
 def operands(*args: Any) -> tuple:
     """Convert the Python scalars among ``args`` to arrays like the first array."""
+    if not any(isinstance(a, _SCALARS) for a in args):
+        return args
     like = next((a for a in args if is_arraylike(a)), None)
     if like is None:
         raise TypeError("at least one argument must be an array")
@@ -145,7 +150,7 @@ def data_broadcast(ctx, ops, has, **params):
     return new, params
 
 
-def _scaled(xp: Any, t: Any, d: Any) -> Any:
+def scaled(xp: Any, t: Any, d: Any) -> Any:
     """``t * d``, skipping the multiplication for the constants 1 and -1."""
     if isinstance(d, (int, float)):
         if d == 1:
@@ -175,7 +180,7 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
         for t, d in zip(tangents, partials):
             if t is None or d is None or isinstance(t, Zero):
                 continue
-            term = _scaled(xp, t, d(xp, primals, out))
+            term = scaled(xp, t, d(xp, primals, out))
             acc = term if acc is None else xp.add(acc, term)
         if acc is None:
             return out, Zero(out)
@@ -189,11 +194,12 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
             if not need or d is None:
                 res.append(None)
             else:
-                res.append(unbroadcast(xp, _scaled(xp, g, d(xp, primals, out)), x.shape))
+                res.append(unbroadcast(xp, scaled(xp, g, d(xp, primals, out)), x.shape))
         return res
 
     if p.differentiable:
         p.jvp, p.vjp = jvp, vjp
+        p.partials = partials
     p.batch = batch_broadcast(p)
     p.data = data_broadcast
     return p
