@@ -5,10 +5,18 @@ The functions are backend-agnostic (they dispatch on their arguments through
 dtypes, constants and the inspection API.  ``x.__array_namespace__()`` of a
 traced array returns the namespace of its backend, so array-API code asks its
 arrays for their namespace and runs unchanged.
+
+A namespace is built per backend and per API version (``"2023.12"``,
+``"2024.12"`` (the default) or ``"2025.12"``): it holds exactly the standard's
+names for that version (names newer than the version are left out), the
+extension submodules ``linalg`` and ``fft``, xpdiff's ``special`` submodule and
+one extra public name, ``stop_gradient``.  See docs/namespace.md.
 """
 
 from __future__ import annotations
 
+import builtins
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,18 +24,31 @@ from . import _core
 from ._array import Tracer
 from ._backend import backend_namespace, is_array, namespace_of
 from .rules import EXPORTS
-from .rules.creation import CREATION
+from .rules.creation import backend_creation
 from .rules.indexing import _getitem_fn as _getitem
 from .rules.indexing import _setitem_fn as _setitem
 from .rules.indexing import select as _select
 from .rules.manipulation import stop_gradient
 
+# the operators of traced arrays look functions up here (this shadows the builtins max,
+# min, sum, all, any in this module: use builtins.max etc.)
 globals().update({n: f for n, f in EXPORTS.items() if "." not in n})
+
+SUPPORTED_VERSIONS = ("2023.12", "2024.12", "2025.12")
+DEFAULT_VERSION = "2024.12"
+
+# names of the standard that are newer than 2023.12, with the version adding them
+INTRODUCED = {
+    "count_nonzero": "2024.12", "cumulative_prod": "2024.12", "diff": "2024.12",
+    "nextafter": "2024.12", "reciprocal": "2024.12", "take_along_axis": "2024.12",
+    "broadcast_shapes": "2025.12", "isin": "2025.12",
+}
+EXTENSIONS = ("linalg", "fft", "special")
+EXTRAS = ("stop_gradient",)  # xpdiff's own public names beside the standard's
 
 _DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
            "float32", "float64", "complex64", "complex128"]
 _CONSTANTS = ["e", "inf", "nan", "newaxis", "pi"]
-_INSPECT = ["can_cast", "finfo", "iinfo", "isdtype", "__array_namespace_info__"]
 
 
 def _lift_constant(value: Any, like: Tracer | None = None) -> Any:
@@ -43,66 +64,266 @@ def _lift_constant(value: Any, like: Tracer | None = None) -> Any:
     return value
 
 
-def _creation(bk: Any, name: str):
-    raw = getattr(bk, name)
-
-    def fn(*args: Any, **kwargs: Any) -> Any:
-        if name == "asarray" and args and isinstance(args[0], Tracer):
-            x = args[0]
-            dtype = kwargs.get("dtype")
-            return x if dtype is None or dtype == x.dtype else EXPORTS["astype"](x, dtype)
-        out = raw(*args, **kwargs)
-        if not _core._STACK:
-            return out
-        if isinstance(out, (list, tuple)):
-            return type(out)(_lift_constant(o) for o in out)
-        return _lift_constant(out)
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"``{name}`` of the backend (a constant: no derivative flows from it)."
-    return fn
+def _const(value: Any) -> Any:
+    if not _core._STACK:
+        return value
+    return _lift_constant(value)
 
 
-def _result_type(bk: Any):
-    def result_type(*arrays_and_dtypes: Any) -> Any:
-        return bk.result_type(*[a.dtype if isinstance(a, Tracer) else a for a in arrays_and_dtypes])
+def _dtype_of(x: Any) -> Any:
+    """The dtype of an array (traced or raw); anything else is returned as is."""
+    if isinstance(x, Tracer) or (not isinstance(x, type) and is_array(x)):
+        return x.dtype
+    return x
 
-    return result_type
 
+# --- data type functions -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class finfo_object:
+    """Machine limits of a floating-point dtype (the standard's ``finfo`` object).
+
+    ``dtype`` is the real floating dtype (``float32`` for ``complex64``).
+    """
+
+    bits: int
+    eps: float
+    max: float
+    min: float
+    smallest_normal: float
+    dtype: Any
+
+
+@dataclass(frozen=True)
+class iinfo_object:
+    """Machine limits of an integer dtype (the standard's ``iinfo`` object)."""
+
+    bits: int
+    max: int
+    min: int
+    dtype: Any
+
+
+def _dtype_functions(bk: Any) -> dict[str, Any]:
+    info = bk.__array_namespace_info__() if hasattr(bk, "__array_namespace_info__") else None
+
+    def _default(kind: str, device: Any) -> Any:
+        if info is not None:
+            return info.default_dtypes(device=device)[kind]
+        return {"integral": bk.int64, "real floating": bk.float64,
+                "complex floating": bk.complex128}[kind]
+
+    def can_cast(from_, to, /):
+        """Whether ``from_`` (a dtype or an array, traced or not) can be cast to ``to``
+        by the standard's type promotion rules."""
+        return bool(bk.can_cast(_dtype_of(from_), to))
+
+    def finfo(type, /):
+        """Machine limits of a floating-point dtype or of an array's dtype.
+
+        >>> import xpdiff as xd
+        >>> xp = xd.namespace("numpy")
+        >>> xp.finfo(xp.float32).bits
+        32
+        """
+        f = bk.finfo(_dtype_of(type))
+        return finfo_object(int(f.bits), float(f.eps), float(f.max), float(f.min),
+                            float(f.smallest_normal), f.dtype)
+
+    def iinfo(type, /):
+        """Machine limits of an integer dtype or of an array's dtype."""
+        i = bk.iinfo(_dtype_of(type))
+        return iinfo_object(int(i.bits), int(i.max), int(i.min), i.dtype)
+
+    def isdtype(dtype, kind, /):
+        """Whether ``dtype`` is of ``kind`` (a dtype, a kind name or a tuple of them)."""
+        return bool(bk.isdtype(dtype, kind))
+
+    def result_type(*arrays_and_dtypes):
+        """The dtype the standard's promotion rules give for arrays (traced or not),
+        dtypes and Python scalars (scalars are weak: they take the arrays' dtype when
+        their kind allows it, else the default dtype of their kind).
+
+        >>> import xpdiff as xd
+        >>> xp = xd.namespace("numpy")
+        >>> xp.result_type(xp.float32, 1.0, xp.ones(2, dtype=xp.float32))
+        dtype('float32')
+        """
+        dtypes, scalars, device = [], [], None
+        for a in arrays_and_dtypes:
+            if isinstance(a, (bool, int, float, complex)):
+                scalars.append(a)
+            else:
+                dt = _dtype_of(a)
+                if device is None and dt is not a:
+                    device = a.device
+                dtypes.append(dt)
+        if not dtypes:
+            raise TypeError("result_type: at least one argument must be an array or a dtype "
+                            "(Python scalars alone have no dtype)")
+        dt = bk.result_type(*dtypes)
+        for s in scalars:
+            if isinstance(s, bool):
+                continue
+            if isinstance(s, int):
+                if bk.isdtype(dt, "bool"):
+                    dt = _default("integral", device)
+            elif isinstance(s, float):
+                if bk.isdtype(dt, ("bool", "integral")):
+                    dt = _default("real floating", device)
+            elif bk.isdtype(dt, ("bool", "integral")):
+                dt = _default("complex floating", device)
+            elif bk.isdtype(dt, "real floating"):
+                dt = bk.complex64 if dt == bk.float32 else bk.complex128
+        return dt
+
+    fns = [can_cast, finfo, iinfo, isdtype, result_type]
+    return {f.__name__: f for f in fns}
+
+
+def broadcast_shapes(*shapes):
+    """The shape that broadcasting ``shapes`` against each other gives (API 2025.12).
+
+    >>> import xpdiff as xd
+    >>> xd.namespace("numpy", api_version="2025.12").broadcast_shapes((2, 1), (3,))
+    (2, 3)
+    """
+    nd = builtins.max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(nd):
+        dims = {s[len(s) - nd + i] for s in shapes if len(s) - nd + i >= 0}
+        sizes = dims - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"broadcast_shapes: shapes {shapes} cannot be broadcast together "
+                             f"(dim {i - nd} has sizes {sorted(sizes, key=str)})")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+# --- inspection ------------------------------------------------------------------------------
+
+class Info:
+    """The inspection namespace (``xp.__array_namespace_info__()``): the backend's,
+    with the standard's signatures and container types."""
+
+    def __init__(self, bk: Any, version: str):
+        self._info = bk.__array_namespace_info__()
+        self._version = version
+
+    def __repr__(self) -> str:
+        return f"<xpdiff inspection namespace over {self._info!r}>"
+
+    def capabilities(self):
+        """The backend's capabilities (boolean indexing, data-dependent shapes, max dims)."""
+        return dict(self._info.capabilities())
+
+    def default_device(self):
+        """The backend's default device."""
+        return self._info.default_device()
+
+    def default_dtypes(self, *, device=None):
+        """Default dtypes by kind (``"real floating"``, ``"complex floating"``,
+        ``"integral"``, ``"indexing"``)."""
+        return dict(self._info.default_dtypes(device=device))
+
+    def devices(self):
+        """The devices of the backend (a list; a tuple from API version 2025.12)."""
+        d = self._info.devices()
+        return tuple(d) if self._version >= "2025.12" else list(d)
+
+    def dtypes(self, *, device=None, kind=None):
+        """The supported dtypes by name (optionally of one ``kind``)."""
+        return dict(self._info.dtypes(device=device, kind=kind))
+
+
+# --- the namespace ---------------------------------------------------------------------------
 
 class Namespace(SimpleNamespace):
     """The array-API namespace of xpdiff over one backend (see :func:`xpdiff.namespace`)."""
 
     def __repr__(self) -> str:
-        return f"<xpdiff namespace over {self._backend.__name__}>"
+        return f"<xpdiff namespace over {self._backend.__name__}, API {self.__array_api_version__}>"
 
 
-_CACHE: dict[tuple[int, str | None], Namespace] = {}
+class Extension(SimpleNamespace):
+    """An extension submodule of a namespace (``linalg``, ``fft``, ``special``)."""
+
+    def __repr__(self) -> str:
+        return f"<xpdiff extension {self._name!r}>"
 
 
-def namespace_for(bk: Any, api_version: str | None = None) -> Namespace:
-    """xpdiff's namespace over the raw backend namespace ``bk``."""
-    key = (id(bk), api_version)
+def _in_version(name: str, version: str) -> bool:
+    return INTRODUCED.get(name, "0") <= version
+
+
+def _sequence_type(fn: Any, version: str) -> Any:
+    """``fn`` returning a list (before 2025.12) or a tuple (from 2025.12) of arrays."""
+    kind = tuple if version >= "2025.12" else list
+
+    def wrapped(*arrays, **kw):
+        return kind(fn(*arrays, **kw))
+
+    wrapped.__name__ = wrapped.__qualname__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    wrapped.__wrapped__ = fn
+    return wrapped
+
+
+_CACHE: dict[tuple[int, str, bool], Namespace] = {}
+
+
+def _build(bk: Any, version: str, lift: bool = True) -> Namespace:
+    ns = Namespace(**{n: f for n, f in EXPORTS.items()
+                      if "." not in n and not n.startswith("_") and _in_version(n, version)})
+    for sub in EXTENSIONS:
+        setattr(ns, sub, Extension(_name=sub))
+    for dotted, f in EXPORTS.items():
+        if "." in dotted:
+            sub, fname = dotted.split(".", 1)
+            if sub not in EXTENSIONS:
+                raise ValueError(f"export {dotted!r}: unknown extension {sub!r}")
+            setattr(getattr(ns, sub), fname, f)
+    ns._backend = bk
+    ns.__array_api_version__ = version
+    dtype_fns = _dtype_functions(bk)
+    for n, f in dtype_fns.items():
+        setattr(ns, n, f)
+    # user code gets constants lifted onto the innermost transformation (so that
+    # `out = xp.zeros(...); out[i] = traced` works); rules get raw constants (a rule
+    # runs one level down, where lifting onto the innermost trace would be wrong)
+    const = _const if lift else (lambda v: v)
+    for n, f in backend_creation(bk, const, dtype_fns["result_type"]).items():
+        setattr(ns, n, f)
+    for n in _DTYPES + _CONSTANTS:
+        if hasattr(bk, n):
+            setattr(ns, n, getattr(bk, n))
+    if hasattr(bk, "__array_namespace_info__"):
+        def __array_namespace_info__():
+            return Info(bk, version)
+
+        __array_namespace_info__.__doc__ = "The inspection namespace (devices, dtypes, capabilities)."
+        ns.__array_namespace_info__ = __array_namespace_info__
+    for n in ("meshgrid", "broadcast_arrays"):
+        if hasattr(ns, n):
+            setattr(ns, n, _sequence_type(getattr(ns, n), version))
+    if _in_version("broadcast_shapes", version):
+        ns.broadcast_shapes = broadcast_shapes
+    ns.stop_gradient = stop_gradient
+    return ns
+
+
+def namespace_for(bk: Any, api_version: str | None = None, *, rules: bool = False) -> Namespace:
+    """xpdiff's namespace over the raw backend namespace ``bk`` for ``api_version``
+    (default ``"2024.12"``); ``rules=True`` gives the variant rules receive, whose
+    creation functions return raw constants."""
+    version = DEFAULT_VERSION if api_version is None else api_version
+    key = (id(bk), version, rules)
     ns = _CACHE.get(key)
     if ns is None:
-        ns = Namespace(**{n: f for n, f in EXPORTS.items() if "." not in n and not n.startswith("_")})
-        for dotted, f in EXPORTS.items():  # extension submodules: linalg, fft, special
-            if "." in dotted:
-                sub, fname = dotted.split(".", 1)
-                if not hasattr(ns, sub):
-                    setattr(ns, sub, SimpleNamespace())
-                setattr(getattr(ns, sub), fname, f)
-        ns._backend = bk
-        ns.__array_api_version__ = api_version or "2024.12"
-        for n in CREATION:
-            if hasattr(bk, n):
-                setattr(ns, n, _creation(bk, n))
-        for n in _DTYPES + _CONSTANTS + _INSPECT:
-            if hasattr(bk, n):
-                setattr(ns, n, getattr(bk, n))
-        ns.result_type = _result_type(bk)
-        ns.stop_gradient = stop_gradient
-        _CACHE[key] = ns
+        if version not in SUPPORTED_VERSIONS:
+            raise ValueError(f"__array_namespace__: api_version={api_version!r} is not supported; "
+                             f"choose one of {SUPPORTED_VERSIONS} (or None for {DEFAULT_VERSION})")
+        ns = _CACHE[key] = _build(bk, version, lift=not rules)
     return ns
 
 
@@ -110,18 +331,20 @@ def namespace_for_values(vals: Any) -> Namespace:
     """The namespace for rules applied to ``vals`` (the backend of the first array)."""
     for v in vals:
         if isinstance(v, Tracer):
-            return namespace_for(v._backend())
+            return namespace_for(v._backend(), rules=True)
         if is_array(v):
-            return namespace_for(namespace_of(v))
+            return namespace_for(namespace_of(v), rules=True)
     raise TypeError("no array among the operands")
 
 
-def namespace(backend: str | None = None) -> Namespace:
+def namespace(backend: str | None = None, *, api_version: str | None = None) -> Namespace:
     """xpdiff's namespace for creating arrays on a backend.
 
     Args:
         backend: ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"torch"`` or
             ``"jax"``; ``None`` reads ``$XPDIFF_BACKEND`` (default ``"numpy"``).
+        api_version: the array API version (``"2023.12"``, ``"2024.12"``,
+            ``"2025.12"``); ``None`` means ``"2024.12"``.
 
     Returns:
         The namespace; its functions also accept traced arrays.
@@ -131,8 +354,9 @@ def namespace(backend: str | None = None) -> Namespace:
     >>> xp.sin(xp.zeros(2))
     array([0., 0.])
     """
-    return namespace_for(backend_namespace(backend))
+    return namespace_for(backend_namespace(backend), api_version)
 
 
-__all__ = ["Namespace", "namespace", "namespace_for", "namespace_for_values", "stop_gradient",
-           "_getitem", "_setitem", "_select"]
+__all__ = ["DEFAULT_VERSION", "EXTENSIONS", "EXTRAS", "INTRODUCED", "Info", "Namespace",
+           "SUPPORTED_VERSIONS", "broadcast_shapes", "namespace", "namespace_for",
+           "namespace_for_values", "stop_gradient", "_getitem", "_setitem", "_select"]
