@@ -20,6 +20,7 @@ from ._dataview import DataTrace, DataTracer
 from ._jvp import Diag, jvp_call
 from ._namespace import namespace_for, namespace_for_values
 from ._reverse import vjp_call
+from .rules.structure import diag_block
 
 ArgNums = int | Sequence[int]
 
@@ -335,14 +336,11 @@ def _jacfwd_structured(flat: _Flat, single: bool, has_aux: bool):
             o = _unbatch(o, bmain)
             xp = _ns_of(o)
             if type(t) is Diag and t.shape == tuple(o.shape):
-                eye = xp.eye(n, dtype=o.dtype, device=o.device)
-                scale = t.scale
-                if scale is not None:
-                    scale = _unbatch(scale, bmain)
-                    J = xp.multiply(xp.reshape(scale, (n, 1)), eye)
+                if t.scale is None:
+                    J = xp.reshape(xp.eye(n, dtype=o.dtype, device=o.device), shape + shape)
                 else:
-                    J = eye
-                blocks.append(xp.reshape(J, tuple(o.shape) + shape))
+                    J = diag_block(_unbatch(t.scale, bmain), shape)
+                blocks.append(J)
                 continue
             if type(t) is Diag:
                 t = t.dense()

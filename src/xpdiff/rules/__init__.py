@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     linalg,
     manipulation,
     reductions,
+    structure,
 )
 from ._families import EXPORTS
 

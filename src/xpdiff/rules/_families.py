@@ -47,17 +47,34 @@ def as_operand(s: Any, like: Any) -> Any:
         return s
     bk = backend_of(like)
     dt = like.dtype
+    kind = dtype_kind(bk, dt)
     if isinstance(s, bool):
-        dt = dt if bk.isdtype(dt, "bool") else dt
+        pass
     elif isinstance(s, int):
-        dt = dt if not bk.isdtype(dt, "bool") else None
+        dt = None if kind == "bool" else dt
     elif isinstance(s, float):
-        dt = dt if bk.isdtype(dt, ("real floating", "complex floating")) else None
+        dt = dt if kind in ("real floating", "complex floating") else None
     elif isinstance(s, complex):
-        dt = dt if bk.isdtype(dt, "complex floating") else None
+        dt = dt if kind == "complex floating" else None
     else:
         raise TypeError(f"expected an array or a Python scalar, got {type(s).__name__}")
     return bk.asarray(s, dtype=dt, device=like.device)
+
+
+_KINDS: dict = {}
+
+
+def dtype_kind(bk: Any, dt: Any) -> str:
+    """The standard's kind of a dtype ("bool", "integral", "real floating", ...), cached."""
+    key = (id(bk), dt)
+    k = _KINDS.get(key)
+    if k is None:
+        for k in ("bool", "signed integer", "unsigned integer", "real floating",
+                  "complex floating"):
+            if bk.isdtype(dt, k):
+                break
+        _KINDS[key] = k
+    return k
 
 
 _SCALARS = (bool, int, float, complex)
@@ -239,7 +256,7 @@ def data_axis_param(key: str = "axis"):
 
 
 def is_float(x: Any) -> bool:
-    return backend_of(x).isdtype(x.dtype, ("real floating", "complex floating"))
+    return dtype_kind(backend_of(x), x.dtype) in ("real floating", "complex floating")
 
 
 def size_of(shape: tuple) -> int:
