@@ -147,15 +147,21 @@ class Tracer:
         return self
 
 
-def _ns() -> Any:
-    from . import _namespace
+_NS_MODULE: list = []
 
-    return _namespace
+
+def _ns() -> Any:
+    """xpdiff._namespace (imported lazily once: it imports this module)."""
+    if not _NS_MODULE:
+        from . import _namespace
+
+        _NS_MODULE.append(_namespace)
+    return _NS_MODULE[0]
 
 
 def _binop(name: str, reflected: bool = False):
     def op(self: Tracer, other: Any) -> Any:
-        f = getattr(_ns(), name)
+        f = getattr(_NS_MODULE[0] if _NS_MODULE else _ns(), name)
         return f(other, self) if reflected else f(self, other)
 
     op.__name__ = f"__{'r' if reflected else ''}{name}__"

@@ -107,6 +107,7 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
     for i, c in zip(out_ids, cts):
         if i is not None:
             accum(i, c)
+    xp = None
     for node in reversed(trace.tape):
         gs = [acc.pop(i, None) for i in node.out_ids]
         if all(g is None for g in gs):
@@ -115,7 +116,8 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
         if node.custom is not None:
             in_cts = node.custom(gs, node)
         else:
-            xp = namespace_for_values(node.primals)
+            if xp is None:  # one backend per tape (mixing backends is refused)
+                xp = namespace_for_values(node.primals)
             if node.prim.multiple_results:
                 g = [Zero(o) if gi is None else gi for gi, o in zip(gs, node.out)]
             else:

@@ -41,12 +41,38 @@ def is_arraylike(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
+_SCALAR_CACHE: dict = {}
+
+
 def as_operand(s: Any, like: Any) -> Any:
-    """A Python scalar as a 0-d array matching ``like`` (dtype and device)."""
+    """A Python scalar as a 0-d array matching ``like`` (dtype and device).
+
+    Converted scalars are cached (they are never handed out to user code, and
+    every primitive treats its operands as immutable).
+    """
     if is_arraylike(s):
         return s
-    bk = backend_of(like)
     dt = like.dtype
+    dev = like.device
+    key = (type(s), s, dt, dev)
+    try:
+        hit = _SCALAR_CACHE.get(key)
+    except TypeError:  # an unhashable device
+        hit = None
+    if hit is not None:
+        return hit
+    out = _as_operand(s, like, dt, dev)
+    if len(_SCALAR_CACHE) > 512:
+        _SCALAR_CACHE.clear()
+    try:
+        _SCALAR_CACHE[key] = out
+    except TypeError:
+        pass
+    return out
+
+
+def _as_operand(s: Any, like: Any, dt: Any, dev: Any) -> Any:
+    bk = backend_of(like)
     kind = dtype_kind(bk, dt)
     if isinstance(s, bool):
         pass
@@ -58,7 +84,7 @@ def as_operand(s: Any, like: Any) -> Any:
         dt = dt if kind == "complex floating" else None
     else:
         raise TypeError(f"expected an array or a Python scalar, got {type(s).__name__}")
-    return bk.asarray(s, dtype=dt, device=like.device)
+    return bk.asarray(s, dtype=dt, device=dev)
 
 
 _KINDS: dict = {}
