@@ -14,6 +14,7 @@ any array-API backend, computed on the arrays' device.
 from ._api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
 from ._core import MixingError, RuleError, XpdiffError
 from ._custom import custom_jvp, custom_vjp
+from ._eager import DiffArray
 from ._namespace import Namespace, namespace
 from .rules.manipulation import stop_gradient
 
@@ -27,6 +28,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xpdiff' has no attribute {name!r}")
 
 
-__all__ = ["MixingError", "Namespace", "RuleError", "XpdiffError", "custom_jvp", "custom_vjp",
+__all__ = ["DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError", "custom_jvp", "custom_vjp",
            "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "namespace", "stop_gradient",
            "value_and_grad", "vjp", "vmap"]

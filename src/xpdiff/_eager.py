@@ -1,0 +1,511 @@
+"""The eager API: ``DiffArray`` (a tracked array) and ``y.to(x)`` (its derivatives).
+
+Built from the ordinary interpreters on *persistent* mains (not on the trace
+stack; ``bind`` finds them through the tracers' ``_main``):
+
+* ``E``, one eager reverse trace at the lowest level: a graph of ``_reverse.Node``
+  whose ids are references to the producing node (freed with the arrays), swept
+  by ``_reverse.backward``.  Nodes keep the *tracked* operands, so the backward
+  pass is recorded on ``E`` too and derivatives are differentiable again.
+* for data dims ``B`` (``batch_ndim=k``): ``V_B`` (vmap over the flattened data
+  dims) and ``D_B`` (the data view) above ``E``, so batched code is checked and
+  translated by the data rules, executed by the batching rules, and recorded by
+  ``E`` as the real batched operations.
+
+See docs/eager.md for the design.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from . import _core
+from ._array import Tracer
+from ._backend import is_array, namespace_of
+from ._batching import BatchTrace, BatchTracer, vmap_call
+from ._core import MainTrace, MixingError, RuleError, Zero
+from ._dataview import DataTrace, DataTracer
+from ._reverse import Node, ReverseTrace, ReverseTracer, backward, vjp_call
+
+_LEVEL_E, _LEVEL_V, _LEVEL_D = -3_000_000, -2_000_000, -1_000_000
+_COUNT = itertools.count()
+
+
+class _Ref:
+    """The id of one tracked value: the node that made it (``None`` for a leaf)."""
+
+    __slots__ = ("node", "__weakref__")
+
+    def __init__(self, node: Any):
+        self.node = node
+
+
+class _Node(Node):
+    """A recorded application; ``n`` is its creation number (a topological order)."""
+
+    __slots__ = ("n",)
+
+
+def _make(cls: type, main: Any, a: Any, b: Any) -> Any:
+    obj = object.__new__(cls)
+    Tracer.__init__(obj, main, a, b)
+    return obj
+
+
+def _is_float(bk: Any, dtype: Any) -> bool:
+    return bk.isdtype(dtype, ("real floating", "complex floating"))
+
+
+# --- the public array ---------------------------------------------------------------------
+
+class DiffArray(Tracer):
+    """A tracked array: array-API code on it returns tracked arrays, ``y.to(x)`` differentiates.
+
+    Args:
+        value: a floating-point array of any array-API backend (NumPy, CuPy,
+            array-api-strict, ...); it stays on its device.
+        batch_ndim: number of leading *data* dims ``B``: the code on ``x`` is
+            batched code whose first ``k`` dims index independent samples, and
+            derivatives are per sample (an operation mixing samples raises
+            :class:`xpdiff.MixingError`).
+
+    ``y.to(x)`` is the gradient of ``sum(y)`` with respect to ``x`` (``x``-shaped),
+    ``y.to(x, cotangent=g)`` the vector-Jacobian product, and
+    ``y.to(x, jacobian=True)`` the Jacobian, ``B + Y + X`` (one block per sample).
+    Results are ``DiffArray`` s again, so ``y.to(x).to(x, jacobian=True)`` is the
+    Hessian of ``sum(y)``.  ``.value`` is the plain array.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> x = xd.DiffArray(np.array([1.0, 2.0]))
+    >>> y = x ** 3
+    >>> y.to(x).value
+    array([ 3., 12.])
+    >>> y.to(x).to(x, jacobian=True).value
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    >>> xb = xd.DiffArray(np.ones((5, 3)), batch_ndim=1)
+    >>> (xb * xb).to(xb, jacobian=True).shape
+    (5, 3, 3)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: Any, /, *, batch_ndim: int = 0) -> DiffArray:
+        return _leaf(value, batch_ndim)
+
+    def __init__(self, value: Any, /, *, batch_ndim: int = 0):
+        pass  # built by __new__; internal arrays are made by the traces
+
+    @property
+    def batch_ndim(self) -> int:
+        """The number of leading data dims."""
+        return self._main.data["k"] if isinstance(self, _Data) else 0
+
+    @property
+    def value(self) -> Any:
+        """The plain backend array (no derivative information), of shape ``self.shape``."""
+        if isinstance(self, _Data):
+            flat = _raw(_flat(self, record=False))
+            return namespace_of(flat).reshape(flat, self.shape)
+        return _raw(self)
+
+    def __repr__(self) -> str:
+        k = self.batch_ndim
+        return f"DiffArray({self.value!r}" + (f", batch_ndim={k})" if k else ")")
+
+    def to(self, x: DiffArray, /, *, cotangent: Any = None, jacobian: bool = False) -> DiffArray:
+        """Derivatives of this array with respect to the tracked array ``x``.
+
+        Args:
+            x: a :class:`DiffArray` this array was (or was not) computed from.
+            cotangent: ``g`` of this array's shape: returns ``g^T dy/dx`` (``x``-shaped);
+                default all ones, i.e. the gradient of ``sum(y)``.
+            jacobian: return the Jacobian ``dy/dx`` instead: shape ``Y + X``, or
+                ``B + Y + X`` with data dims (one vectorised backward pass).
+
+        Returns:
+            A :class:`DiffArray` (differentiable again); zeros when this array does
+            not depend on ``x``.
+        """
+        return _to(self, x, cotangent, jacobian)
+
+
+class _Flat(DiffArray, ReverseTracer):
+    """A tracer of the eager reverse trace ``E``: ``_a`` the array, ``_b`` its ``_Ref``."""
+
+    __slots__ = ()
+
+
+class _Data(DiffArray, DataTracer):
+    """A tracer of a data view ``D_B``: ``_a`` the per-sample value (a ``V_B`` tracer)."""
+
+    __slots__ = ()
+
+
+# --- the traces ---------------------------------------------------------------------------
+
+class EagerTrace(ReverseTrace):
+    """The eager reverse trace: records nodes that keep tracked operands (see module doc)."""
+
+    __slots__ = ("in_fwd",)
+
+    def __init__(self, main: Any):
+        super().__init__(main)
+        self.in_fwd = 0
+
+    def lift(self, x: Any) -> _Flat:
+        return _make(_Flat, self.main, x, None)
+
+    def process(self, prim: _core.Primitive, args: tuple, params: dict) -> Any:
+        primals, ids = self._split(args)
+        out = prim.bind(*primals, **params)
+        if not prim.differentiable or all(i is None for i in ids):
+            return tuple(self.lift(o) for o in out) if prim.multiple_results else self.lift(out)
+        kept = [a if i is not None else p for a, p, i in zip(args, primals, ids)]
+        return self.record(prim, params, kept, ids, out)
+
+    def record(self, prim, params, primals, ids, out, custom=None) -> Any:
+        multi = isinstance(out, tuple) if prim is None else prim.multiple_results
+        node = _Node(prim, params, primals, ids, out, None, custom)
+        node.n = next(_COUNT)
+        node.out_ids = [_Ref(node) for _ in (out if multi else (out,))]
+        tracers = [_make(_Flat, self.main, o, r) for o, r in zip(out if multi else (out,), node.out_ids)]
+        return tuple(tracers) if multi else tracers[0]
+
+    def process_custom(self, call: Any, args: tuple) -> Any:
+        primals, ids = self._split(args)
+        if self.in_fwd or all(i is None for i in ids):
+            # inside a custom fwd run on tracked arrays, nested custom functions are
+            # differentiated through their own code (as forward mode does)
+            if all(i is None for i in ids):
+                return [self.lift(o) for o in call.fun(*primals)]
+            return list(call.fun(*args))
+        kept = [a if i is not None else p for a, p, i in zip(args, primals, ids)]
+        if call.fwd is not None:
+            self.in_fwd += 1
+            try:  # on tracked arrays, so the residuals are tracked (higher order)
+                outs, res = call.fwd(*kept)
+            finally:
+                self.in_fwd -= 1
+            outs = [_raw(o) for o in outs]
+            bwd = call.bwd
+
+            def backward_fn(gs: list, node: Any) -> list:
+                gs = [_zeros_like(o) if g is None else g for g, o in zip(gs, node.out)]
+                return list(bwd(res, gs))
+        else:
+            outs = call.fun(*primals)
+            rule = call.jvp
+
+            def backward_fn(gs: list, node: Any) -> list:
+                prim = node.primals  # tracked: the transposed rule is recorded too
+                zeros = [_zeros_like(p) for p in prim]
+                _, pull = vjp_call(lambda *ts: list(rule(prim, list(ts))[1]), zeros)
+                return pull(list(gs))
+        return list(self.record(None, {}, kept, ids, tuple(outs), custom=backward_fn))
+
+
+class EagerDataTrace(DataTrace):
+    """The data view of eager arrays with data shape ``B``; its tracers are ``_Data``."""
+
+    __slots__ = ()
+
+    def process(self, prim: _core.Primitive, args: tuple, params: dict) -> Any:
+        for a in args:
+            if isinstance(a, _Data) and a._main is not self.main:
+                B, B2 = self.main.data["B"], a._main.data["B"]
+                raise MixingError(
+                    f"{self.main.data['where']}: '{prim.name}' combines DiffArrays with different "
+                    f"data dims ({B} and {B2}); samples only line up between DiffArrays created "
+                    f"with the same leading data shape")
+        return _adopt(super().process(prim, args, params), self.main)
+
+    def lift(self, x: Any) -> _Data:
+        return _adopt(super().lift(x), self.main)
+
+    def process_custom(self, call: Any, args: tuple) -> Any:
+        return [_adopt(o, self.main) for o in super().process_custom(call, args)]
+
+
+def _adopt(t: Any, main: Any) -> Any:
+    """A data-view result as a ``_Data`` (same slots: the class is switched in place)."""
+    if isinstance(t, tuple):
+        return tuple(_adopt(o, main) for o in t)
+    if type(t) is DataTracer and t._main is main:
+        object.__setattr__(t, "__class__", _Data)
+    return t
+
+
+_E: list[MainTrace] = []
+_VIEWS: dict[tuple, tuple[MainTrace, MainTrace]] = {}
+
+
+def _eager_main() -> MainTrace:
+    if not _E:
+        _E.append(MainTrace(_LEVEL_E, EagerTrace, {}))
+    return _E[0]
+
+
+def _view(B: tuple, bk: Any, device: Any) -> tuple[MainTrace, MainTrace]:
+    """The persistent vmap and data-view mains shared by all arrays with data shape ``B``."""
+    key = (B, id(bk), device)
+    if key not in _VIEWS:
+        i = len(_VIEWS)
+        nB = math.prod(B)
+        V = MainTrace(_LEVEL_V + i, BatchTrace, {"size": nB})
+        index = BatchTracer(V, bk.arange(nB, device=device), True)
+        D = MainTrace(_LEVEL_D + i, EagerDataTrace,
+                      {"k": len(B), "B": B, "index": index, "V": V,
+                       "where": f"DiffArray(batch_ndim={len(B)})"})
+        _VIEWS[key] = (V, D)
+    return _VIEWS[key]
+
+
+# --- construction -------------------------------------------------------------------------
+
+def _leaf(value: Any, k: Any) -> DiffArray:
+    if isinstance(value, Tracer):
+        what = "already a DiffArray; use it directly" if isinstance(value, DiffArray) else (
+            "a traced array of an active transformation (xd.grad, xd.vmap, ...); create "
+            "DiffArrays from concrete arrays, outside transformations")
+        raise TypeError(f"DiffArray: value is {what}")
+    if not is_array(value):
+        raise TypeError(f"DiffArray: value must be an array of an array-API backend, got "
+                        f"{type(value).__name__}; convert it first, e.g. "
+                        f"xd.namespace('numpy').asarray(value, dtype=float64)")
+    bk = namespace_of(value)
+    if not _is_float(bk, value.dtype):
+        raise TypeError(f"DiffArray: value has dtype {value.dtype}; only floating-point arrays can "
+                        f"be differentiated. Cast it first, e.g. xp.astype(value, xp.float64)")
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= value.ndim:
+        raise ValueError(f"DiffArray: batch_ndim must be an int between 0 and value.ndim="
+                         f"{value.ndim}, got {k!r}")
+    E = _eager_main()
+    if k == 0:
+        return _make(_Flat, E, value, _Ref(None))
+    B = tuple(value.shape[:k])
+    V, D = _view(B, bk, value.device)
+    flat = bk.reshape(value, (math.prod(B),) + tuple(value.shape[k:]))
+    return _make(_Data, D, BatchTracer(V, _make(_Flat, E, flat, _Ref(None)), True), True)
+
+
+# --- helpers between the levels -----------------------------------------------------------
+
+def _raw(v: Any) -> Any:
+    """The backend array under an ``E`` tracer (E is the lowest level)."""
+    return v._a if isinstance(v, _Flat) else v
+
+
+def _zeros_like(x: Any) -> Any:
+    from ._namespace import namespace_for_values
+
+    return namespace_for_values([x]).zeros_like(x)
+
+
+def _ns(v: Any) -> Any:
+    from ._namespace import namespace_for_values
+
+    return namespace_for_values([v])
+
+
+def _flat(d: _Data, record: bool = True) -> Any:
+    """The ``E``-level value, shape ``(prod(B),) + per-sample shape``, of a ``_Data``."""
+    V = d._main.data["V"]
+    v = d._a
+    if isinstance(v, BatchTracer) and v._main is V:
+        if v._b:
+            return v._a
+        v = v._a
+    shape = (V.data["size"],) + tuple(v.shape)
+    return _ns(v).broadcast_to(v if record else _raw(v), shape)
+
+
+def _unflat(e: Any, D: MainTrace) -> _Data:
+    """Present an ``E``-level (or raw) value of shape ``(prod(B),) + S`` as ``B + S``."""
+    if not isinstance(e, Tracer):
+        e = _eager_main().trace.lift(e)
+    return _make(_Data, D, BatchTracer(D.data["V"], e, True), True)
+
+
+def _as_flat(v: Any) -> Any:
+    """A plain ``E`` value (raw arrays lifted to constants) as a ``DiffArray``."""
+    return v if isinstance(v, Tracer) else _eager_main().trace.lift(v)
+
+
+class _Tape:
+    """The nodes of one sweep, rebuilt with tracked outputs; remembers the current node."""
+
+    def __init__(self, nodes: list, main: Any):
+        self.nodes, self.main, self.current = nodes, main, None
+
+    def __reversed__(self):
+        for nd in reversed(self.nodes):
+            self.current = nd
+            multi = isinstance(nd.out, tuple)
+            outs = [_make(_Flat, self.main, o, r)
+                    for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
+            yield Node(nd.prim, nd.params, nd.primals, nd.in_ids, tuple(outs) if multi else outs[0],
+                       nd.out_ids, nd.custom)
+
+
+class _Sweep:
+    __slots__ = ("tape",)
+
+    def __init__(self, tape: _Tape):
+        self.tape = tape
+
+
+def _nodes_between(out_ref: _Ref, target: _Ref) -> list:
+    """Nodes reachable from ``out_ref`` that depend on ``target``, in creation order."""
+    seen: dict[int, _Node] = {}
+    stack = [out_ref.node] if out_ref.node is not None else []
+    while stack:
+        nd = stack.pop()
+        if id(nd) in seen:
+            continue
+        seen[id(nd)] = nd
+        stack.extend(r.node for r in nd.in_ids
+                     if r is not None and r.node is not None and id(r.node) not in seen)
+    live, keep = {target}, []
+    for nd in sorted(seen.values(), key=lambda nd: nd.n):
+        if any(r in live for r in nd.in_ids):
+            keep.append(nd)
+            live.update(nd.out_ids)
+    return keep
+
+
+def _pullback(ye: Any, xe: Any, where: str):
+    """``ct -> ct^T d ye / d xe`` over the eager graph (raw zeros where independent)."""
+    y_ref = ye._b if isinstance(ye, _Flat) else None
+    x_ref = xe._b if isinstance(xe, _Flat) else None
+    x_raw = _raw(xe)
+    nodes = _nodes_between(y_ref, x_ref) if y_ref is not None and x_ref is not None else []
+    main = _eager_main()
+
+    def pull(ct: Any) -> Any:
+        if not nodes and y_ref is not x_ref:
+            return namespace_of(x_raw).zeros_like(x_raw)
+        tape = _Tape(nodes, main)
+        try:
+            (c,) = backward(_Sweep(tape), [y_ref], [ct], [x_ref], [x_raw])
+        except Exception as e:
+            nd = tape.current
+            if nd is not None and nd.custom is None and nd.prim.vjp is None:
+                raise RuleError(f"{where}: differentiation rule for '{nd.prim.name}' not "
+                                f"implemented (reverse mode / vjp); wrap the computation in "
+                                f"xpdiff.custom_vjp to give it a rule") from None
+            if nd is not None:
+                name = "a custom_jvp/custom_vjp function" if nd.custom else f"'{nd.prim.name}'"
+                note = getattr(e, "add_note", None)  # Python >= 3.11
+                if note is not None:
+                    note(f"{where}: raised by the reverse-mode rule of {name}")
+            raise
+        return namespace_of(x_raw).zeros_like(x_raw) if isinstance(c, Zero) else c
+
+    return pull
+
+
+def _eye(like: Any, n: int, shape: tuple) -> Any:
+    bk = namespace_of(like)
+    return bk.reshape(bk.eye(n, dtype=like.dtype, device=like.device), (n,) + shape)
+
+
+def _vmapped(fn: Any, basis: Any, n: int) -> Any:
+    (v,), (b,) = vmap_call(lambda c: [fn(c)], [basis], [True], n)
+    return v if b else _ns(v).broadcast_to(v, (n,) + tuple(v.shape))
+
+
+# --- y.to(x) ------------------------------------------------------------------------------
+
+def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
+    where = "DiffArray.to"
+    if not isinstance(x, DiffArray):
+        raise TypeError(f"{where}: x must be a DiffArray (the array to differentiate with respect "
+                        f"to), got {type(x).__name__}")
+    if jacobian and cotangent is not None:
+        raise ValueError(f"{where}: pass either cotangent= or jacobian=True, not both")
+    if not _is_float(y._backend(), y.dtype):
+        raise TypeError(f"{where}: y has dtype {y.dtype}; only floating-point arrays can be "
+                        f"differentiated (integer and boolean results carry no derivative)")
+    Dy = y._main if isinstance(y, _Data) else None
+    Dx = x._main if isinstance(x, _Data) else None
+    if Dy is not None and Dx is not None and Dy is not Dx:
+        raise MixingError(f"{where}: y has data dims {Dy.data['B']} but x has data dims "
+                          f"{Dx.data['B']}; they belong to different batches")
+    D = Dy or Dx
+    ye = _flat(y) if Dy is not None else y
+    if Dx is not None:
+        V = Dx.data["V"]
+        if not (isinstance(x._a, BatchTracer) and x._a._main is V and x._a._b):
+            raise ValueError(f"{where}: x was computed without its data (it is the same for every "
+                             f"sample); differentiate with respect to the arrays it was made from")
+        xe = x._a._a
+    else:
+        xe = x
+    pull = _pullback(ye, xe, where)
+    ye_raw = _raw(ye)
+    if jacobian:
+        nB = D.data["V"].data["size"] if D is not None else None
+        if Dy is not None and Dx is None:
+            J = _jac_shared(pull, ye_raw, _raw(xe), nB)
+        else:
+            Y = tuple(ye_raw.shape[1:]) if Dy is not None else tuple(ye_raw.shape)
+            nY = math.prod(Y)
+            basis = _eye(ye_raw, nY, Y)
+            if Dy is not None:  # the same one-hot row for every sample: (nY, nB) + Y, a view
+                bk = namespace_of(basis)
+                basis = bk.broadcast_to(bk.reshape(basis, (nY, 1) + Y), (nY, nB) + Y)
+            J = _vmapped(pull, basis, nY)
+            if Dx is not None:  # (nY, nB) + X -> (nB,) + Y + X
+                ns = _ns(J)
+                X = tuple(J.shape[2:])
+                J = ns.reshape(ns.moveaxis(J, 0, 1), (nB,) + Y + X)
+            else:
+                J = _ns(J).reshape(J, Y + tuple(J.shape[1:]))
+        return _unflat(J, D) if D is not None else _as_flat(J)
+    ct = _cotangent(y, ye_raw, cotangent, where)
+    g = pull(ct)
+    return _unflat(g, Dx) if Dx is not None else _as_flat(g)
+
+
+def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
+    bk = namespace_of(ye_raw)
+    if g is None:
+        return bk.ones(ye_raw.shape, dtype=ye_raw.dtype, device=ye_raw.device)
+    if not hasattr(g, "shape") or tuple(g.shape) != tuple(y.shape):
+        raise ValueError(f"{where}: cotangent must have the shape of y, {tuple(y.shape)}, got "
+                         f"{tuple(getattr(g, 'shape', ()))!r} ({type(g).__name__})")
+    if isinstance(g, _Data):
+        if g._main is not y._main:
+            raise MixingError(f"{where}: the cotangent has different data dims than y")
+        return _flat(g)
+    if isinstance(y, _Data):
+        return _ns(g).reshape(g, tuple(ye_raw.shape))
+    return g
+
+
+def _jac_shared(pull: Any, ye_raw: Any, x_raw: Any, nB: int) -> Any:
+    """Per-sample blocks ``(nB,) + Y + X`` of a batched ``y`` w.r.t. a shared ``x``.
+
+    Forward mode by transposition: ``pull`` is linear in the cotangent, so reverse
+    mode over it gives ``v -> J v``, vectorised over a basis of ``x``.
+    """
+    bk = namespace_of(ye_raw)
+    u0 = bk.zeros(ye_raw.shape, dtype=ye_raw.dtype, device=ye_raw.device)
+    _, pull2 = vjp_call(lambda u: [pull(u)], [u0])
+    X = tuple(x_raw.shape)
+    nX = math.prod(X)
+
+    def jv(v: Any) -> Any:
+        (c,) = pull2([v])
+        return bk.zeros(ye_raw.shape, dtype=ye_raw.dtype, device=ye_raw.device) \
+            if isinstance(c, Zero) else c
+
+    J = _vmapped(jv, _eye(x_raw, nX, X), nX)  # (nX, nB) + Y
+    ns = _ns(J)
+    return ns.reshape(ns.moveaxis(J, 0, -1), tuple(ye_raw.shape) + X)
+
+
+__all__ = ["DiffArray", "EagerDataTrace", "EagerTrace"]
