@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
-from . import _tree
+from . import _chunking, _tree
 from ._array import Tracer
 from ._backend import backend_namespace, is_array
 from ._batching import BatchTrace, BatchTracer, vmap_call
@@ -247,116 +247,104 @@ def _eye_block(like: Any, n: int, start: int, stop: int, offset: int, shape: tup
     return xp.reshape(e, (stop - start,) + tuple(shape))
 
 
-def _chunks(n: int, chunk_size: int | None):
-    if chunk_size is None or chunk_size >= n:
-        yield 0, n
-        return
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size}")
-    for s in range(0, n, chunk_size):
-        yield s, min(n, s + chunk_size)
-
-
 def _concat0(parts: list) -> Any:
     if len(parts) == 1:
         return parts[0]
     return _ns_of(parts[0]).concat(parts, axis=0)
 
 
-def _assemble(blocks: list, outs: list, ins: list, flat: _Flat, single: bool, rows_are_out: bool):
-    """Per (output leaf, input leaf) Jacobian blocks into the output pytree.
+def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
+    """A basis-batched tangent as an array with the basis axis first."""
+    if type(t) is Diag:
+        t = t.dense()
+    if isinstance(t, BatchTracer) and t._main is bmain:
+        return t._a if t._b else _ns_of(t._a).broadcast_to(t._a, (count,) + tuple(t._a.shape))
+    return _ns_of(t).broadcast_to(t, (count,) + tuple(t.shape))
 
-    ``blocks[j][i]`` has shape ``(n_basis_rows,) + rest`` as produced by the pass.
+
+def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, mult=1):
+    """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis.
+
+    With a single input leaf the basis is structured (``_jvp.Diag``): elementwise
+    operations keep it symbolic and an elementwise Jacobian is written once, at the
+    size of the result; an op that mixes positions materialises it.
     """
-    res = []
-    for j, o in enumerate(outs):
-        per_in = []
-        for i, x in enumerate(ins):
-            blk = blocks[j][i]
-            xp = _ns_of(blk)
-            if rows_are_out:  # reverse: (Y..., ) rows, X trailing already
-                per_in.append(xp.reshape(blk, tuple(o.shape) + tuple(x.shape)))
-            else:  # forward: (X...) rows first, then Y: move rows last
-                nx = math.prod(x.shape)
-                b = xp.reshape(blk, (nx, math.prod(o.shape)))
-                per_in.append(xp.reshape(xp.matrix_transpose(b), tuple(o.shape) + tuple(x.shape)))
-        res.append(flat.pack_in(per_in, single))
-    return _tree.unflatten(flat.out_def, res)
-
-
-def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd"):
     def jac(*args):
         nums, single = _argnums(argnums, len(args), fname)
         flat = _Flat(f, args, nums, has_aux, fname)
         ins = flat.flat_in
         n = sum(math.prod(x.shape) for x in ins)
-        if len(ins) == 1 and (chunk_size is None or chunk_size >= n):
-            return _jacfwd_structured(flat, single, has_aux)
         offs = [0]
         for x in ins:
             offs.append(offs[-1] + math.prod(x.shape))
-        parts, outs, aux = [], None, None
-        for s, e in _chunks(n, chunk_size):
-            basis = [_eye_block(x, n, s, e, offs[i], tuple(x.shape)) for i, x in enumerate(ins)]
+        like = ins[0]
+        budget = _chunking.budget(like, max_memory)
+        state: dict = {}
+        chunk = chunk_size
+        if chunk is None and budget is not None:
+            # output sizes (one primal evaluation) decide whether one pass may not fit
+            out_shapes = _eval_shape(f, args, has_aux)
+            n_out = sum(math.prod(sh) for sh in out_shapes)
+            item = _chunking.itemsize(like)
+            rb = mult * n * n_out * item
+            _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+            if not _chunking.needs_chunking(n, n + n_out, mult, item, rb, budget):
+                budget = None  # one pass
 
-            def push(*ts):
-                res, touts = jvp_call(flat, ins, list(ts))
-                o, _ = flat.split(res)
-                return [instantiate(_ns_of(p), t) for p, t in zip(o, touts[:flat.n_out])] + res
+        def run(s, e):
+            count = e - s
+            with new_main(BatchTrace, size=count) as bmain:
+                if len(ins) == 1:
+                    ts = [Diag(None, bmain, tuple(ins[0].shape), ins[0], s, count)]
+                else:
+                    ts = [BatchTracer(bmain, _eye_block(x, n, s, e, offs[i], tuple(x.shape)), True)
+                          for i, x in enumerate(ins)]
+                res, touts = jvp_call(flat, ins, ts)
+                res = [_unbatch(r, bmain) for r in res]
+                outs = res[:flat.n_out]
+                if "outs" not in state:
+                    state["outs"], state["aux"] = flat.split(res)
+                    rb = mult * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o)
+                                    for o in outs for x in ins)
+                    _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+                    state["result_bytes"] = rb
+                piece = []
+                for o, t in zip(outs, touts[:flat.n_out]):
+                    xp = _ns_of(o)
+                    full = count == n and len(ins) == 1
+                    if full and type(t) is Diag and t.shape == tuple(o.shape):
+                        piece.append(("J", _diag_jacobian(t, bmain, o, ins[0])))
+                    elif isinstance(t, Zero):
+                        piece.append(("rows", xp.zeros((count,) + tuple(o.shape), dtype=o.dtype,
+                                                       device=o.device)))
+                    else:
+                        piece.append(("rows", _basis_main_values(t, bmain, count)))
+            return piece
 
-            vals, batched = vmap_call(push, basis, [True] * len(ins), e - s)
-            k = flat.n_out
-            touts = [v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
-                     for v, b in zip(vals[:k], batched[:k])]
-            outs, aux = flat.split(vals[k:])
-            parts.append(touts)
-        touts = [_concat0([p[j] for p in parts]) for j in range(flat.n_out)]
-        blocks = [[t[offs[i]:offs[i + 1], ...] for i in range(len(ins))] for t in touts]
-        J = _assemble(blocks, outs, ins, flat, single, rows_are_out=False)
+        pieces = _chunking.run_chunks(n, run, chunk, budget, lambda: state["result_bytes"], like)
+        outs, aux = state["outs"], state["aux"]
+        Js = []
+        for j, o in enumerate(outs):
+            if pieces[0][j][0] == "J":
+                Js.append(flat.pack_in([pieces[0][j][1]], single))
+                continue
+            rows = _concat0([p[j][1] for p in pieces])  # (n,) + Y
+            blocks = [rows[offs[i]:offs[i + 1], ...] for i in range(len(ins))]
+            Js.append(_assemble_one(blocks, o, ins, flat, single, rows_are_out=False))
+        J = _tree.unflatten(flat.out_def, Js)
         return (J, aux) if has_aux else J
 
     return jac
 
 
-def _jacfwd_structured(flat: _Flat, single: bool, has_aux: bool):
-    """Forward Jacobian of one input leaf with a structured identity basis.
-
-    The tangent starts as ``Diag`` (see ``_jvp.Diag``): elementwise operations keep
-    it symbolic, so an elementwise function's Jacobian is written once, at the size
-    of the result, and the basis axis is only materialised by an op that mixes
-    positions.
-    """
-    (x,) = flat.flat_in
+def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
+    """The Jacobian ``Y + X`` (Y == X) of a structured tangent over the full basis."""
+    xp = _ns_of(o)
     shape = tuple(x.shape)
-    n = math.prod(shape)
-    with new_main(BatchTrace, size=n) as bmain:
-        res, touts = jvp_call(flat, [x], [Diag(None, bmain, shape, x)])
-        blocks = []
-        for o, t in zip(res[:flat.n_out], touts[:flat.n_out]):
-            o = _unbatch(o, bmain)
-            xp = _ns_of(o)
-            if type(t) is Diag and t.shape == tuple(o.shape):
-                if t.scale is None:
-                    J = xp.reshape(xp.eye(n, dtype=o.dtype, device=o.device), shape + shape)
-                else:
-                    J = diag_block(_unbatch(t.scale, bmain), shape)
-                blocks.append(J)
-                continue
-            if type(t) is Diag:
-                t = t.dense()
-            if isinstance(t, Zero):
-                blocks.append(xp.zeros(tuple(o.shape) + shape, dtype=o.dtype, device=o.device))
-                continue
-            if isinstance(t, BatchTracer) and t._main is bmain:
-                v = t._a if t._b else xp.broadcast_to(t._a, (n,) + tuple(t._a.shape))
-            else:  # does not depend on the basis
-                v = xp.broadcast_to(t, (n,) + tuple(t.shape))
-            m = math.prod(o.shape)
-            v = xp.matrix_transpose(xp.reshape(v, (n, m)))
-            blocks.append(xp.reshape(v, tuple(o.shape) + shape))
-        outs, aux = flat.split([_unbatch(r, bmain) for r in res])
-    J = _tree.unflatten(flat.out_def, [flat.pack_in([b], single) for b in blocks])
-    return (J, aux) if has_aux else J
+    if t.scale is None:
+        n = math.prod(shape)
+        return xp.reshape(xp.eye(n, dtype=o.dtype, device=o.device), shape + shape)
+    return diag_block(_unbatch(t.scale, bmain), shape)
 
 
 def _unbatch(v: Any, main: Any) -> Any:
@@ -368,7 +356,23 @@ def _unbatch(v: Any, main: Any) -> Any:
     return v
 
 
-def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev"):
+def _assemble_one(blocks: list, o: Any, ins: list, flat: _Flat, single: bool, rows_are_out: bool):
+    """Jacobian blocks of one output leaf (one block per input leaf) into ``Y + X``."""
+    per_in = []
+    for blk, x in zip(blocks, ins):
+        xp = _ns_of(blk)
+        if rows_are_out:
+            per_in.append(xp.reshape(blk, tuple(o.shape) + tuple(x.shape)))
+        else:
+            nx = math.prod(x.shape)
+            b = xp.reshape(blk, (nx, math.prod(o.shape)))
+            per_in.append(xp.reshape(xp.matrix_transpose(b), tuple(o.shape) + tuple(x.shape)))
+    return flat.pack_in(per_in, single)
+
+
+def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev", max_memory=None, mult=1):
+    """Reverse-mode Jacobian: one forward pass, one vectorised backward sweep over
+    (chunks of) a cotangent basis."""
     def jac(*args):
         nums, single = _argnums(argnums, len(args), fname)
         flat = _Flat(f, args, nums, has_aux, fname)
@@ -382,8 +386,15 @@ def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev"):
         for o in outs:
             offs.append(offs[-1] + math.prod(o.shape))
         n_aux = len(res) - flat.n_out
-        parts = []
-        for s, e in _chunks(m, chunk_size):
+        budget = _chunking.budget(outs[0], max_memory)
+        rb = mult * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o) for o in outs for x in ins)
+        _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+        n_in = sum(math.prod(x.shape) for x in ins)
+        if chunk_size is None and not _chunking.needs_chunking(
+                m, m + n_in, mult, _chunking.itemsize(outs[0]), rb, budget):
+            budget = None  # one pass
+
+        def run(s, e):
             basis = [_eye_block(o, m, s, e, offs[j], tuple(o.shape)) for j, o in enumerate(outs)]
 
             def pull(*cs):
@@ -391,11 +402,14 @@ def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev"):
                 return [instantiate(_ns_of(x), c) for x, c in zip(ins, cts)]
 
             vals, batched = vmap_call(pull, basis, [True] * len(outs), e - s)
-            parts.append([v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
-                          for v, b in zip(vals, batched)])
+            return [v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
+                    for v, b in zip(vals, batched)]
+
+        parts = _chunking.run_chunks(m, run, chunk_size, budget, rb, outs[0])
         cts = [_concat0([p[i] for p in parts]) for i in range(len(ins))]
-        blocks = [[c[offs[j]:offs[j + 1], ...] for c in cts] for j in range(len(outs))]
-        J = _assemble(blocks, outs, ins, flat, single, rows_are_out=True)
+        Js = [_assemble_one([c[offs[j]:offs[j + 1], ...] for c in cts], o, ins, flat, single, True)
+              for j, o in enumerate(outs)]
+        J = _tree.unflatten(flat.out_def, Js)
         return (J, aux) if has_aux else J
 
     return jac
@@ -492,7 +506,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
 
         some = next(x for (ls, _), fl in zip(per_arg, is_data) for x, d in zip(ls, fl) if d)
         index = _ns_of(some).arange(nB, device=some.device)
-        jac = inner(per_sample, nums if not single else nums[0], has_aux)
+        jac = inner(per_sample, nums if not single else nums[0], has_aux, nB)
         res = vmap(jac, in_axes=tuple(in_axes) + (0,))(*flat_args, index)
         leaves, tdef = _tree.flatten(res)
         return _tree.unflatten(tdef, [_ns_of(r).reshape(r, B + tuple(r.shape[1:])) for r in leaves])
@@ -515,11 +529,12 @@ def _unview(y: Any, main: Any, B: tuple, where: str) -> Any:
 def _jac_api(core: Callable, fname: str) -> Callable:
     def transform(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
                   batch_ndim: int = 0, chunk_size: int | None = None,
+                  max_memory: int | None = None,
                   data_argnums: int | Sequence[int] | None = None) -> Callable:
         if batch_ndim:
-            inner = lambda g, a, h: core(g, a, h, chunk_size, fname)  # noqa: E731
+            inner = lambda g, a, h, nB: core(g, a, h, chunk_size, fname, max_memory, nB)  # noqa: E731
             return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname))
-        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname))
+        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory))
 
     return transform
 
@@ -536,6 +551,9 @@ Args:
     batch_ndim: number of leading data dims ``B``: the result has shape
         ``B + Y + X`` (per-sample blocks; cross-sample blocks are never formed).
     chunk_size: push at most this many basis vectors at a time (memory bound).
+    max_memory: memory budget in bytes; by default a fraction of the device's
+        free memory (see docs/performance.md).  The basis is chunked to fit, and
+        a result that cannot fit raises before anything is allocated.
     data_argnums: which arguments carry the data dims (default: every argument
         whose leading dims equal those of the first array argument).
 
@@ -559,12 +577,15 @@ array([[2., 0.],
 
 
 def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_ndim: int = 0,
-             mode: str = "auto", chunk_size: int | None = None,
+             mode: str = "auto", chunk_size: int | None = None, max_memory: int | None = None,
              data_argnums: int | Sequence[int] | None = None) -> Callable:
     """Jacobian of ``f``: forward or reverse mode (``mode="fwd"|"rev"|"auto"``).
 
-    ``"auto"`` runs forward mode when the (per-sample) input is no larger than the
-    output, reverse mode otherwise; see :func:`jacfwd` for the arguments and layout.
+    ``"auto"`` evaluates ``f`` once for its output size, then runs forward mode when
+    the per-sample input is no larger than the per-sample output (a forward pass per
+    input element against a backward sweep per output element; forward mode also
+    keeps elementwise structure symbolic), reverse mode otherwise.  See
+    :func:`jacfwd` for the arguments and the layout.
 
     >>> import numpy as np, xpdiff as xd
     >>> def f(x):
@@ -575,7 +596,8 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
-    kw = dict(batch_ndim=batch_ndim, chunk_size=chunk_size, data_argnums=data_argnums)
+    kw = dict(batch_ndim=batch_ndim, chunk_size=chunk_size, max_memory=max_memory,
+              data_argnums=data_argnums)
     if mode == "fwd":
         return jacfwd(f, argnums, has_aux, **kw)
     if mode == "rev":
@@ -605,7 +627,7 @@ def _eval_shape(f, args, has_aux):
 
 
 def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
-            chunk_size: int | None = None,
+            chunk_size: int | None = None, max_memory: int | None = None,
             data_argnums: int | Sequence[int] | None = None) -> Callable:
     """Hessian of a scalar-valued ``f`` (forward-over-reverse).
 
@@ -617,8 +639,9 @@ def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    def core(g, a, h):
-        return _jacfwd0(_jacrev0(g, a, h, chunk_size, "hessian"), a, h, chunk_size, "hessian")
+    def core(g, a, h, nB=1):
+        inner = _jacrev0(g, a, h, chunk_size, "hessian", max_memory, nB)
+        return _jacfwd0(inner, a, h, chunk_size, "hessian", max_memory, nB)
 
     if batch_ndim:
         return wraps(f)(_with_batch(core, f, argnums, False, batch_ndim, data_argnums, "hessian"))
@@ -628,7 +651,7 @@ def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
 # --- vmap ----------------------------------------------------------------------------------
 
 def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
-         chunk_size: int | None = None) -> Callable:
+         chunk_size: int | None = None, max_memory: int | None = None) -> Callable:
     """Vectorise a per-example ``f`` over an axis of its arguments.
 
     Args:
@@ -636,6 +659,8 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
         in_axes: an int, ``None`` (not mapped) or a pytree prefix of the arguments.
         out_axes: where the mapped axis goes in each output (int or prefix).
         chunk_size: run at most this many examples at a time.
+        max_memory: a memory budget in bytes: the mapped axis is chunked to fit
+            (measured on a first small chunk); no automatic budget for vmap.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.vmap(lambda x, w: x @ w, in_axes=(0, None))(np.ones((5, 3)), np.ones((3, 2))).shape
@@ -677,12 +702,15 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
             out_def.append(od)
             return ol
 
-        parts = []
-        for s, e in _chunks(size, chunk_size):
+        def run(s, e):
             v = [x[s:e, ...] if b and (s, e) != (0, size) else x for x, b in zip(vals, batched)]
             outs, ob = vmap_call(flat_f, v, batched, e - s)
-            parts.append([o if b else _ns_of(o).broadcast_to(o, (e - s,) + tuple(o.shape))
-                          for o, b in zip(outs, ob)])
+            return [o if b else _ns_of(o).broadcast_to(o, (e - s,) + tuple(o.shape))
+                    for o, b in zip(outs, ob)]
+
+        like = next(x for x, b in zip(vals, batched) if b)
+        budget = None if max_memory is None else _chunking.budget(like, max_memory)
+        parts = _chunking.run_chunks(size, run, chunk_size, budget, 0, like)
         outs = [_concat0([p[j] for p in parts]) for j in range(len(parts[0]))]
         od = out_def[-1]
         oax = _tree.broadcast_prefix(out_axes, _tree.unflatten(od, outs), "vmap(out_axes)")

@@ -30,20 +30,26 @@ class Diag:
     positions) materialises it once (:meth:`dense`).  ``scale=None`` means ones.
     """
 
-    __slots__ = ("scale", "main", "shape", "like")
+    __slots__ = ("scale", "main", "shape", "like", "start", "count")
 
-    def __init__(self, scale: Any, main: Any, shape: tuple, like: Any):
+    def __init__(self, scale: Any, main: Any, shape: tuple, like: Any, start: int = 0,
+                 count: int | None = None):
         self.scale, self.main, self.shape, self.like = scale, main, tuple(shape), like
+        self.start = start  # the basis is rows start:start+count of the identity (chunking)
+        self.count = math.prod(self.shape) if count is None else count
+
+    def with_scale(self, scale: Any) -> Diag:
+        return Diag(scale, self.main, self.shape, self.like, self.start, self.count)
 
     def dense(self) -> Any:
-        """The tangent as a basis-batched array: ``eye(n).reshape((n,) + shape) * scale``."""
+        """The tangent as a basis-batched array: identity rows times ``scale``."""
         from ._batching import BatchTracer
         from ._namespace import namespace_for_values
 
         xp = namespace_for_values([self.like])
         n = math.prod(self.shape)
-        eye = xp.reshape(xp.eye(n, dtype=self.like.dtype, device=self.like.device),
-                         (n,) + self.shape)
+        eye = xp.reshape(xp.eye(self.count, n, k=self.start, dtype=self.like.dtype,
+                                device=self.like.device), (self.count,) + self.shape)
         val = eye if self.scale is None else xp.multiply(eye, self.scale)
         return BatchTracer(self.main, val, True)
 
@@ -85,7 +91,7 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> 
     first = next(t for t in tangents if type(t) is Diag)
     if acc is not None and tuple(acc.shape) != shape:
         acc = xp.broadcast_to(acc, shape)
-    return out, Diag(acc, main, shape, first.like)
+    return out, first.with_scale(acc)
 
 
 class JVPTrace(Trace):

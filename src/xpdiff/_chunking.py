@@ -1,0 +1,169 @@
+"""Memory-bounded chunking of the basis axis (Jacobians) and of vmapped axes.
+
+A Jacobian pushes a basis of ``n`` tangents (or cotangents) through the function
+in one vectorised pass; that pass holds intermediates ``n`` times larger than one
+evaluation.  With a memory budget, the basis is split into chunks:
+
+1. the result itself must fit (checked before anything is allocated: an
+   impossible request fails at once, with the sizes);
+2. a first small chunk runs while the backend's allocator is watched, giving the
+   peak memory per basis vector;
+3. the remaining chunks use the largest size whose peak fits in what the budget
+   leaves after the result.
+
+The budget is ``max_memory`` (bytes) when given, else ``AUTO_FRACTION`` of the
+memory the device reports free (NumPy: available physical memory; CuPy: the
+device's free memory plus the pool's cached blocks); where neither is known, no
+automatic chunking happens.  Watching the allocator (tracemalloc for NumPy, the
+memory pool for CuPy) is the only backend-specific part and lives here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tracemalloc
+from typing import Any, Callable
+
+AUTO_FRACTION = 0.5
+FIRST_CHUNK = 8
+
+
+class ChunkMemoryError(MemoryError):
+    """The result of a transformation cannot fit in the memory budget."""
+
+
+def _kind(x: Any) -> str:
+    from ._array import Tracer
+
+    while isinstance(x, Tracer):
+        x = x._inner
+    mod = type(x).__module__.split(".")[0]
+    return mod
+
+
+def free_memory(like: Any) -> int | None:
+    """Bytes free on ``like``'s device, where the backend reports it."""
+    kind = _kind(like)
+    if kind == "cupy":
+        cupy = sys.modules["cupy"]
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        return int(free + cupy.get_default_memory_pool().free_bytes())
+    if kind in ("numpy", "array_api_strict"):
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def budget(like: Any, max_memory: int | float | None) -> int | None:
+    """The memory budget in bytes: ``max_memory``, else a fraction of free memory."""
+    if max_memory is not None:
+        if max_memory <= 0:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory}")
+        return int(max_memory)
+    free = free_memory(like)
+    return None if free is None else int(free * AUTO_FRACTION)
+
+
+def peak_of(like: Any, fn: Callable[[], Any]) -> tuple[Any, int | None]:
+    """Run ``fn`` and return its result and the peak bytes it allocated (if known)."""
+    kind = _kind(like)
+    if kind == "cupy":
+        pool = sys.modules["cupy"].get_default_memory_pool()
+        before = pool.used_bytes()
+        out = fn()
+        return out, max(0, pool.total_bytes() - before)
+    if kind in ("numpy", "array_api_strict"):
+        started = not tracemalloc.is_tracing()
+        if started:
+            tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        try:
+            out = fn()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            if started:
+                tracemalloc.stop()
+        return out, max(0, peak - base)
+    return fn(), None
+
+
+def check_result_fits(fname: str, result_bytes: int, budget_bytes: int | None,
+                      shape_note: str) -> None:
+    if budget_bytes is not None and result_bytes > budget_bytes:
+        raise ChunkMemoryError(
+            f"{fname}: the result ({shape_note}) needs {_fmt(result_bytes)}, more than the memory "
+            f"budget of {_fmt(budget_bytes)}; pass a larger max_memory, differentiate fewer "
+            f"outputs/inputs at a time, or use batch_ndim so cross-sample blocks are not formed")
+
+
+LIVE_FACTOR = 4  # dense intermediates assumed alive at once, per basis vector
+
+
+def needs_chunking(n: int, sizes: int, mult: int, itemsize: int, result_bytes: int,
+                   budget_bytes: int | None) -> bool:
+    """Whether one pass over all ``n`` basis vectors might not fit in the budget.
+
+    The estimate assumes ``LIVE_FACTOR`` dense intermediates of ``sizes`` elements
+    (per-sample input plus output size) per basis vector and sample.  When it says
+    no, the pass runs whole (keeping structured tangents); when it says yes, the
+    basis is chunked with a measured first chunk (:func:`run_chunks`).
+    """
+    if budget_bytes is None:
+        return False
+    return n * LIVE_FACTOR * mult * sizes * itemsize + result_bytes > budget_bytes
+
+
+def run_chunks(n: int, run: Callable[[int, int], list], chunk_size: int | None,
+               budget_bytes: int | None, result_bytes: int | Callable[[], int],
+               like: Any) -> list[list]:
+    """Run ``run(start, stop)`` over ``range(n)`` in chunks; return the pieces.
+
+    ``result_bytes`` may be a callable, read after the first chunk (forward mode
+    learns the output shapes from it).
+    """
+    if chunk_size is not None:
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        return [run(s, min(n, s + chunk_size)) for s in range(0, n, chunk_size)]
+    if budget_bytes is None or n <= FIRST_CHUNK:
+        return [run(0, n)]
+    # probing a first chunk: only called when a single pass might not fit
+    first = min(n, FIRST_CHUNK)
+    piece, peak = peak_of(like, lambda: run(0, first))
+    if peak is None or peak == 0:
+        return [piece] + ([run(first, n)] if first < n else [])
+    per = peak / first
+    room = budget_bytes - (result_bytes() if callable(result_bytes) else result_bytes)
+    size = max(1, int(room // per)) if room > 0 else 1
+    pieces = [piece]
+    for s in range(first, n, size):
+        pieces.append(run(s, min(n, s + size)))
+    return pieces
+
+
+def _fmt(b: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if b < 1024 or unit == "TiB":
+            return f"{b:.1f} {unit}" if unit != "B" else f"{int(b)} B"
+        b /= 1024
+    return f"{b} B"
+
+
+def itemsize(like: Any) -> int:
+    from ._namespace import namespace_for_values
+
+    xp = namespace_for_values([like])
+    try:
+        return xp.finfo(like.dtype).bits // 8
+    except (TypeError, ValueError):
+        return 8
+
+
+def nbytes(shape: tuple, like: Any) -> int:
+    """Bytes of an array of ``shape`` with ``like``'s dtype."""
+    return math.prod(shape) * itemsize(like)
