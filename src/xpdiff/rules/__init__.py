@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     linalg,
     manipulation,
     reductions,
+    sorting,
     structure,
 )
 from ._families import EXPORTS

@@ -1,42 +1,154 @@
-"""Indexing: basic ``__getitem__``, functional ``__setitem__`` (``set_at``), ``take``.
+"""Indexing: ``__getitem__`` / ``__setitem__`` (basic and advanced), ``take``,
+``take_along_axis``, and the scatter-add every gather's VJP needs.
 
-Keys are normalised to one entry per dim (ints, slices, ``None``), so every rule
-sees explicit positions.
+A key is parsed into one entry per position with the ellipsis expanded: ints,
+slices and ``None`` (normalised), integer arrays and boolean masks.
+
+* Basic keys (no arrays) go to the ``getitem`` / ``set_at`` primitives.
+* Reading ``x[key]`` with arrays (NumPy's rules: the integer arrays and, with
+  them, the ints are *advanced* indices; their broadcast shape replaces the dims
+  they index when they are adjacent in the key, and goes first otherwise) is a
+  composite: the basic part, then the indexed dims merged into one (row-major
+  linear index), then one gather (``take``) along it.  A boolean mask becomes
+  integer arrays through ``nonzero``: a data-dependent shape, fine in eager,
+  jvp and vjp, refused under vmap and ``batch_ndim``.
+* Writing ``x[key] = v`` with arrays computes the flat destination of every
+  element of the indexed view (the same key applied to an iota) and writes with
+  ``scatter_set``: for repeated destinations the last write in the view's
+  row-major order wins (what NumPy does on CPU; CuPy leaves it undefined, xpdiff
+  defines it on every backend).  A boolean mask whose value does not depend on
+  the number of selected elements (a scalar, or a value broadcasting along the
+  selected dims) is written with ``where``: this also works under vmap and
+  ``batch_ndim``.
+
+The VJP of a gather is a scatter-add, which the standard does not have; see
+:func:`scatter_add`: a one-hot matmul for small problems, a stable sort plus a
+segmented scan otherwise.  Index arrays carry no derivative.
 """
 
 from __future__ import annotations
 
-from .._core import Zero, instantiate, primitive
+import math
+import numbers
+from contextlib import contextmanager
+
+from .._core import MixingError, XpdiffError, Zero, instantiate, primitive
 from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
 _FULL = slice(None)
 
+# Largest ``m * n * rest`` (indices x bins x other elements) for which a gather's VJP
+# scatters with a one-hot matmul; beyond it the sort + segmented-scan path is used.
+ONEHOT_MAX = 1 << 20
 
-def normalize_key(key, shape, where="__getitem__"):
-    """Expand ``key`` into a tuple with one entry per dim (plus ``None`` insertions)."""
+
+class DataDependentShapeError(XpdiffError, ValueError):
+    """An op whose output shape depends on the values was asked to run batched
+    (under ``vmap`` or ``batch_ndim``), where every batch element would need its own shape."""
+
+
+def data_dependent(name, hint):
+    """Batching and data rules of an op with a data-dependent output shape: both refuse."""
+
+    def batch(xp, vals, batched, size, **params):
+        raise DataDependentShapeError(
+            f"{name} under vmap: its output shape depends on the values, which differ per batch "
+            f"element; {hint}")
+
+    def data(ctx, ops, has, **params):
+        if any(has):
+            raise DataDependentShapeError(
+                f"{ctx.where}: '{name}' on per-sample data (batch_ndim): its output shape depends "
+                f"on the values, which differ per sample; {hint}")
+        return ops, params
+
+    return batch, data
+
+
+MASK_HINT = ("keep the shape with xp.where instead, e.g. xp.sum(xp.where(mask, x, 0.0)) rather "
+             "than xp.sum(x[mask]), and x = xp.where(mask, v, x) rather than x[mask] = v[mask]")
+
+
+@contextmanager
+def op_context(name):
+    """Prefix the ``MixingError`` raised by a composite's inner primitives with the
+    composite's own name (what the user called)."""
+    try:
+        yield
+    except MixingError as e:
+        raise MixingError(f"{name}: {e}") from None
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+class _Arr:
+    """An array entry of a key: an integer array, or a boolean mask (``mask=True``)."""
+
+    __slots__ = ("a", "mask")
+
+    def __init__(self, a, mask):
+        self.a, self.mask = a, mask
+
+
+def _entry(k, x, where):
+    if isinstance(k, bool):
+        raise IndexError(f"{where}: a Python bool is not a valid index; use a boolean array as a mask")
+    if isinstance(k, numbers.Integral):
+        return int(k)
+    if k is None or k is Ellipsis or isinstance(k, slice):
+        return k
+    bk = backend_of(x)
+    if isinstance(k, list):
+        k = bk.asarray(k, device=x.device) if k else bk.asarray(k, dtype=bk.int64, device=x.device)
+    if not is_arraylike(k):
+        raise IndexError(f"{where}: unsupported index {k!r} ({type(k).__name__}); use ints, slices, "
+                         f"None, ..., integer arrays or boolean arrays")
+    kb = backend_of(k)
+    if kb.isdtype(k.dtype, "bool"):
+        if k.ndim == 0:
+            raise IndexError(f"{where}: a 0-d boolean index is not supported; use xp.where(cond, a, b)")
+        return _Arr(k, True)
+    if kb.isdtype(k.dtype, "integral"):
+        return _Arr(k, False)
+    raise IndexError(f"{where}: arrays used as indices must have an integer or boolean dtype, "
+                     f"got {k.dtype}; cast with xp.astype(i, xp.int64)")
+
+
+def _parse(key, x, where):
+    """``key`` as a list of entries for ``x`` (ellipsis expanded, ints and slices
+    normalised), and whether it holds arrays."""
     if not isinstance(key, tuple):
         key = (key,)
-    for k in key:
-        if is_arraylike(k) or isinstance(k, (list, bool)):
-            raise IndexError(
-                f"{where}: indexing with arrays, lists or booleans is not supported yet; use "
-                f"xp.take(x, indices, axis=...) for integer indices")
-        if not (k is None or k is Ellipsis or isinstance(k, (int, slice))):
-            raise IndexError(f"{where}: unsupported index {k!r}")
-    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
-    if n_real > len(shape):
-        raise IndexError(f"{where}: too many indices ({n_real}) for an array with {len(shape)} dims")
-    if key.count(Ellipsis) > 1:
-        raise IndexError(f"{where}: at most one Ellipsis")
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
-        key = key[:i] + (_FULL,) * (len(shape) - n_real) + key[i + 1:]
+    shape = tuple(x.shape)
+    items = [_entry(k, x, where) for k in key]
+    used = sum(k.a.ndim if isinstance(k, _Arr) and k.mask else 1
+               for k in items if k is not None and k is not Ellipsis)
+    if used > len(shape):
+        raise IndexError(f"{where}: too many indices ({used}) for an array with {len(shape)} dims")
+    n_ell = sum(1 for k in items if k is Ellipsis)
+    if n_ell > 1:
+        raise IndexError(f"{where}: at most one Ellipsis (...) in an index")
+    if n_ell:
+        i = next(j for j, k in enumerate(items) if k is Ellipsis)
+        items = items[:i] + [_FULL] * (len(shape) - used) + items[i + 1:]
     else:
-        key = key + (_FULL,) * (len(shape) - n_real)
-    out, d = [], 0
-    for k in key:
+        items = items + [_FULL] * (len(shape) - used)
+    out, d, has_arrays = [], 0, False
+    for k in items:
         if k is None:
             out.append(None)
+            continue
+        if isinstance(k, _Arr):
+            has_arrays = True
+            if k.mask:
+                ms = tuple(k.a.shape)
+                if ms != shape[d:d + len(ms)]:
+                    raise IndexError(f"{where}: a boolean mask of shape {ms} does not match dims "
+                                     f"{d}..{d + len(ms) - 1} of an array of shape {shape}")
+                d += len(ms)
+            else:
+                d += 1
+            out.append(k)
             continue
         n = shape[d]
         if isinstance(k, int):
@@ -50,7 +162,11 @@ def normalize_key(key, shape, where="__getitem__"):
             else:  # a negative step running past 0 must stop at None, not at -1
                 out.append(slice(start, None if stop < 0 else stop, step))
         d += 1
-    return tuple(out)
+    return out, has_arrays
+
+
+def _is_full(k):
+    return isinstance(k, slice) and k == _FULL
 
 
 def index_shape(shape, key):
@@ -72,13 +188,13 @@ def _data_key(ctx, key):
     for i, k in enumerate(key):
         if d == ctx.k:
             return key[i:]
-        if k is None or k != _FULL:
+        if k is None or not _is_full(k):
             raise ctx.mixing(f"indexes a data dim with {k!r}")
         d += 1
     return key[len(key):] if d == ctx.k else key
 
 
-# --- getitem ------------------------------------------------------------------------------
+# --- getitem (basic) ------------------------------------------------------------------------
 
 def _getitem_vjp(xp, g, out, p, needs, *, key):
     x = p[0]
@@ -97,13 +213,82 @@ _getitem = primitive(
 
 
 def _getitem_fn(x, key):
-    key = normalize_key(key, x.shape)
-    if all(k == _FULL for k in key):
+    entries, has_arrays = _parse(key, x, "__getitem__")
+    if has_arrays:
+        with op_context("__getitem__ with array indices"):
+            return _advanced_get(x, _expand_masks(entries))
+    key = tuple(entries)
+    if all(_is_full(k) for k in key):
         return x
     return _getitem.bind(x, key=key)
 
 
-# --- set_at: x with x[key] replaced by v --------------------------------------------------
+# --- getitem (advanced) ----------------------------------------------------------------------
+
+def _expand_masks(entries):
+    """Replace each boolean mask by the integer arrays of its ``nonzero`` (one per dim)."""
+    if not any(isinstance(e, _Arr) and e.mask for e in entries):
+        return entries
+    from .sorting import nonzero
+
+    out = []
+    for e in entries:
+        if isinstance(e, _Arr) and e.mask:
+            out.extend(_Arr(i, False) for i in nonzero(e.a))
+        else:
+            out.append(e)
+    return out
+
+
+def _ns():
+    from ._families import EXPORTS
+
+    return EXPORTS
+
+
+def _linear_index(x, advs, sizes):
+    """Row-major linear index (an int64 array) of the advanced entries ``advs`` into
+    dims of ``sizes``; negative indices wrap."""
+    ns = _ns()
+    i64 = backend_of(x).int64
+    terms, const, stride = [], 0, 1
+    for e, n in zip(reversed(advs), reversed(sizes)):
+        if isinstance(e, int):
+            const += e * stride
+        else:
+            a = e.a if e.a.dtype == i64 else ns["astype"](e.a, i64)
+            a = ns["where"](ns["less"](a, 0), ns["add"](a, n), a)
+            terms.append(a if stride == 1 else ns["multiply"](a, stride))
+        stride *= n
+    out = terms[0]
+    for t in terms[1:]:
+        out = ns["add"](out, t)
+    return ns["add"](out, const) if const else out
+
+
+def _advanced_get(x, entries):
+    ns = _ns()
+    adv = [i for i, e in enumerate(entries) if isinstance(e, (int, _Arr))]
+    advset = set(adv)
+    adjacent = adv == list(range(adv[0], adv[-1] + 1))
+    basic = tuple(_FULL if i in advset else e for i, e in enumerate(entries))
+    y = x if all(_is_full(k) for k in basic) else _getitem.bind(x, key=basic)
+    sizes = [y.shape[i] for i in adv]
+    L = _linear_index(x, [entries[i] for i in adv], sizes)
+    m, N = len(adv), math.prod(sizes)
+    if adjacent:
+        p = adv[0]
+        if m > 1:
+            y = ns["reshape"](y, tuple(y.shape[:p]) + (N,) + tuple(y.shape[p + m:]))
+    else:
+        rest = [i for i in range(y.ndim) if i not in advset]
+        y = ns["permute_dims"](y, tuple(adv + rest))
+        y = ns["reshape"](y, (N,) + tuple(y.shape[m:]))
+        p = 0
+    return _take.bind(y, L, axis=p)
+
+
+# --- set_at: x with x[key] replaced by v (basic key) ---------------------------------------
 
 def _set_impl(bk, x, v, *, key):
     y = bk.asarray(x, copy=True)
@@ -154,26 +339,273 @@ _set_at = primitive("set_at", _set_impl, jvp=_set_jvp, vjp=_set_vjp, batch=_set_
                     data=_set_data)
 
 
-def _setitem_fn(x, key, value):
-    key = normalize_key(key, x.shape, "__setitem__")
+# --- scatter_set: x with positions dest along axis set to v (last write wins) ---------------
+
+def _scatter_impl(bk, x, v, dest, *, axis):
+    n = x.shape[axis]
+    perm = bk.argsort(dest, stable=True)
+    sd = bk.take(dest, perm)
+    pos = bk.arange(n, dtype=dest.dtype, device=x.device)
+    cnt = bk.searchsorted(sd, pos, side="right")  # number of writes at or before each position
+    last = bk.where(cnt > 0, cnt - 1, bk.zeros_like(cnt))
+    written = bk.logical_and(cnt > 0, bk.take(sd, last) == pos)
+    src = bk.take(perm, last)  # the last write (stable sort: the latest in dest's order)
+    gathered = bk.take(v, src, axis=axis)
+    mask = bk.reshape(written, (n,) + (1,) * (x.ndim - axis - 1))
+    return bk.where(mask, gathered, x)
+
+
+def _last_writes(xp, dest):
+    """``is_last[i]``: no later entry of the 1-d ``dest`` equals ``dest[i]``."""
+    m = dest.shape[0]
+    perm = xp.argsort(dest, stable=True)
+    sd = _take.bind(dest, perm, axis=0)
+    tail = xp.asarray([True], device=dest.device)
+    last_sorted = xp.concat([xp.not_equal(sd[:m - 1], sd[1:]), tail], axis=0)
+    return _take.bind(last_sorted, xp.argsort(perm, stable=True), axis=0)
+
+
+def _scatter_jvp(xp, p, t, *, axis):
+    x, v, dest = p
+    tx, tv, _ = t
+    out = _scatter.bind(x, v, dest, axis=axis)
+    if isinstance(tx, Zero) and isinstance(tv, Zero):
+        return out, Zero(out)
+    return out, _scatter.bind(instantiate(xp, tx), instantiate(xp, tv), dest, axis=axis)
+
+
+def _scatter_vjp(xp, g, out, p, needs, *, axis):
+    x, v, dest = p
+    cx = _scatter.bind(g, xp.zeros_like(v), dest, axis=axis) if needs[0] else None
+    cv = None
+    if needs[1]:
+        keep = xp.reshape(_last_writes(xp, dest), (dest.shape[0],) + (1,) * (g.ndim - axis - 1))
+        cv = xp.where(keep, _take.bind(g, dest, axis=axis), 0.0)
+    return [cx, cv, None]
+
+
+def _scatter_batch(xp, vals, batched, n, *, axis):
+    x, v, dest = vals
+    x, v = move_batch_to(x, batched[0], n, xp), move_batch_to(v, batched[1], n, xp)
+    if not batched[2]:
+        return _scatter.bind(x, v, dest, axis=axis + 1), True
+    # per-example destinations: fold the batch into the written axis, offset by example
+    N, M = x.shape[axis + 1], v.shape[axis + 1]
+    xm = xp.moveaxis(x, 0, axis)
+    vm = xp.moveaxis(v, 0, axis)
+    xf = xp.reshape(xm, tuple(xm.shape[:axis]) + (n * N,) + tuple(xm.shape[axis + 2:]))
+    vf = xp.reshape(vm, tuple(vm.shape[:axis]) + (n * M,) + tuple(vm.shape[axis + 2:]))
+    offs = xp.reshape(xp.multiply(xp.arange(n, dtype=dest.dtype, device=dest.device), N), (n, 1))
+    d = xp.reshape(xp.add(dest, offs), (n * M,))
+    out = xp.reshape(_scatter.bind(xf, vf, d, axis=axis), tuple(xm.shape))
+    return xp.moveaxis(out, axis, 0), True
+
+
+def _scatter_data(ctx, ops, has, *, axis):
+    x, v, dest = ops
+    if has[2]:
+        raise ctx.mixing("writes at per-sample positions given by a data-dependent index array")
+    nd = (x.ndim + ctx.k) if has[0] else x.ndim
+    ax = ctx.axes(nd, axis)
+    return [x if has[0] else ctx.lift(x), v if has[1] else ctx.lift(v), dest], {"axis": ax}
+
+
+_scatter = primitive("scatter_set", _scatter_impl, jvp=_scatter_jvp, vjp=_scatter_vjp,
+                     batch=_scatter_batch, data=_scatter_data)
+
+
+# --- setitem ---------------------------------------------------------------------------------
+
+def _value_like(value, x):
     if not is_arraylike(value):
-        value = backend_of(x).asarray(value, dtype=x.dtype, device=x.device)
-    elif value.dtype != x.dtype:
-        from .manipulation import astype
-
-        value = astype(value, x.dtype)
-    return _set_at.bind(x, value, key=key)
+        return backend_of(x).asarray(value, dtype=x.dtype, device=x.device)
+    if value.dtype != x.dtype:
+        return _ns()["astype"](value, x.dtype)
+    return value
 
 
-# --- take ---------------------------------------------------------------------------------
+def _setitem_fn(x, key, value):
+    entries, has_arrays = _parse(key, x, "__setitem__")
+    value = _value_like(value, x)
+    if not has_arrays:
+        return _set_at.bind(x, value, key=tuple(entries))
+    with op_context("__setitem__ with array indices"):
+        out = _mask_where(x, entries, value)
+        if out is None:
+            out = _advanced_set(x, _expand_masks(entries), value)
+    return out
+
+
+def _mask_where(x, entries, value):
+    """``x[mask] = value`` as ``where`` when the key is one mask among full slices and
+    ``value`` does not need the number of selected elements; else ``None``."""
+    arrays = [e for e in entries if isinstance(e, _Arr)]
+    if len(arrays) != 1 or not arrays[0].mask:
+        return None
+    if not all(isinstance(e, _Arr) or _is_full(e) for e in entries):
+        return None
+    mask = arrays[0].a
+    d = next(i for i, e in enumerate(entries) if isinstance(e, _Arr))
+    k = mask.ndim
+    trail = tuple(x.shape[d + k:])
+    t = len(trail)
+    vs = tuple(value.shape)
+    if len(vs) > t:
+        if vs[-(t + 1)] != 1:
+            return None  # one value per selected element: needs nonzero
+        value = _ns()["reshape"](value, vs[:-(t + 1)] + (1,) * k + vs[len(vs) - t:])
+    from .manipulation import _broadcast_shapes
+
+    try:
+        ok = _broadcast_shapes(tuple(value.shape), tuple(x.shape)) == tuple(x.shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the selection "
+                         f"x[mask] of an array of shape {tuple(x.shape)} (mask shape {tuple(mask.shape)})")
+    if t:
+        mask = _ns()["reshape"](mask, tuple(mask.shape) + (1,) * t)
+    return _ns()["where"](mask, value, x)
+
+
+def _advanced_set(x, entries, value):
+    ns = _ns()
+    adv = [i for i, e in enumerate(entries) if isinstance(e, (int, _Arr))]
+    lead = 0
+    if adv == list(range(adv[0], adv[-1] + 1)):  # adjacent: leading full slices stay leading
+        while _is_full(entries[lead]):
+            lead += 1
+    lshape, rshape = tuple(x.shape[:lead]), tuple(x.shape[lead:])
+    N = math.prod(rshape)
+    bk = backend_of(x)
+    iota = bk.reshape(bk.arange(N, dtype=bk.int64, device=x.device), rshape)
+    dest = _advanced_get(iota, entries[lead:])  # flat destination of each selected element
+    vshape = lshape + tuple(dest.shape)
+    M = math.prod(dest.shape)
+    vs = tuple(value.shape)
+    if len(vs) > len(vshape):
+        extra = len(vs) - len(vshape)
+        if any(s != 1 for s in vs[:extra]):
+            raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the "
+                             f"selection of shape {vshape}")
+        value = ns["reshape"](value, vs[extra:])
+    try:
+        value = ns["broadcast_to"](value, vshape)
+    except ValueError:
+        raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the selection "
+                         f"of shape {vshape}") from None
+    if M == 0:
+        return x
+    value = ns["reshape"](value, lshape + (M,))
+    out = _scatter.bind(ns["reshape"](x, lshape + (N,)), value, ns["reshape"](dest, (M,)), axis=lead)
+    return ns["reshape"](out, tuple(x.shape))
+
+
+# --- scatter-add (the VJP of gathers) ---------------------------------------------------------
+
+def _sl(ndim, axis, start, stop):
+    return (slice(None),) * axis + (slice(start, stop),) + (slice(None),) * (ndim - axis - 1)
+
+
+def _segment_scan(xp, v, keys, axis):
+    """Inclusive prefix sums of ``v`` along ``axis`` restarting wherever the sorted
+    ``keys`` change (``keys`` broadcasts against ``v``, aligned at ``axis`` from the end).
+
+    Hillis-Steele doubling: ``ceil(log2 m)`` passes; each adds the partial sum ``d``
+    places back when the key there is the same (sorted keys: the whole span is one
+    segment).  No prefix differences are taken, so no cancellation across segments.
+    """
+    m = v.shape[axis]
+    ka = keys.ndim - (v.ndim - axis)
+    d = 1
+    while d < m:
+        same = xp.equal(keys[_sl(keys.ndim, ka, d, None)], keys[_sl(keys.ndim, ka, None, m - d)])
+        add = xp.where(same, v[_sl(v.ndim, axis, None, m - d)], 0.0)
+        v = xp.concat([v[_sl(v.ndim, axis, None, d)], xp.add(v[_sl(v.ndim, axis, d, None)], add)],
+                      axis=axis)
+        d *= 2
+    return v
+
+
+def scatter_add(xp, g, idx, n, axis):
+    """Sum the slices of ``g`` into ``n`` bins along ``axis``: the VJP of ``take``.
+
+    ``g`` has shape ``pre + idx.shape + post`` (``len(pre) == axis``); bin ``j`` of
+    the result (shape ``pre + (n,) + post``) is the sum of the slices whose index is
+    ``j``: repeated indices accumulate.  With ``m = idx.size`` and ``R`` the size of
+    ``pre + post``: a one-hot ``(m, n)`` matmul when ``m * n * R <= ONEHOT_MAX``;
+    otherwise a stable sort of the indices, a segmented scan of the sorted slices
+    (``ceil(log2 m)`` passes) and a read of each bin's last partial sum
+    (``searchsorted``): ``O(R * m + n)`` memory.
+    """
+    r = idx.ndim
+    pre, post = tuple(g.shape[:axis]), tuple(g.shape[axis + r:])
+    m = math.prod(idx.shape)
+    if r != 1:
+        g = xp.reshape(g, pre + (m,) + post)
+        idx = xp.reshape(idx, (m,))
+    if m == 0:
+        return xp.zeros(pre + (n,) + post, dtype=g.dtype, device=g.device)
+    bins = xp.arange(n, dtype=idx.dtype, device=idx.device)
+    if m * n * math.prod(pre + post) <= ONEHOT_MAX:
+        onehot = xp.astype(xp.equal(xp.reshape(idx, (m, 1)), bins), g.dtype)
+        return xp.moveaxis(xp.matmul(xp.moveaxis(g, axis, -1), onehot), -1, axis)
+    perm = xp.argsort(idx, stable=True)
+    keys = _take.bind(idx, perm, axis=0)
+    scan = _segment_scan(xp, _take.bind(g, perm, axis=axis), xp.reshape(keys, (m,) + (1,) * len(post)),
+                         axis)
+    cnt = xp.searchsorted(keys, bins, side="right")
+    last = xp.where(xp.greater(cnt, 0), xp.subtract(cnt, 1), 0)
+    hit = xp.logical_and(xp.greater(cnt, 0), xp.equal(_take.bind(keys, last, axis=0), bins))
+    return xp.where(xp.reshape(hit, (n,) + (1,) * len(post)), _take.bind(scan, last, axis=axis), 0.0)
+
+
+def _count_le(xp, keys, n, axis):
+    """Per row (``keys`` sorted along ``axis``, values in ``[0, n)``): how many keys are
+    ``<= j`` for ``j = 0..n-1``.  One stable sort of keys and probes together (keys
+    first, so equal keys land before their probe), and its inverse permutation."""
+    shape = tuple(keys.shape)
+    m, post = shape[axis], shape[axis + 1:]
+    probes = xp.reshape(xp.arange(n, dtype=keys.dtype, device=keys.device), (n,) + (1,) * len(post))
+    z = xp.concat([keys, xp.broadcast_to(probes, shape[:axis] + (n,) + post)], axis=axis)
+    pos = xp.argsort(xp.argsort(z, axis=axis, stable=True), axis=axis, stable=True)
+    return xp.subtract(pos[_sl(z.ndim, axis, m, None)], probes)
+
+
+def scatter_add_rows(xp, g, idx, n, axis):
+    """The VJP of ``take_along_axis``: per row (all dims but ``axis``), sum ``g`` into
+    ``n`` bins by ``idx`` (same shape as ``g``).  One-hot (``g.size * n`` entries) when
+    ``g.size * n <= ONEHOT_MAX``; else a per-row stable sort, segmented scan and a
+    sort-based count: ``O(g.size + rows * n)`` memory."""
+    shape = tuple(g.shape)
+    post = shape[axis + 1:]
+    bins = xp.reshape(xp.arange(n, dtype=idx.dtype, device=idx.device), (n,) + (1,) * len(post))
+    if math.prod(shape) * n <= ONEHOT_MAX:
+        onehot = xp.astype(xp.equal(xp.expand_dims(idx, axis=axis + 1), bins), g.dtype)
+        return xp.sum(xp.multiply(xp.expand_dims(g, axis=axis + 1), onehot), axis=axis)
+    if shape[axis] == 0:
+        return xp.zeros(shape[:axis] + (n,) + post, dtype=g.dtype, device=g.device)
+    perm = xp.argsort(idx, axis=axis, stable=True)
+    keys = _tal.bind(idx, perm, axis=axis, perm=True)
+    scan = _segment_scan(xp, _tal.bind(g, perm, axis=axis, perm=True), keys, axis)
+    cnt = _count_le(xp, keys, n, axis)
+    last = xp.where(xp.greater(cnt, 0), xp.subtract(cnt, 1), 0)
+    hit = xp.logical_and(xp.greater(cnt, 0), xp.equal(_tal.bind(keys, last, axis=axis), bins))
+    return xp.where(hit, _tal.bind(scan, last, axis=axis), 0.0)
+
+
+# --- take -------------------------------------------------------------------------------------
+
+def _take_impl(bk, x, idx, *, axis):
+    if idx.ndim == 1:
+        return bk.take(x, idx, axis=axis)
+    out = bk.take(x, bk.reshape(idx, (-1,)), axis=axis)
+    return bk.reshape(out, tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:]))
+
 
 def _take_vjp(xp, g, out, p, needs, *, axis):
     x, idx = p
-    n = x.shape[axis]
-    onehot = xp.astype(xp.equal(xp.reshape(idx, (-1, 1)), xp.arange(n, device=g.device)), g.dtype)
-    gm = xp.moveaxis(g, axis, -1)  # (..., m)
-    cx = xp.moveaxis(xp.matmul(gm, onehot), -1, axis)  # (..., n)
-    return [cx, None]
+    return [scatter_add(xp, g, idx, x.shape[axis], axis), None]
 
 
 def _take_batch(xp, vals, batched, n, *, axis):
@@ -183,35 +615,117 @@ def _take_batch(xp, vals, batched, n, *, axis):
         return _take.bind(x, idx, axis=axis + 1), True
     # batched indices: gather from the flattened (batch, axis) pair
     x = move_batch_to(x, bx, n, xp)
-    xm = xp.moveaxis(x, axis + 1, 1)  # (n, m, ...)
+    r = idx.ndim - 1
+    xm = xp.moveaxis(x, axis + 1, 1)  # (n, m, pre..., post...)
     m = xm.shape[1]
     flat = xp.reshape(xm, (n * m,) + tuple(xm.shape[2:]))
-    offs = xp.reshape(xp.multiply(xp.arange(n, device=idx.device), m), (n, 1))
-    gathered = _take.bind(flat, xp.reshape(xp.add(idx, offs), (-1,)), axis=0)
-    out = xp.reshape(gathered, (n, idx.shape[1]) + tuple(xm.shape[2:]))
-    return xp.moveaxis(out, 1, axis + 1), True
+    offs = xp.reshape(xp.multiply(xp.arange(n, dtype=idx.dtype, device=idx.device), m), (n,) + (1,) * r)
+    got = _take.bind(flat, xp.add(idx, offs), axis=0)  # (n, I..., pre..., post...)
+    perm = ((0,) + tuple(range(1 + r, 1 + r + axis)) + tuple(range(1, 1 + r))
+            + tuple(range(1 + r + axis, got.ndim)))
+    return xp.permute_dims(got, perm), True
 
 
 def _take_data(ctx, ops, has, *, axis):
-    if has[1]:
-        raise ctx.mixing("takes data-dependent indices along a non-data dim")
-    return ops, {"axis": ctx.axes(ops[0].ndim + ctx.k, axis)}
+    if has[0] and not has[1]:
+        return ops, {"axis": ctx.axes(ops[0].ndim + ctx.k, axis)}
+    if has[1] and not has[0]:
+        if axis != 0:
+            raise ctx.mixing(f"takes per-sample indices along axis {axis} of a shared array, which "
+                             f"would put the data dims in the middle of the result")
+        return ops, {"axis": 0}
+    raise ctx.mixing("gathers from per-sample data with per-sample indices (each sample's indices "
+                     "would read every sample); use take_along_axis for a per-sample gather")
 
 
 _take = primitive(
-    "take", lambda bk, x, idx, *, axis: bk.take(x, idx, axis=axis),
+    "take", _take_impl,
     jvp=lambda xp, p, t, *, axis: (_take.bind(p[0], p[1], axis=axis), _take.bind(t[0], p[1], axis=axis)),
     vjp=_take_vjp, batch=_take_batch, data=_take_data)
 
 
+def _wrap_negative(idx, n):
+    ns = _ns()
+    return ns["where"](ns["less"](idx, 0), ns["add"](idx, n), idx)
+
+
 @export
 def take(x, indices, /, *, axis=None):
-    """Take elements along ``axis`` at integer ``indices`` (1-d)."""
+    """Take elements along ``axis`` at integer ``indices``; repeated indices accumulate
+    in the derivative.
+
+    ``indices`` may have any number of dims (the standard asks for 1-d; NumPy's
+    shape rule applies: ``x.shape[:axis] + indices.shape + x.shape[axis+1:]``);
+    negative indices count from the end.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xp = xd.numpy
+    >>> xd.grad(lambda x: xp.sum(xp.take(x, np.array([0, 0, 2]))))(np.ones(3))
+    array([2., 0., 1.])
+    """
     if axis is None:
         if x.ndim != 1:
-            raise ValueError("take: axis is required for arrays with more than one dim")
+            raise ValueError(f"take: axis is required for an array with {x.ndim} dims")
         axis = 0
-    return _take.bind(x, indices, axis=norm_axis(axis, x.ndim))
+    axis = norm_axis(axis, x.ndim)
+    return _take.bind(x, _wrap_negative(indices, x.shape[axis]), axis=axis)
+
+
+# --- take_along_axis ------------------------------------------------------------------------
+
+def _tal_vjp(xp, g, out, p, needs, *, axis, perm=False):
+    x, idx = p
+    if perm:  # a permutation along axis: its transpose is the inverse permutation
+        return [_tal.bind(g, xp.argsort(idx, axis=axis, stable=True), axis=axis, perm=True), None]
+    return [scatter_add_rows(xp, g, idx, x.shape[axis], axis), None]
+
+
+def _tal_batch(xp, vals, batched, n, *, axis, perm=False):
+    x, idx = (move_batch_to(v, b, n, xp) for v, b in zip(vals, batched))
+    return _tal.bind(x, idx, axis=axis + 1, perm=perm), True
+
+
+def _tal_data(ctx, ops, has, *, axis, perm=False):
+    nd = next(o.ndim for o, h in zip(ops, has) if h) + ctx.k
+    ax = ctx.axes(nd, axis)
+    return [o if h else ctx.lift(o) for o, h in zip(ops, has)], {"axis": ax, "perm": perm}
+
+
+_tal = primitive(
+    "take_along_axis", lambda bk, x, idx, *, axis, perm=False: bk.take_along_axis(x, idx, axis=axis),
+    jvp=lambda xp, p, t, **kw: (_tal.bind(p[0], p[1], **kw), _tal.bind(t[0], p[1], **kw)),
+    vjp=_tal_vjp, batch=_tal_batch, data=_tal_data)
+
+
+@export
+def take_along_axis(x, indices, /, *, axis=-1):
+    """Pick ``x``'s elements along ``axis`` at ``indices`` (same rank as ``x``; the
+    other dims broadcast).  Repeated indices accumulate in the derivative.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xp = xd.numpy
+    >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> xp.take_along_axis(x, np.array([[1], [0]]), axis=1)
+    array([[2.],
+           [3.]])
+    """
+    if x.ndim != indices.ndim:
+        raise ValueError(f"take_along_axis: indices must have the rank of x ({x.ndim}), got "
+                         f"{indices.ndim} dims")
+    axis = norm_axis(axis, x.ndim)
+    xs, js = list(x.shape), list(indices.shape)
+    for i in range(x.ndim):
+        if i != axis and xs[i] != js[i]:
+            if 1 not in (xs[i], js[i]):
+                raise ValueError(f"take_along_axis: indices of shape {tuple(js)} do not broadcast "
+                                 f"against x of shape {tuple(xs)} (dim {i})")
+            xs[i] = js[i] = max(xs[i], js[i])
+    ns = _ns()
+    if tuple(xs) != tuple(x.shape):
+        x = ns["broadcast_to"](x, tuple(xs))
+    if tuple(js) != tuple(indices.shape):
+        indices = ns["broadcast_to"](indices, tuple(js))
+    return _tal.bind(x, _wrap_negative(indices, x.shape[axis]), axis=axis)
 
 
 # --- select: per-sample row of a shared array (used to lift under batch_ndim) -----------

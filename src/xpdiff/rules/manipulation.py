@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from .._core import Zero, instantiate, primitive
 from ._families import (
+    backend_of,
     batch_axis_param,
     data_axis_param,
     export,
@@ -16,6 +18,8 @@ from ._families import (
     pad_batched,
     unbroadcast,
 )
+from .elementwise import PRIMS as _EW
+from .indexing import data_dependent, op_context, take
 
 
 def _resolve_shape(shape, size, name="reshape"):
@@ -352,3 +356,168 @@ def ones_like(x, /, *, dtype=None, device=None):
 def empty_like(x, /, *, dtype=None, device=None):
     """An uninitialised array like ``x`` (zeros under xpdiff)."""
     return _full_like.bind(x, fill_value=0, dtype=dtype)
+
+
+# --- roll --------------------------------------------------------------------------------
+
+def _roll_batch(xp, v, b, n, *, shift, axis):
+    x = v[0]
+    if axis is None:  # roll each example's flattened array
+        flat = xp.reshape(x, (x.shape[0], -1))
+        out = _roll.bind(flat, shift=shift, axis=(1,))
+        return xp.reshape(out, tuple(x.shape)), True
+    return _roll.bind(x, shift=shift, axis=tuple(a + 1 for a in axis)), True
+
+
+def _roll_data(ctx, ops, has, *, shift, axis):
+    if axis is None:
+        raise ctx.mixing("rolls the flattened array (axis=None)")
+    return ops, {"shift": shift, "axis": ctx.axes(ops[0].ndim + ctx.k, axis)}
+
+
+def _roll_impl(bk, x, *, shift, axis):
+    return bk.roll(x, shift if axis is not None else shift[0], axis=axis)
+
+
+_roll = primitive(
+    "roll", _roll_impl,
+    jvp=lambda xp, p, t, **kw: (_roll.bind(p[0], **kw), _roll.bind(t[0], **kw)),
+    vjp=lambda xp, g, out, p, needs, *, shift, axis: [
+        _roll.bind(g, shift=tuple(-s for s in shift), axis=axis)],
+    batch=_roll_batch, data=_roll_data)
+
+
+@export
+def roll(x, /, shift, *, axis=None):
+    """Shift elements cyclically by ``shift`` along ``axis`` (ints or tuples of equal
+    length; ``axis=None`` rolls the flattened array and restores the shape).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.numpy.roll(np.arange(4.0), 1)
+    array([3., 0., 1., 2.])
+    """
+    if axis is None:
+        if not isinstance(shift, int):
+            shift = sum(int(s) for s in shift)
+        return _roll.bind(x, shift=(int(shift),), axis=None)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    shifts = (shift,) * len(axes) if isinstance(shift, int) else tuple(shift)
+    if len(shifts) != len(axes):
+        raise ValueError(f"roll: shift {shift!r} and axis {axis!r} must have the same length")
+    axes = tuple(norm_axis(a, x.ndim) for a in axes)
+    return _roll.bind(x, shift=tuple(int(s) for s in shifts), axis=axes)
+
+
+# --- tile, repeat ------------------------------------------------------------------------
+
+@export
+def tile(x, repetitions, /):
+    """Repeat ``x`` ``repetitions[i]`` times along each dim (the repetitions align with
+    the trailing dims; extra ones prepend dims).  A composite of reshape and
+    broadcast_to, so its derivative sums the copies.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.numpy.tile(np.array([1.0, 2.0]), (2,))
+    array([1., 2., 1., 2.])
+    """
+    reps = tuple(int(r) for r in repetitions)
+    if any(r < 0 for r in reps):
+        raise ValueError(f"tile: repetitions must be non-negative, got {reps}")
+    nd = max(x.ndim, len(reps))
+    reps = (1,) * (nd - len(reps)) + reps
+    with op_context("tile"):
+        if x.ndim < nd:
+            x = reshape(x, (1,) * (nd - x.ndim) + tuple(x.shape))
+        if all(r == 1 for r in reps):
+            return x
+        s1, sb, sf = [], [], []
+        for r, n in zip(reps, x.shape):
+            if r == 1:
+                s1.append(n)
+                sb.append(n)
+            else:
+                s1 += [1, n]
+                sb += [r, n]
+            sf.append(r * n)
+        return reshape(broadcast_to(reshape(x, tuple(s1)), tuple(sb)), tuple(sf))
+
+
+def _repeat_index_impl(bk, repeats, *, n):
+    return bk.repeat(bk.arange(n, device=repeats.device), repeats, axis=0)
+
+
+_rep_batch, _rep_data = data_dependent(
+    "repeat with array repeats",
+    "pass repeats as a Python int, or compute the result outside the transformation")
+_repeat_index = primitive("repeat_index", _repeat_index_impl, differentiable=False,
+                          batch=_rep_batch, data=_rep_data)
+
+
+@export
+def repeat(x, repeats, /, *, axis=None):
+    """Repeat each element of ``x`` along ``axis`` (``None``: of the flattened array).
+
+    ``repeats`` is an int (a composite of broadcast and reshape: valid under vmap and
+    ``batch_ndim``) or a 1-d integer array with one count per element (or one in
+    all): then the output length depends on the values (eager, jvp and vjp only) and
+    the result is a gather, whose derivative sums the copies.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.numpy.repeat(np.array([1.0, 2.0]), 2)
+    array([1., 1., 2., 2.])
+    """
+    with op_context("repeat"):
+        if axis is None:
+            x = reshape(x, (-1,))
+            axis = 0
+        axis = norm_axis(axis, x.ndim)
+        shp = tuple(x.shape)
+        if isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool):
+            repeats = int(repeats)
+            if repeats < 0:
+                raise ValueError(f"repeat: repeats must be non-negative, got {repeats}")
+            y = expand_dims(x, axis=axis + 1)
+            y = broadcast_to(y, shp[:axis + 1] + (repeats,) + shp[axis + 1:])
+            return reshape(y, shp[:axis] + (shp[axis] * repeats,) + shp[axis + 1:])
+        if not is_arraylike(repeats) or repeats.ndim > 1:
+            raise ValueError("repeat: repeats must be an int or a 1-d integer array")
+        if repeats.ndim == 0:
+            repeats = reshape(repeats, (1,))
+        return take(x, _repeat_index.bind(repeats, n=shp[axis]), axis=axis)
+
+
+# --- diff --------------------------------------------------------------------------------
+
+@export
+def diff(x, /, *, axis=-1, n=1, prepend=None, append=None):
+    """``n``-th forward difference along ``axis``, after joining ``prepend`` and
+    ``append`` (arrays shaped like ``x`` except along ``axis``; Python scalars are
+    broadcast to one slice).  A composite: differentiable in ``x``, ``prepend`` and
+    ``append``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.numpy.diff(np.array([1.0, 4.0, 9.0]))
+    array([3., 5.])
+    """
+    if x.ndim == 0:
+        raise ValueError("diff: x must have at least one dim")
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"diff: n must be a non-negative int, got {n!r}")
+    axis = norm_axis(axis, x.ndim)
+    with op_context("diff"):
+        if prepend is not None or append is not None:
+            one = tuple(1 if i == axis else s for i, s in enumerate(x.shape))
+            parts = []
+            for a in (prepend, x, append):
+                if a is None:
+                    continue
+                if not is_arraylike(a):
+                    a = backend_of(x).full(one, a, dtype=x.dtype, device=x.device)
+                parts.append(a)
+            x = concat(parts, axis=axis)
+        for _ in range(n):
+            m = x.shape[axis]
+            hi = tuple(slice(1, None) if i == axis else slice(None) for i in range(x.ndim))
+            lo = tuple(slice(None, m - 1) if i == axis else slice(None) for i in range(x.ndim))
+            x = _EW["subtract"].bind(x[hi], x[lo])
+        return x

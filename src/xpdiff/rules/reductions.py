@@ -58,13 +58,31 @@ def _dextreme(xp, x, out, axis):
 
 
 def _dprod(xp, x, out, axis):
-    """d prod / d x_i = product of the other entries (exact with zeros)."""
-    zero = xp.equal(x, 0.0)
-    xs = xp.where(zero, 1.0, x)
-    p_nz = xp.prod(xs, axis=axis, keepdims=True)
-    nz = xp.sum(xp.astype(zero, x.dtype), axis=axis, keepdims=True)
-    one_zero = xp.logical_and(xp.equal(nz, 1.0), zero)
-    return xp.where(xp.equal(nz, 0.0), xp.divide(p_nz, xs), xp.where(one_zero, p_nz, 0.0))
+    """d prod / d x_i = the product of the other entries: exclusive prefix times
+    exclusive suffix products over the reduced entries (no division, so exact with
+    any number of zeros; its own derivative is cumulative_prod's, exact as well)."""
+    axes = norm_axes(axis, x.ndim)
+    if not axes:
+        return xp.ones_like(x)
+    rest = tuple(i for i in range(x.ndim) if i not in axes)
+    order = rest + axes
+    xt = xp.permute_dims(x, order) if order != tuple(range(x.ndim)) else x
+    lead = tuple(xt.shape[:len(rest)])
+    flat = xp.reshape(xt, lead + (math.prod(x.shape[a] for a in axes),))
+    pre = _exclusive_cumprod(xp, flat)
+    suf = xp.flip(_exclusive_cumprod(xp, xp.flip(flat, axis=-1)), axis=-1)
+    d = xp.reshape(xp.multiply(pre, suf), tuple(xt.shape))
+    if order == tuple(range(x.ndim)):
+        return d
+    inv = [0] * x.ndim
+    for i, a in enumerate(order):
+        inv[a] = i
+    return xp.permute_dims(d, tuple(inv))
+
+
+def _exclusive_cumprod(xp, v):
+    n = v.shape[-1]
+    return _cumprod_fn(v, axis=-1, include_initial=True)[..., :n]
 
 
 _sum = _reduction("sum", linear=True)
@@ -73,6 +91,7 @@ _max = _reduction("max", _dextreme)
 _min = _reduction("min", _dextreme)
 _all = _reduction("all")
 _any = _reduction("any")
+_count_nonzero = _reduction("count_nonzero")
 
 
 @export
@@ -90,7 +109,15 @@ def sum(x, /, *, axis=None, dtype=None, keepdims=False):
 
 @export
 def prod(x, /, *, axis=None, dtype=None, keepdims=False):
-    """Product over ``axis``; its derivative is exact where entries are zero."""
+    """Product over ``axis``.
+
+    The derivative (the product of the other entries) is formed without division,
+    so first and second derivatives are exact where entries are zero.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.grad(lambda x: xd.numpy.prod(x))(np.array([2.0, 0.0, 3.0]))
+    array([0., 6., 0.])
+    """
     if dtype is not None and dtype != x.dtype:
         x = _astype(x, dtype)
     return _prod.bind(x, axis=axis, keepdims=keepdims)
@@ -118,6 +145,17 @@ def all(x, /, *, axis=None, keepdims=False):
 def any(x, /, *, axis=None, keepdims=False):
     """Logical OR reduction (no derivative)."""
     return _any.bind(x, axis=axis, keepdims=keepdims)
+
+
+@export
+def count_nonzero(x, /, *, axis=None, keepdims=False):
+    """Number of nonzero elements over ``axis`` (no derivative).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.numpy.count_nonzero(np.array([[0.0, 1.0], [2.0, 3.0]]), axis=1)
+    array([1, 2])
+    """
+    return _count_nonzero.bind(x, axis=axis, keepdims=keepdims)
 
 
 def _count(x, axis):
@@ -224,6 +262,80 @@ def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False):
     if dtype is not None and dtype != x.dtype:
         x = _astype(x, dtype)
     return _cumsum.bind(x, axis=norm_axis(axis, x.ndim), include_initial=include_initial)
+
+
+# --- cumulative_prod -----------------------------------------------------------------------
+#
+# With z_i = (x_i == 0), x' = where(z, 1, x), P = cumprod(x') and c = cumsum(z) (zeros so far):
+# d y_k / d x_j (j <= k) = P_k / x'_j if c_k == 0; P_k if c_k == 1 and x_j == 0; else 0.
+# Both rules below are built from these three cases, so they are exact with zeros.
+
+def _cumprod_parts(xp, x, axis):
+    z = xp.equal(x, 0.0)
+    xs = xp.where(z, 1.0, x)
+    P = _cumprod.bind(xs, axis=axis)
+    c = _cumsum.bind(xp.astype(z, x.dtype), axis=axis)
+    return z, xs, P, xp.equal(c, 0.0), xp.equal(c, 1.0)
+
+
+def _cumprod_jvp(xp, primals, tangents, *, axis):
+    x, t = primals[0], tangents[0]
+    z, xs, P, c0, c1 = _cumprod_parts(xp, x, axis)
+    a = _cumsum.bind(xp.divide(t, xs), axis=axis)
+    b = _cumsum.bind(xp.where(z, t, 0.0), axis=axis)
+    return _cumprod.bind(x, axis=axis), xp.multiply(P, xp.where(c0, a, xp.where(c1, b, 0.0)))
+
+
+def _revcumsum(xp, v, axis):
+    return xp.flip(_cumsum.bind(xp.flip(v, axis=axis), axis=axis), axis=axis)
+
+
+def _cumprod_vjp(xp, g, out, primals, needs, *, axis):
+    x = primals[0]
+    z, xs, P, c0, c1 = _cumprod_parts(xp, x, axis)
+    gP = xp.multiply(g, P)
+    r0 = _revcumsum(xp, xp.where(c0, gP, 0.0), axis)
+    r1 = _revcumsum(xp, xp.where(c1, gP, 0.0), axis)
+    return [xp.where(z, r1, xp.divide(r0, xs))]
+
+
+_cumprod = primitive(
+    "cumulative_prod", lambda bk, x, *, axis: bk.cumulative_prod(x, axis=axis),
+    jvp=_cumprod_jvp, vjp=_cumprod_vjp,
+    batch=lambda xp, v, b, n, *, axis: (_cumprod.bind(v[0], axis=axis + 1), True),
+    data=data_axis_param())
+
+
+@export
+def cumulative_prod(x, /, *, axis=None, dtype=None, include_initial=False):
+    """Cumulative product along ``axis`` (required unless ``x`` is 1-d).
+
+    The derivative is exact where entries are zero (no division by them); second
+    derivatives are exact where at most one entry up to the position is zero.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.grad(lambda x: xd.numpy.cumulative_prod(x)[-1])(np.array([2.0, 0.0, 3.0]))
+    array([0., 6., 0.])
+    """
+    return _cumprod_fn(x, axis=axis, dtype=dtype, include_initial=include_initial)
+
+
+def _cumprod_fn(x, *, axis=None, dtype=None, include_initial=False):
+    if axis is None:
+        if x.ndim != 1:
+            raise ValueError("cumulative_prod: axis is required for arrays with more than one dim")
+        axis = 0
+    axis = norm_axis(axis, x.ndim)
+    if dtype is not None and dtype != x.dtype:
+        x = _astype(x, dtype)
+    out = _cumprod.bind(x, axis=axis)
+    if not include_initial:
+        return out
+    from ._families import EXPORTS, backend_of
+
+    one = tuple(1 if i == axis else s for i, s in enumerate(x.shape))
+    ones = backend_of(x).ones(one, dtype=x.dtype, device=x.device)
+    return EXPORTS["concat"]([ones, out], axis=axis)
 
 
 def _div(x, n):
