@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     _families,  # noqa: F401  (defines EXPORTS)
     creation,
     elementwise,
+    fft,
     indexing,
     linalg,
     manipulation,

@@ -1,9 +1,32 @@
-"""Matrix products and friends: matmul (a primitive), tensordot, vecdot, tril/triu."""
+"""Linear algebra: matmul, tensordot, vecdot, tril/triu (top level) and the ``linalg``
+extension of the standard.
+
+Primitives are kept to the operations that need their own derivative (``inv``,
+``det``, ``slogdet``, ``solve``, ``cholesky``, ``qr``, ``eigh``, ``svd``,
+``diagonal``); everything else (``trace``, ``outer``, ``cross``, ``pinv``, the norms,
+``matrix_power``, ...) is written with namespace functions and needs no rules.
+Every ``linalg`` primitive acts on the last two dims and broadcasts over the
+leading ones, so its batching rule calls it again on the batched value (batch axis
+first) and its data rule only checks that no data dim is a matrix dim.
+
+Derivatives follow the usual matrix-calculus formulas; the conventions at
+degenerate spectra, zero singular values and other non-differentiable points are
+in docs/linalg-fft.md.  Rules that are not holomorphic (``cholesky``, ``qr``,
+``eigh``, ``svd``, ``slogdet``) are implemented for real matrices only.
+"""
 
 from __future__ import annotations
 
-from .._core import Zero, primitive
+import math
+from typing import Any, NamedTuple
+
+from .._core import Zero, instantiate, primitive
 from ._families import export, norm_axis, pad_batched, unbroadcast
+from .fft import conj_, is_complex
+from .indexing import _getitem_fn
+from .manipulation import matrix_transpose as _matrix_transpose
+
+# --- matmul --------------------------------------------------------------------------------
 
 
 def _matmul_jvp(xp, p, t):
@@ -142,13 +165,16 @@ def tensordot(x1, x2, /, *, axes=2):
 
 @export
 def vecdot(x1, x2, /, *, axis=-1):
-    """Dot product of vectors along ``axis`` (broadcasting the other dims)."""
+    """Dot product of vectors along ``axis`` (broadcasting the other dims); the first
+    operand is conjugated when complex."""
     from .elementwise import PRIMS
     from .reductions import sum as _sum
 
     nd = max(x1.ndim, x2.ndim)
     axis = norm_axis(axis, nd) - nd
-    return _sum(PRIMS["multiply"].bind(PRIMS["conj"].bind(x1), x2), axis=axis)
+    if is_complex(x1):
+        x1 = conj_(x1)
+    return _sum(PRIMS["multiply"].bind(x1, x2), axis=axis)
 
 
 def _tri(name):
@@ -180,3 +206,778 @@ def tril(x, /, *, k=0):
 def triu(x, /, *, k=0):
     """Upper triangle of (a stack of) matrices."""
     return _triu.bind(x, k=k)
+
+
+# --- the linalg extension: helpers -----------------------------------------------------------
+
+def _ns(x):
+    """The namespace composites use (raw constants, functions dispatching on tracers)."""
+    from .._namespace import namespace_for_values
+
+    return namespace_for_values([x])
+
+
+def _mT(xp, x):
+    return xp.matrix_transpose(x)
+
+
+def _sym(xp, x):
+    """The symmetric part ``(x + x^T) / 2``."""
+    return xp.multiply(xp.add(x, _mT(xp, x)), 0.5)
+
+
+def _square(name, x):
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"linalg.{name}: x must be a (stack of) square matrices, got shape "
+                         f"{tuple(x.shape)}")
+
+
+def _matrix(name, x):
+    if x.ndim < 2:
+        raise ValueError(f"linalg.{name}: x must have at least 2 dims (a stack of matrices), got "
+                         f"shape {tuple(x.shape)}")
+
+
+def _real_only(name, x):
+    if is_complex(x):
+        raise TypeError(f"linalg.{name}: derivatives of complex matrices are not supported (the "
+                        f"rule is written for real input); differentiate the real and imaginary "
+                        f"parts of an equivalent real problem, or use xpdiff.custom_jvp")
+
+
+def _eye(xp, n, like, m=None, k=0):
+    return xp.eye(n, m, k=k, dtype=like.dtype, device=like.device)
+
+
+def _diag_matrix(xp, v):
+    """``v[..., i] -> out[..., i, i]``."""
+    return xp.multiply(xp.expand_dims(v, axis=-1), _eye(xp, v.shape[-1], v))
+
+
+def _trace(xp, m):
+    return xp.sum(_diagonal.bind(m, offset=0), axis=-1)
+
+
+def _rdiv(xp, x, r):
+    """``x @ inv(r)`` (through ``solve``: the standard has no triangular solve)."""
+    return _mT(xp, _solve.bind(_mT(xp, r), _mT(xp, x)))
+
+
+def _rdiv_t(xp, x, r):
+    """``x @ inv(r)^T``."""
+    return _mT(xp, _solve.bind(r, _mT(xp, x)))
+
+
+def _gap_inverse(xp, w):
+    """``F[..., i, j] = 1 / (w_j - w_i)`` off the diagonal, and 0 on it and wherever
+    ``|w_j - w_i|`` is at rounding level (``n * eps * max|w|``): degenerate pairs
+    contribute nothing (see docs/linalg-fft.md)."""
+    n = w.shape[-1]
+    d = xp.subtract(xp.expand_dims(w, axis=-2), xp.expand_dims(w, axis=-1))
+    ws = xp.stop_gradient(w)
+    scale = xp.expand_dims(xp.max(xp.abs(ws), axis=-1, keepdims=True), axis=-1)
+    tol = xp.multiply(scale, float(n * xp.finfo(w.dtype).eps))
+    small = xp.less_equal(xp.abs(xp.stop_gradient(d)), tol)
+    return xp.where(small, 0.0, xp.divide(1.0, xp.where(small, 1.0, d)))
+
+
+def _data_matrix(ctx, ops, has, **params):
+    """Data rule of an op on the last two dims: the data dims must lead."""
+    if ops[0].ndim < 2:
+        raise ctx.mixing("acts on a data dim (needs two matrix dims besides the data dims)")
+    return ops, params
+
+
+def _matrix_prim(name, impl, jvp, vjp, *, multiple=False):
+    """A primitive acting on the last two dims of one operand (broadcast over the rest)."""
+    p = primitive(name, impl, jvp=jvp, vjp=vjp, multiple_results=multiple, data=_data_matrix)
+    p.batch = lambda xp, v, b, n, **kw: (p.bind(v[0], **kw), True)
+    return p
+
+
+# --- inv, det, slogdet -------------------------------------------------------------------------
+
+def _inv_jvp(xp, p, t):
+    out = _inv.bind(p[0])
+    return out, xp.negative(xp.matmul(xp.matmul(out, t[0]), out))
+
+
+def _inv_vjp(xp, g, out, p, needs):
+    ot = _mT(xp, out)
+    return [xp.negative(xp.matmul(xp.matmul(ot, g), ot))]
+
+
+_inv = _matrix_prim("linalg.inv", lambda bk, x: bk.linalg.inv(x), _inv_jvp, _inv_vjp)
+
+
+def _det_jvp(xp, p, t):
+    a = p[0]
+    out = _det.bind(a)
+    return out, xp.multiply(out, _trace(xp, _solve.bind(a, t[0])))
+
+
+def _det_vjp(xp, g, out, p, needs):
+    s = xp.expand_dims(xp.multiply(g, out), axis=(-2, -1))
+    return [xp.multiply(s, _mT(xp, _inv.bind(p[0])))]
+
+
+_det = _matrix_prim("linalg.det", lambda bk, x: bk.linalg.det(x), _det_jvp, _det_vjp)
+
+
+def _slogdet_jvp(xp, p, t):
+    a = p[0]
+    _real_only("slogdet", a)
+    sign, logabs = _slogdet.bind(a)
+    return (sign, logabs), (Zero(sign), _trace(xp, _solve.bind(a, t[0])))
+
+
+def _slogdet_vjp(xp, g, out, p, needs):
+    _real_only("slogdet", p[0])
+    gl = g[1]  # the sign is locally constant: its cotangent carries nothing
+    if isinstance(gl, Zero):
+        return [None]
+    return [xp.multiply(xp.expand_dims(gl, axis=(-2, -1)), _mT(xp, _inv.bind(p[0])))]
+
+
+_slogdet = _matrix_prim("linalg.slogdet", lambda bk, x: tuple(bk.linalg.slogdet(x)),
+                        _slogdet_jvp, _slogdet_vjp, multiple=True)
+
+
+# --- solve ----------------------------------------------------------------------------------
+
+def _solve_impl(bk, a, b):
+    # broadcast the stacks explicitly: some backends (CuPy) do not broadcast them or read
+    # an operand with one dim less as a stack of vectors
+    lead = _broadcast_lead(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    a = bk.broadcast_to(a, lead + tuple(a.shape[-2:]))
+    b = bk.broadcast_to(b, lead + tuple(b.shape[-2:]))
+    return bk.linalg.solve(a, b)
+
+
+def _broadcast_lead(s1, s2):
+    nd = max(len(s1), len(s2))
+    s1 = (1,) * (nd - len(s1)) + s1
+    s2 = (1,) * (nd - len(s2)) + s2
+    out = []
+    for d1, d2 in zip(s1, s2):
+        if d1 != d2 and 1 not in (d1, d2):
+            raise ValueError(f"linalg.solve: the stack shapes {s1} and {s2} do not broadcast")
+        out.append(d2 if d1 == 1 else d1)
+    return tuple(out)
+
+
+def _solve_jvp(xp, p, t):
+    a, b = p
+    ta, tb = t
+    out = _solve.bind(a, b)
+    rhs = None if isinstance(tb, Zero) else tb
+    if not isinstance(ta, Zero):
+        term = xp.matmul(ta, out)
+        rhs = xp.negative(term) if rhs is None else xp.subtract(rhs, term)
+    tout = _solve.bind(a, rhs)
+    if tuple(tout.shape) != tuple(out.shape):
+        tout = xp.broadcast_to(tout, out.shape)
+    return out, tout
+
+
+def _solve_vjp(xp, g, out, p, needs):
+    a, b = p
+    gb = _solve.bind(_mT(xp, a), g)
+    ca = unbroadcast(xp, xp.negative(xp.matmul(gb, _mT(xp, out))), a.shape) if needs[0] else None
+    cb = unbroadcast(xp, gb, b.shape) if needs[1] else None
+    return [ca, cb]
+
+
+def _solve_batch(xp, vals, batched, n):
+    r = max(v.ndim - int(b) for v, b in zip(vals, batched))
+    new = [pad_batched(xp, v, r) if b else v for v, b in zip(vals, batched)]
+    return _solve.bind(*new), True
+
+
+def _solve_data(ctx, ops, has):
+    """Both operands are stacks of matrices: data dims must lead the broadcast stack."""
+    k = ctx.k
+    for o, h in zip(ops, has):
+        if h and o.ndim < 2:
+            raise ctx.mixing("acts on a data dim (needs two matrix dims besides the data dims)")
+    R = max(o.ndim + k if h else o.ndim for o, h in zip(ops, has))
+    new = []
+    for o, h in zip(ops, has):
+        if h:
+            if o.ndim + k != R:
+                raise ctx.mixing(f"broadcasts operands of ranks {[o.ndim for o in ops]} so that "
+                                 f"the data dims do not lead")
+            new.append(o)
+        elif o.ndim > R - k:
+            new.append(ctx.lift(o, o.ndim - (R - k)))
+        else:
+            new.append(o)
+    return new, {}
+
+
+_solve = primitive("linalg.solve", _solve_impl, jvp=_solve_jvp, vjp=_solve_vjp,
+                   batch=_solve_batch, data=_solve_data)
+
+
+# --- cholesky -------------------------------------------------------------------------------
+
+def _phi(xp, m):
+    """Lower triangle with the diagonal halved."""
+    return xp.multiply(xp.add(xp.tril(m), xp.tril(m, k=-1)), 0.5)
+
+
+def _chol_jvp(xp, p, t):
+    a = p[0]
+    _real_only("cholesky", a)
+    low = _chol.bind(a)
+    li = _inv.bind(low)
+    m = xp.matmul(xp.matmul(li, _sym(xp, t[0])), _mT(xp, li))
+    return low, xp.matmul(low, _phi(xp, m))
+
+
+def _chol_vjp(xp, g, out, p, needs):
+    _real_only("cholesky", p[0])
+    li = _inv.bind(out)
+    m = _phi(xp, xp.matmul(_mT(xp, out), g))
+    return [_sym(xp, xp.matmul(xp.matmul(_mT(xp, li), m), li))]
+
+
+_chol = _matrix_prim("linalg.cholesky", lambda bk, x: bk.linalg.cholesky(x), _chol_jvp, _chol_vjp)
+
+
+# --- qr -------------------------------------------------------------------------------------
+
+def _qr_check(a, mode):
+    m, n = a.shape[-2:]
+    _real_only("qr", a)
+    if mode == "complete" and m > n:
+        raise ValueError(f"linalg.qr: derivatives of mode='complete' need m <= n (got a {m}x{n} "
+                         f"matrix, whose extra columns of Q are not unique); use mode='reduced'")
+
+
+def _qr_tall_jvp(xp, q, r, da):
+    """m >= n: dA = dQ R + Q dR with Q^T dQ antisymmetric and dR upper triangular."""
+    w = _rdiv(xp, da, r)
+    c = xp.matmul(_mT(xp, q), w)
+    s = xp.add(xp.triu(c), _mT(xp, xp.tril(c, k=-1)))
+    return xp.subtract(w, xp.matmul(q, s)), xp.matmul(s, r)
+
+
+def _qr_tall_vjp(xp, q, r, gq, gr):
+    nn = None
+    if not isinstance(gr, Zero):
+        nn = xp.matmul(gr, _mT(xp, r))
+    if not isinstance(gq, Zero):
+        term = xp.matmul(_mT(xp, q), gq)
+        nn = xp.negative(term) if nn is None else xp.subtract(nn, term)
+    k = xp.add(xp.triu(nn), _mT(xp, xp.triu(nn, k=1)))
+    acc = xp.matmul(q, k)
+    if not isinstance(gq, Zero):
+        acc = xp.add(acc, gq)
+    return _rdiv_t(xp, acc, r)
+
+
+def _split_cols(x, m):
+    return _getitem_fn(x, (Ellipsis, slice(None, m))), _getitem_fn(x, (Ellipsis, slice(m, None)))
+
+
+def _qr_jvp(xp, p, t, *, mode):
+    a = p[0]
+    _qr_check(a, mode)
+    q, r = _qr.bind(a, mode=mode)
+    m, n = a.shape[-2:]
+    if m >= n:
+        return (q, r), _qr_tall_jvp(xp, q, r, t[0])
+    # wide: A = [X | Y], X = Q U square, R = [U | Q^T Y]
+    dx, dy = _split_cols(t[0], m)
+    u, _ = _split_cols(r, m)
+    _, y = _split_cols(a, m)
+    dq, du = _qr_tall_jvp(xp, q, u, dx)
+    dv = xp.add(xp.matmul(_mT(xp, dq), y), xp.matmul(_mT(xp, q), dy))
+    return (q, r), (dq, xp.concat([du, dv], axis=-1))
+
+
+def _qr_vjp(xp, g, out, p, needs, *, mode):
+    a = p[0]
+    _qr_check(a, mode)
+    q, r = out
+    gq, gr = g
+    if isinstance(gq, Zero) and isinstance(gr, Zero):
+        return [None]
+    m, n = a.shape[-2:]
+    if m >= n:
+        return [_qr_tall_vjp(xp, q, r, gq, gr)]
+    u, _ = _split_cols(r, m)
+    _, y = _split_cols(a, m)
+    gr = instantiate(xp, gr)
+    gu, gv = _split_cols(gr, m)
+    gq2 = xp.matmul(y, _mT(xp, gv))
+    if not isinstance(gq, Zero):
+        gq2 = xp.add(gq2, gq)
+    gx = _qr_tall_vjp(xp, q, u, gq2, gu)
+    return [xp.concat([gx, xp.matmul(q, gv)], axis=-1)]
+
+
+_qr = _matrix_prim("linalg.qr", lambda bk, x, *, mode: tuple(bk.linalg.qr(x, mode=mode)),
+                   _qr_jvp, _qr_vjp, multiple=True)
+
+
+# --- eigh -----------------------------------------------------------------------------------
+
+def _eigh_jvp(xp, p, t):
+    a = p[0]
+    _real_only("eigh", a)
+    w, v = _eigh.bind(a)
+    m = xp.matmul(xp.matmul(_mT(xp, v), _sym(xp, t[0])), v)
+    dw = _diagonal.bind(m, offset=0)
+    dv = xp.matmul(v, xp.multiply(_gap_inverse(xp, w), m))
+    return (w, v), (dw, dv)
+
+
+def _eigh_vjp(xp, g, out, p, needs):
+    _real_only("eigh", p[0])
+    w, v = out
+    gw, gv = g
+    inner = None
+    if not isinstance(gw, Zero):
+        inner = _diag_matrix(xp, gw)
+    if not isinstance(gv, Zero):
+        term = xp.multiply(_gap_inverse(xp, w), xp.matmul(_mT(xp, v), gv))
+        inner = term if inner is None else xp.add(inner, term)
+    if inner is None:
+        return [None]
+    return [_sym(xp, xp.matmul(xp.matmul(v, inner), _mT(xp, v)))]
+
+
+_eigh = _matrix_prim("linalg.eigh", lambda bk, x: tuple(bk.linalg.eigh(x)), _eigh_jvp, _eigh_vjp,
+                     multiple=True)
+
+
+# --- svd ------------------------------------------------------------------------------------
+
+def _svd_check(a, full_matrices):
+    _real_only("svd", a)
+    m, n = a.shape[-2:]
+    if full_matrices and m != n:
+        raise ValueError(f"linalg.svd: derivatives need full_matrices=False for a non-square "
+                         f"({m}x{n}) matrix (the extra singular vectors are not unique)")
+
+
+def _svd_jvp(xp, p, t, *, full_matrices):
+    a = p[0]
+    _svd_check(a, full_matrices)
+    u, s, vh = _svd.bind(a, full_matrices=full_matrices)
+    da = t[0]
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    v = _mT(xp, vh)
+    dav = xp.matmul(da, v)
+    dp = xp.matmul(_mT(xp, u), dav)
+    dpt = _mT(xp, dp)
+    ds = _diagonal.bind(dp, offset=0)
+    f = _gap_inverse(xp, xp.multiply(s, s))
+    srow, scol = xp.expand_dims(s, axis=-2), xp.expand_dims(s, axis=-1)
+    du = xp.matmul(u, xp.multiply(f, xp.add(xp.multiply(dp, srow), xp.multiply(scol, dpt))))
+    if m > k:
+        du = xp.add(du, xp.divide(xp.subtract(dav, xp.matmul(u, dp)), srow))
+    dv = xp.matmul(v, xp.multiply(f, xp.add(xp.multiply(scol, dp), xp.multiply(dpt, srow))))
+    if n > k:
+        proj = xp.subtract(xp.matmul(_mT(xp, da), u), xp.matmul(v, dpt))
+        dv = xp.add(dv, xp.divide(proj, srow))
+    return (u, s, vh), (du, ds, _mT(xp, dv))
+
+
+def _svd_vjp(xp, g, out, p, needs, *, full_matrices):
+    a = p[0]
+    _svd_check(a, full_matrices)
+    u, s, vh = out
+    gu, gs, gvh = g
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    v = _mT(xp, vh)
+    f = _gap_inverse(xp, xp.multiply(s, s))
+    srow, scol = xp.expand_dims(s, axis=-2), xp.expand_dims(s, axis=-1)
+    inner = None
+    extra = []
+    if not isinstance(gs, Zero):
+        inner = _diag_matrix(xp, gs)
+    if not isinstance(gu, Zero):
+        utg = xp.matmul(_mT(xp, u), gu)
+        term = xp.multiply(xp.multiply(f, xp.subtract(utg, _mT(xp, utg))), srow)
+        inner = term if inner is None else xp.add(inner, term)
+        if m > k:
+            extra.append(xp.matmul(xp.divide(xp.subtract(gu, xp.matmul(u, utg)), srow), vh))
+    if not isinstance(gvh, Zero):
+        gv = _mT(xp, gvh)
+        vtg = xp.matmul(vh, gv)
+        term = xp.multiply(scol, xp.multiply(f, xp.subtract(vtg, _mT(xp, vtg))))
+        inner = term if inner is None else xp.add(inner, term)
+        if n > k:
+            proj = xp.divide(xp.subtract(gv, xp.matmul(v, vtg)), srow)
+            extra.append(xp.matmul(u, _mT(xp, proj)))
+    if inner is None:
+        return [None]
+    acc = xp.matmul(xp.matmul(u, inner), vh)
+    for e in extra:
+        acc = xp.add(acc, e)
+    return [acc]
+
+
+_svd = _matrix_prim(
+    "linalg.svd", lambda bk, x, *, full_matrices: tuple(bk.linalg.svd(x, full_matrices=full_matrices)),
+    _svd_jvp, _svd_vjp, multiple=True)
+
+
+# --- diagonal -------------------------------------------------------------------------------
+
+def _diagonal_vjp(xp, g, out, p, needs, *, offset):
+    from .fft import fit_axis
+
+    m, n = p[0].shape[-2:]
+    eye = _eye(xp, m, g, n, k=offset)
+    if offset >= 0:  # entry i sits in row i
+        return [xp.multiply(xp.expand_dims(fit_axis(g, g.ndim - 1, m), axis=-1), eye)]
+    return [xp.multiply(xp.expand_dims(fit_axis(g, g.ndim - 1, n), axis=-2), eye)]
+
+
+_diagonal = _matrix_prim(
+    "linalg.diagonal", lambda bk, x, *, offset: bk.linalg.diagonal(x, offset=offset),
+    lambda xp, p, t, *, offset: (_diagonal.bind(p[0], offset=offset),
+                                 _diagonal.bind(t[0], offset=offset)),
+    _diagonal_vjp)
+
+
+# --- public functions of the extension ---------------------------------------------------------
+
+class SlogdetResult(NamedTuple):
+    """``linalg.slogdet``'s result."""
+
+    sign: Any
+    logabsdet: Any
+
+
+class EighResult(NamedTuple):
+    """``linalg.eigh``'s result."""
+
+    eigenvalues: Any
+    eigenvectors: Any
+
+
+class QRResult(NamedTuple):
+    """``linalg.qr``'s result."""
+
+    Q: Any
+    R: Any
+
+
+class SVDResult(NamedTuple):
+    """``linalg.svd``'s result."""
+
+    U: Any
+    S: Any
+    Vh: Any
+
+
+export(matmul, name="linalg.matmul")
+export(tensordot, name="linalg.tensordot")
+export(vecdot, name="linalg.vecdot")
+export(_matrix_transpose, name="linalg.matrix_transpose")
+
+
+@export(name="linalg.inv")
+def inv(x, /):
+    """Inverse of (a stack of) square matrices; ``d inv = -inv dA inv``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> a = np.array([[2.0, 0.0], [0.0, 4.0]])
+    >>> xd.grad(lambda a: xd.numpy.sum(xd.numpy.linalg.inv(a)))(a)
+    array([[-0.25  , -0.125 ],
+           [-0.125 , -0.0625]])
+    """
+    _square("inv", x)
+    return _inv.bind(x)
+
+
+@export(name="linalg.det")
+def det(x, /):
+    """Determinant; ``d det = det * trace(inv(A) dA)`` (so ``A`` must be invertible
+    where derivatives are taken)."""
+    _square("det", x)
+    return _det.bind(x)
+
+
+@export(name="linalg.slogdet")
+def slogdet(x, /):
+    """``(sign, logabsdet)`` of the determinant; derivatives flow through
+    ``logabsdet`` (``d logabsdet = trace(inv(A) dA)``), the sign is locally constant."""
+    _square("slogdet", x)
+    return SlogdetResult(*_slogdet.bind(x))
+
+
+@export(name="linalg.solve")
+def solve(x1, x2, /):
+    """Solution ``X`` of ``x1 @ X = x2``; ``x2`` of shape ``(M,)`` is one vector,
+    otherwise a stack of ``(M, K)`` matrices (stacks broadcast).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> a, b = np.array([[2.0, 0.0], [0.0, 4.0]]), np.array([1.0, 1.0])
+    >>> xd.grad(lambda b: xd.numpy.sum(xd.numpy.linalg.solve(a, b)))(b)
+    array([0.5 , 0.25])
+    """
+    _square("solve", x1)
+    if x2.ndim == 1:
+        from .manipulation import reshape
+
+        out = _solve.bind(x1, reshape(x2, (x2.shape[0], 1)))
+        return reshape(out, tuple(out.shape[:-1]))
+    if x2.ndim < 2:
+        raise ValueError("linalg.solve: x2 must have shape (M,) or (..., M, K)")
+    return _solve.bind(x1, x2)
+
+
+@export(name="linalg.cholesky")
+def cholesky(x, /, *, upper=False):
+    """Cholesky factor of (a stack of) symmetric positive-definite matrices.
+
+    The derivative is that of the factor as a function of a symmetric matrix: a
+    perturbation ``dA`` acts through its symmetric part ``(dA + dA^T) / 2``, so
+    gradients come out symmetric (see docs/linalg-fft.md).
+    """
+    _square("cholesky", x)
+    low = _chol.bind(x)
+    if not upper:
+        return low
+    xp = _ns(x)
+    return _mT(xp, conj_(low) if is_complex(low) else low)
+
+
+@export(name="linalg.qr")
+def qr(x, /, *, mode="reduced"):
+    """QR factorisation ``(Q, R)``.
+
+    Derivatives exist where ``R`` has a non-zero diagonal: for ``mode="reduced"`` of
+    any shape, and for ``mode="complete"`` when ``M <= N``.  ``Q`` and ``R`` are unique
+    up to the signs of the columns of ``Q`` (rows of ``R``): the derivative is that of
+    the backend's factorisation, which keeps its signs under small perturbations.
+    """
+    _matrix("qr", x)
+    if mode not in ("reduced", "complete"):
+        raise ValueError(f"linalg.qr: mode must be 'reduced' or 'complete', got {mode!r}")
+    return QRResult(*_qr.bind(x, mode=mode))
+
+
+@export(name="linalg.eigh")
+def eigh(x, /):
+    """Eigenvalues (ascending) and eigenvectors of (a stack of) symmetric matrices.
+
+    Derivatives act through the symmetric part of a perturbation.  Eigenvector
+    derivatives use ``F_ij = 1 / (l_j - l_i)``; pairs of eigenvalues equal to
+    rounding level contribute nothing (docs/linalg-fft.md).  Eigenvectors are
+    defined up to sign: differentiate sign-invariant functions of them.
+    """
+    _square("eigh", x)
+    return EighResult(*_eigh.bind(x))
+
+
+@export(name="linalg.eigvalsh")
+def eigvalsh(x, /):
+    """Eigenvalues (ascending) of (a stack of) symmetric matrices (through ``eigh``)."""
+    return eigh(x)[0]
+
+
+@export(name="linalg.svd")
+def svd(x, /, *, full_matrices=True):
+    """Singular value decomposition ``(U, S, Vh)``.
+
+    Derivatives need ``full_matrices=False`` for non-square input (the extra columns
+    of the full factors are not unique), distinct singular values for ``U`` and
+    ``Vh`` (equal ones contribute nothing) and non-zero ones for the part of ``U``
+    or ``Vh`` outside the square block.  Singular vectors are defined up to a joint
+    sign: differentiate sign-invariant functions (``S``, ``U @ diag(S) @ Vh``, ...).
+    """
+    _matrix("svd", x)
+    return SVDResult(*_svd.bind(x, full_matrices=full_matrices))
+
+
+@export(name="linalg.svdvals")
+def svdvals(x, /):
+    """Singular values (descending), differentiable where they are distinct."""
+    _matrix("svdvals", x)
+    return _svd.bind(x, full_matrices=False)[1]
+
+
+@export(name="linalg.diagonal")
+def diagonal(x, /, *, offset=0):
+    """The ``offset`` diagonal of (a stack of) matrices."""
+    _matrix("diagonal", x)
+    return _diagonal.bind(x, offset=offset)
+
+
+@export(name="linalg.trace")
+def trace(x, /, *, offset=0, dtype=None):
+    """Sum of the ``offset`` diagonal of (a stack of) matrices."""
+    return _ns(x).sum(diagonal(x, offset=offset), axis=-1, dtype=dtype)
+
+
+@export(name="linalg.outer")
+def outer(x1, x2, /):
+    """Outer product of two vectors."""
+    if x1.ndim != 1 or x2.ndim != 1:
+        raise ValueError(f"linalg.outer: x1 and x2 must be 1-d, got shapes {tuple(x1.shape)} and "
+                         f"{tuple(x2.shape)}")
+    xp = _ns(x1)
+    return xp.multiply(xp.expand_dims(x1, axis=-1), x2)
+
+
+@export(name="linalg.cross")
+def cross(x1, x2, /, *, axis=-1):
+    """Cross product of 3-element vectors along ``axis`` (other dims broadcast)."""
+    xp = _ns(x1)
+    nd = max(x1.ndim, x2.ndim)
+    if not -min(x1.ndim, x2.ndim) <= axis < 0:
+        axis = norm_axis(axis, nd) - nd
+    if x1.shape[axis] != 3 or x2.shape[axis] != 3:
+        raise ValueError(f"linalg.cross: the axis {axis} must have size 3 in both operands, got "
+                         f"shapes {tuple(x1.shape)} and {tuple(x2.shape)}")
+    a = xp.moveaxis(x1, axis, -1) if axis != -1 else x1
+    b = xp.moveaxis(x2, axis, -1) if axis != -1 else x2
+    a0, a1, a2 = (_getitem_fn(a, (Ellipsis, i)) for i in range(3))
+    b0, b1, b2 = (_getitem_fn(b, (Ellipsis, i)) for i in range(3))
+    c = xp.stack([xp.subtract(xp.multiply(a1, b2), xp.multiply(a2, b1)),
+                  xp.subtract(xp.multiply(a2, b0), xp.multiply(a0, b2)),
+                  xp.subtract(xp.multiply(a0, b1), xp.multiply(a1, b0))], axis=-1)
+    return xp.moveaxis(c, -1, axis) if axis != -1 else c
+
+
+@export(name="linalg.matrix_power")
+def matrix_power(x, n, /):
+    """``x`` multiplied by itself ``n`` times (``n < 0``: powers of ``inv(x)``; ``n = 0``:
+    the identity, a constant)."""
+    _square("matrix_power", x)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"linalg.matrix_power: n must be a Python int, got {type(n).__name__}")
+    xp = _ns(x)
+    if n == 0:
+        return xp.add(xp.zeros_like(x), _eye(xp, x.shape[-1], x))
+    if n < 0:
+        x, n = inv(x), -n
+    out = None
+    base = x
+    while True:  # binary powering: about log2(n) products
+        if n & 1:
+            out = base if out is None else xp.matmul(out, base)
+        n >>= 1
+        if not n:
+            return out
+        base = xp.matmul(base, base)
+
+
+@export(name="linalg.pinv")
+def pinv(x, /, *, rtol=None):
+    """Moore-Penrose pseudo-inverse through the SVD; singular values at most
+    ``rtol * max(S)`` (default ``rtol = max(M, N) * eps``) are treated as zero.
+
+    Differentiable where the rank is locally constant and the kept singular values
+    are distinct from each other (the SVD's conditions)."""
+    _matrix("pinv", x)
+    xp = _ns(x)
+    u, s, vh = svd(x, full_matrices=False)
+    keep = xp.greater(s, _cutoff(xp, x, s, rtol))
+    sinv = xp.where(keep, xp.divide(1.0, xp.where(keep, s, 1.0)), 0.0)
+    if is_complex(x):
+        u, vh = conj_(u), conj_(vh)
+    return xp.matmul(xp.multiply(_mT(xp, vh), xp.expand_dims(sinv, axis=-2)), _mT(xp, u))
+
+
+def _cutoff(xp, x, s, rtol):
+    if rtol is None:
+        rtol = max(x.shape[-2:]) * xp.finfo(s.dtype).eps
+    smax = xp.max(xp.stop_gradient(s), axis=-1, keepdims=True)
+    if isinstance(rtol, (int, float)):
+        return xp.multiply(smax, float(rtol))
+    return xp.multiply(smax, xp.expand_dims(xp.astype(rtol, s.dtype), axis=-1))
+
+
+@export(name="linalg.matrix_rank")
+def matrix_rank(x, /, *, rtol=None):
+    """Number of singular values above ``rtol * max(S)`` (an integer: no derivative)."""
+    _matrix("matrix_rank", x)
+    xp = _ns(x)
+    s = svdvals(xp.stop_gradient(x))
+    big = xp.greater(s, _cutoff(xp, x, s, rtol))
+    idt = xp.__array_namespace_info__().default_dtypes(device=x.device)["integral"]
+    return xp.sum(xp.astype(big, idt), axis=-1)
+
+
+_INF = math.inf
+
+
+@export(name="linalg.vector_norm")
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """Vector norm over ``axis`` (all dims for ``None``).
+
+    Derivative conventions at non-differentiable points: where the whole vector is
+    zero the 2-norm (and every p-norm with p > 1) has derivative 0; ``ord=1`` uses
+    ``sign(0) = 0``; ``inf``/``-inf`` split the derivative evenly between tied
+    entries; ``ord=0`` (a count) has none; norms with ``p < 1`` are not
+    differentiable at zero entries (infinite derivative).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.grad(lambda x: xd.numpy.linalg.vector_norm(x))(np.zeros(3))
+    array([0., 0., 0.])
+    """
+    xp = _ns(x)
+    cplx = is_complex(x)
+    if ord == 2:
+        sq = xp.real(xp.multiply(x, conj_(x))) if cplx else xp.multiply(x, x)
+        return _safe_root(xp, xp.sum(sq, axis=axis, keepdims=keepdims), 0.5)
+    a = xp.abs(x)
+    if ord == 1:
+        return xp.sum(a, axis=axis, keepdims=keepdims)
+    if ord == _INF:
+        return xp.max(a, axis=axis, keepdims=keepdims)
+    if ord == -_INF:
+        return xp.min(a, axis=axis, keepdims=keepdims)
+    if ord == 0:
+        return xp.sum(xp.astype(xp.not_equal(x, 0), a.dtype), axis=axis, keepdims=keepdims)
+    if isinstance(ord, bool) or not isinstance(ord, (int, float)):
+        raise ValueError(f"linalg.vector_norm: ord must be a number, inf or -inf, got {ord!r}")
+    p = float(ord)
+    s = xp.sum(xp.pow(a, p), axis=axis, keepdims=keepdims)
+    if p > 0:
+        return _safe_root(xp, s, 1.0 / p)
+    return xp.pow(s, 1.0 / p)
+
+
+def _safe_root(xp, s, e):
+    """``s ** e`` with derivative 0 (not nan) where ``s == 0``."""
+    zero = xp.equal(s, 0.0)
+    return xp.where(zero, 0.0, xp.pow(xp.where(zero, 1.0, s), e))
+
+
+@export(name="linalg.matrix_norm")
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    """Matrix norm of (a stack of) matrices: ``"fro"``, ``"nuc"``, ``1``, ``-1``, ``2``,
+    ``-2``, ``inf``, ``-inf``.  ``2``, ``-2`` and ``"nuc"`` go through the singular
+    values (differentiable where the ones involved are distinct); the others are
+    sums and maxima of ``abs`` (ties split evenly, ``sign(0) = 0``)."""
+    _matrix("matrix_norm", x)
+    xp = _ns(x)
+    if ord == "fro":
+        return vector_norm(x, axis=(-2, -1), keepdims=keepdims)
+    if ord in ("nuc", 2, -2):
+        s = svdvals(x)
+        red = {"nuc": xp.sum, 2: xp.max, -2: xp.min}[ord]
+        out = red(s, axis=-1)
+        return xp.expand_dims(out, axis=(-2, -1)) if keepdims else out
+    if ord in (1, -1, _INF, -_INF):
+        a = xp.abs(x)
+        first, second = (-2, -1) if ord in (1, -1) else (-1, -2)
+        red = xp.max if ord in (1, _INF) else xp.min
+        out = red(xp.sum(a, axis=first, keepdims=True), axis=second, keepdims=True)
+        return out if keepdims else xp.reshape(out, tuple(out.shape[:-2]))
+    raise ValueError(f"linalg.matrix_norm: ord must be one of 'fro', 'nuc', 1, -1, 2, -2, inf, "
+                     f"-inf, got {ord!r}")
+
+
+__all__ = ["EighResult", "QRResult", "SVDResult", "SlogdetResult"]
