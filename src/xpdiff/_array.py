@@ -160,9 +160,12 @@ def _ns() -> Any:
 
 
 def _binop(name: str, reflected: bool = False):
+    fn: list = []  # the namespace function, looked up once
+
     def op(self: Tracer, other: Any) -> Any:
-        f = getattr(_NS_MODULE[0] if _NS_MODULE else _ns(), name)
-        return f(other, self) if reflected else f(self, other)
+        if not fn:
+            fn.append(getattr(_ns(), name))
+        return fn[0](other, self) if reflected else fn[0](self, other)
 
     op.__name__ = f"__{'r' if reflected else ''}{name}__"
     return op

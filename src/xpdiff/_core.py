@@ -65,7 +65,7 @@ class Primitive:
         return f"Primitive({self.name})"
 
     def bind(self, *args: Any, **params: Any) -> Any:
-        return bind(self, args, params)
+        return _bind(self, args, params)
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -143,7 +143,12 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
     """Apply ``prim``: at the top trace among the arguments, or on raw arrays."""
     if BIND_HOOK is not None:
         BIND_HOOK(prim)
-    top = top_main(args)
+    top = None  # top_main, inlined: this is the hottest path
+    for a in args:
+        if type(a) in TRACER_TYPES:
+            m = a._main
+            if top is None or m.level > top.level:
+                top = m
     if top is None:
         return eval_raw(prim, args, params)
     if not top.alive:
@@ -152,6 +157,9 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
             f"(e.g. stored in a global or closure); return it from the function instead"
         )
     return top.trace.process(prim, args, params)
+
+
+_bind = bind
 
 
 def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._array import Tracer
-from ._core import Primitive, RuleError, Trace, Zero, new_main
+from ._core import Primitive, RuleError, Trace, Zero, bind, new_main
 
 
 class ReverseTracer(Tracer):
@@ -65,9 +65,18 @@ class ReverseTrace(Trace):
         return primals, ids
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
-        primals, ids = self._split(args)
-        out = prim.bind(*primals, **params)
-        if not prim.differentiable or all(i is None for i in ids):
+        main = self.main
+        primals, ids, any_id = [], [], False
+        for a in args:
+            if type(a) is ReverseTracer and a._main is main:
+                primals.append(a._a)
+                ids.append(a._b)
+                any_id = True
+            else:
+                primals.append(a)
+                ids.append(None)
+        out = bind(prim, primals, params)
+        if not prim.differentiable or not any_id:
             if prim.multiple_results:
                 return tuple(self.lift(o) for o in out)
             return self.lift(out)
@@ -79,6 +88,11 @@ class ReverseTrace(Trace):
         return self.record(prim, params, primals, ids, out)
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:
+        if custom is None and not prim.multiple_results:  # the common case
+            oid = self.n_ids
+            self.n_ids = oid + 1
+            self.tape.append(Node(prim, params, primals, ids, out, (oid,), None))
+            return ReverseTracer(self.main, out, oid)
         if prim is not None and prim.multiple_results or custom is not None and isinstance(out, tuple):
             out_ids = [self.new_id() for _ in out]
             node = Node(prim, params, primals, ids, out, out_ids, custom)
@@ -99,7 +113,7 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
     acc: dict[int, Any] = {}
 
     def accum(i: int, c: Any) -> None:
-        if c is None or isinstance(c, Zero):
+        if c is None or type(c) is Zero:
             return
         prev = acc.get(i)
         acc[i] = c if prev is None else add(prev, c)
@@ -108,10 +122,18 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
         if i is not None:
             accum(i, c)
     xp = None
+    pop = acc.pop
     for node in reversed(trace.tape):
-        gs = [acc.pop(i, None) for i in node.out_ids]
-        if all(g is None for g in gs):
-            continue
+        oids = node.out_ids
+        if len(oids) == 1:
+            g0 = pop(oids[0], None)
+            if g0 is None:
+                continue
+            gs = [g0]
+        else:
+            gs = [pop(i, None) for i in oids]
+            if all(g is None for g in gs):
+                continue
         needs = [i is not None for i in node.in_ids]
         if node.custom is not None:
             in_cts = node.custom(gs, node)
