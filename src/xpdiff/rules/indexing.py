@@ -32,6 +32,7 @@ import math
 import numbers
 from contextlib import contextmanager
 
+from .._array import Tracer
 from .._core import MixingError, XpdiffError, Zero, instantiate, primitive
 from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
@@ -67,6 +68,17 @@ def data_dependent(name, hint):
 
 MASK_HINT = ("keep the shape with xp.where instead, e.g. xp.sum(xp.where(mask, x, 0.0)) rather "
              "than xp.sum(x[mask]), and x = xp.where(mask, v, x) rather than x[mask] = v[mask]")
+
+
+def fresh(x):
+    """``x`` as a new traced-array object holding the same value: what a no-op (a full
+    slice, a reshape to the same shape, ...) returns, so that a later in-place update
+    of ``x`` does not show through it (traced arrays have value semantics)."""
+    if not isinstance(x, Tracer):
+        return x
+    y = object.__new__(type(x))
+    y._main, y._a, y._b = x._main, x._a, x._b
+    return y
 
 
 @contextmanager
@@ -219,7 +231,7 @@ def _getitem_fn(x, key):
             return _advanced_get(x, _expand_masks(entries))
     key = tuple(entries)
     if all(_is_full(k) for k in key):
-        return x
+        return fresh(x)
     return _getitem.bind(x, key=key)
 
 
@@ -495,7 +507,7 @@ def _advanced_set(x, entries, value):
         raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the selection "
                          f"of shape {vshape}") from None
     if M == 0:
-        return x
+        return fresh(x)
     value = ns["reshape"](value, lshape + (M,))
     out = _scatter.bind(ns["reshape"](x, lshape + (N,)), value, ns["reshape"](dest, (M,)), axis=lead)
     return ns["reshape"](out, tuple(x.shape))

@@ -19,7 +19,7 @@ from ._families import (
     unbroadcast,
 )
 from .elementwise import PRIMS as _EW
-from .indexing import data_dependent, op_context, take
+from .indexing import data_dependent, fresh, op_context, take
 
 
 def _resolve_shape(shape, size, name="reshape"):
@@ -63,7 +63,7 @@ def reshape(x, /, shape, *, copy=None):
     """
     shape = _resolve_shape(shape, math.prod(x.shape))
     if shape == tuple(x.shape):
-        return x
+        return fresh(x)
     return _reshape.bind(x, shape=shape)
 
 
@@ -97,7 +97,7 @@ def permute_dims(x, /, axes):
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"permute_dims: axes={axes} is not a permutation of {x.ndim} dims")
     if axes == tuple(range(x.ndim)):
-        return x
+        return fresh(x)
     return _permute.bind(x, axes=axes)
 
 
@@ -171,7 +171,7 @@ def broadcast_to(x, /, shape):
     """Broadcast ``x`` to ``shape``."""
     shape = tuple(shape)
     if shape == tuple(x.shape):
-        return x
+        return fresh(x)
     return _bcast.bind(x, shape=shape)
 
 
@@ -238,7 +238,7 @@ def concat(arrays, /, *, axis=0):
         axis = 0
     axis = norm_axis(axis, arrays[0].ndim)
     if len(arrays) == 1:
-        return arrays[0]
+        return fresh(arrays[0])
     return _concat.bind(*arrays, axis=axis)
 
 
@@ -302,7 +302,7 @@ def astype(x, dtype, /, *, copy=True, device=None):
     if device is not None and device != x.device:
         raise ValueError("astype: changing device inside xpdiff is not supported; use to_device")
     if dtype == x.dtype and not copy:
-        return x
+        return fresh(x)
     return _astype.bind(x, dtype=dtype)
 
 
@@ -429,7 +429,7 @@ def tile(x, repetitions, /):
         if x.ndim < nd:
             x = reshape(x, (1,) * (nd - x.ndim) + tuple(x.shape))
         if all(r == 1 for r in reps):
-            return x
+            return fresh(x)
         s1, sb, sf = [], [], []
         for r, n in zip(reps, x.shape):
             if r == 1:
@@ -520,4 +520,4 @@ def diff(x, /, *, axis=-1, n=1, prepend=None, append=None):
             hi = tuple(slice(1, None) if i == axis else slice(None) for i in range(x.ndim))
             lo = tuple(slice(None, m - 1) if i == axis else slice(None) for i in range(x.ndim))
             x = _EW["subtract"].bind(x[hi], x[lo])
-        return x
+        return fresh(x)

@@ -60,7 +60,7 @@ def _dextreme(xp, x, out, axis):
 def _dprod(xp, x, out, axis):
     """d prod / d x_i = the product of the other entries: exclusive prefix times
     exclusive suffix products over the reduced entries (no division, so exact with
-    any number of zeros; its own derivative is cumulative_prod's, exact as well)."""
+    any number of zeros; its own derivatives are cumulative_prod's, exact as well)."""
     axes = norm_axes(axis, x.ndim)
     if not axes:
         return xp.ones_like(x)
@@ -111,8 +111,9 @@ def sum(x, /, *, axis=None, dtype=None, keepdims=False):
 def prod(x, /, *, axis=None, dtype=None, keepdims=False):
     """Product over ``axis``.
 
-    The derivative (the product of the other entries) is formed without division,
-    so first and second derivatives are exact where entries are zero.
+    The derivative (the product of the other entries: exclusive prefix times
+    exclusive suffix products) is formed without division, so derivatives of
+    every order are exact where entries are zero.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.grad(lambda x: xd.numpy.prod(x))(np.array([2.0, 0.0, 3.0]))
@@ -266,37 +267,47 @@ def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False):
 
 # --- cumulative_prod -----------------------------------------------------------------------
 #
-# With z_i = (x_i == 0), x' = where(z, 1, x), P = cumprod(x') and c = cumsum(z) (zeros so far):
-# d y_k / d x_j (j <= k) = P_k / x'_j if c_k == 0; P_k if c_k == 1 and x_j == 0; else 0.
-# Both rules below are built from these three cases, so they are exact with zeros.
+# y_k = x_k y_{k-1}, so the tangent obeys the linear recurrence h_k = x_k h_{k-1} + y_{k-1} t_k
+# and the cotangent is c_j = y_{j-1} u_j with u_j = g_j + x_{j+1} u_{j+1}.  Both recurrences
+# are solved by a doubling scan over (coefficient, offset) pairs: products and sums only, no
+# division and no branch on zeros, so every derivative order is exact where entries are zero.
 
-def _cumprod_parts(xp, x, axis):
-    z = xp.equal(x, 0.0)
-    xs = xp.where(z, 1.0, x)
-    P = _cumprod.bind(xs, axis=axis)
-    c = _cumsum.bind(xp.astype(z, x.dtype), axis=axis)
-    return z, xs, P, xp.equal(c, 0.0), xp.equal(c, 1.0)
+def _sl(ndim, axis, start, stop):
+    return (slice(None),) * axis + (slice(start, stop),) + (slice(None),) * (ndim - axis - 1)
+
+
+def _linear_recurrence(xp, a, b, axis):
+    """``h_k = a_k h_{k-1} + b_k`` along ``axis`` (``h_{-1} = 0``): ``ceil(log2 n)``
+    passes of Hillis-Steele doubling on the affine maps ``h -> a h + b``."""
+    n, nd = a.shape[axis], a.ndim
+    d = 1
+    while d < n:
+        lo, hi, head = _sl(nd, axis, None, n - d), _sl(nd, axis, d, None), _sl(nd, axis, None, d)
+        b = xp.concat([b[head], xp.add(xp.multiply(a[hi], b[lo]), b[hi])], axis=axis)
+        if 2 * d < n:
+            a = xp.concat([a[head], xp.multiply(a[hi], a[lo])], axis=axis)
+        d *= 2
+    return b
+
+
+def _exclusive(xp, y, axis, fill):
+    """``y`` shifted one place along ``axis``, ``fill`` entering at the start."""
+    n = y.shape[axis]
+    first = xp.full_like(y[_sl(y.ndim, axis, 0, 1)], fill)
+    return xp.concat([first, y[_sl(y.ndim, axis, None, n - 1)]], axis=axis)
 
 
 def _cumprod_jvp(xp, primals, tangents, *, axis):
     x, t = primals[0], tangents[0]
-    z, xs, P, c0, c1 = _cumprod_parts(xp, x, axis)
-    a = _cumsum.bind(xp.divide(t, xs), axis=axis)
-    b = _cumsum.bind(xp.where(z, t, 0.0), axis=axis)
-    return _cumprod.bind(x, axis=axis), xp.multiply(P, xp.where(c0, a, xp.where(c1, b, 0.0)))
-
-
-def _revcumsum(xp, v, axis):
-    return xp.flip(_cumsum.bind(xp.flip(v, axis=axis), axis=axis), axis=axis)
+    y = _cumprod.bind(x, axis=axis)
+    return y, _linear_recurrence(xp, x, xp.multiply(_exclusive(xp, y, axis, 1), t), axis)
 
 
 def _cumprod_vjp(xp, g, out, primals, needs, *, axis):
     x = primals[0]
-    z, xs, P, c0, c1 = _cumprod_parts(xp, x, axis)
-    gP = xp.multiply(g, P)
-    r0 = _revcumsum(xp, xp.where(c0, gP, 0.0), axis)
-    r1 = _revcumsum(xp, xp.where(c1, gP, 0.0), axis)
-    return [xp.where(z, r1, xp.divide(r0, xs))]
+    rx, rg = xp.flip(x, axis=axis), xp.flip(g, axis=axis)
+    u = xp.flip(_linear_recurrence(xp, _exclusive(xp, rx, axis, 0), rg, axis), axis=axis)
+    return [xp.multiply(_exclusive(xp, out, axis, 1), u)]
 
 
 _cumprod = primitive(
@@ -310,8 +321,8 @@ _cumprod = primitive(
 def cumulative_prod(x, /, *, axis=None, dtype=None, include_initial=False):
     """Cumulative product along ``axis`` (required unless ``x`` is 1-d).
 
-    The derivative is exact where entries are zero (no division by them); second
-    derivatives are exact where at most one entry up to the position is zero.
+    Derivatives of every order are exact where entries are zero (they are formed
+    with products and sums only, never dividing by an entry).
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.grad(lambda x: xd.numpy.cumulative_prod(x)[-1])(np.array([2.0, 0.0, 3.0]))
