@@ -608,9 +608,13 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
         nums, _ = _argnums(argnums, len(args), "jacobian")
         k = batch_ndim
         if k:  # validate before running f once for the output size
-            _data_split(args, k, data_argnums, nums, "jacobian")
-        n_in = sum(math.prod(tuple(x.shape)[k:] if hasattr(x, "shape") else ())
-                   for i in nums for x in _tree.flatten(args[i])[0])
+            _, is_data, per_arg = _data_split(args, k, data_argnums, nums, "jacobian")
+        else:
+            is_data = [[False] * len(_tree.flatten(a)[0]) for a in args]
+            per_arg = [_tree.flatten(a) for a in args]
+        # per-sample sizes: data leaves lose their data dims, shared leaves do not
+        n_in = sum(math.prod(tuple(x.shape)[k:] if d else tuple(x.shape))
+                   for i in nums for x, d in zip(per_arg[i][0], is_data[i]) if hasattr(x, "shape"))
         out = _eval_shape(f, args, has_aux)
         n_out = sum(math.prod(tuple(s)[k:]) for s in out)
         tr = jacfwd if n_in <= n_out else jacrev

@@ -154,14 +154,24 @@ def _fmt(b: float) -> str:
     return f"{b} B"
 
 
-def itemsize(like: Any) -> int:
-    from ._namespace import namespace_for_values
+_ITEMSIZE: dict = {}
 
-    xp = namespace_for_values([like])
-    try:
-        return xp.finfo(like.dtype).bits // 8
-    except (TypeError, ValueError):
-        return 8
+
+def itemsize(like: Any) -> int:
+    """Bytes per element of ``like``'s dtype (cached per dtype)."""
+    dt = like.dtype
+    key = (type(dt).__module__, str(dt))  # dtypes of different libraries never compare
+    size = _ITEMSIZE.get(key)
+    if size is None:
+        from ._namespace import namespace_for_values
+
+        xp = namespace_for_values([like])
+        try:
+            size = xp.finfo(dt).bits // 8
+        except (TypeError, ValueError):
+            size = xp.iinfo(dt).bits // 8 if not xp.isdtype(dt, "bool") else 1
+        _ITEMSIZE[key] = size
+    return size
 
 
 def nbytes(shape: tuple, like: Any) -> int:

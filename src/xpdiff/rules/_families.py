@@ -54,7 +54,7 @@ def as_operand(s: Any, like: Any) -> Any:
         return s
     dt = like.dtype
     dev = like.device
-    key = (type(s), s, dt, dev)
+    key = (type(s), s, type(dt), dt, dev)  # type(dt) first: dtypes of two libraries never compare
     try:
         hit = _SCALAR_CACHE.get(key)
     except TypeError:  # an unhashable device
