@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     import xpdiff as xd
-    from xpdiff.testing import _host
+    from xpdiff._backend import to_host as _host
 
     xp = xd.namespace(args.backend)
     rng = np.random.default_rng(0)
@@ -22,58 +23,126 @@ def _demo(args: argparse.Namespace) -> int:
     x = xp.asarray(rng.standard_normal((B, n_in)))
 
     def mlp(x, W1, W2):
-        xp = x.__array_namespace__()
+        import array_api_compat  # torch tensors have no __array_namespace__ of their own
+
+        xp = x.__array_namespace__() if hasattr(x, "__array_namespace__") else \
+            array_api_compat.array_namespace(x)
         return xp.tanh(x @ W1) @ W2
 
     print(f"backend: {xp._backend.__name__}, device: {x.device}")
     print(f"MLP {n_in} -> {n_hid} -> {n_out}, batch {B}")
-    jac = xd.jacobian(mlp, batch_ndim=1)
+    jac = xd.jacobian(mlp, batch_ndim=1, data_argnums=0)  # W1, W2 are shared
     jac(x, W1, W2)
     t0 = time.perf_counter()
     J = jac(x, W1, W2)
     dt = time.perf_counter() - t0
     print(f"per-sample Jacobian dy/dx: shape {tuple(J.shape)} in {dt * 1e3:.2f} ms")
-    # check one sample against central finite differences
+    # check one sample against central finite differences (step and tolerance by dtype:
+    # JAX computes in float32 unless jax_enable_x64 is set)
     Jh, xh = _host(J), _host(x)
-    eps = 1e-6
+    single = Jh.dtype == np.float32
+    eps, tol = (1e-2, 2e-3) if single else (1e-6, 1e-6)
     fd = np.empty((n_out, n_in))
     for j in range(n_in):
         e = np.zeros(n_in)
         e[j] = eps
-        hi = _host(mlp(xp.asarray(xh[:1] + e), W1, W2))[0]
-        lo = _host(mlp(xp.asarray(xh[:1] - e), W1, W2))[0]
+        hi = _host(mlp(xp.asarray(xh[:1] + e), W1, W2)).astype(np.float64)[0]
+        lo = _host(mlp(xp.asarray(xh[:1] - e), W1, W2)).astype(np.float64)[0]
         fd[:, j] = (hi - lo) / (2 * eps)
     err = float(np.max(np.abs(fd - Jh[0])))
-    print(f"sample 0 vs finite differences: max abs error {err:.2e}")
-    Jw = xd.jacobian(mlp, argnums=1, batch_ndim=1)(x, W1, W2)
+    print(f"sample 0 vs finite differences: max abs error {err:.2e} ({Jh.dtype})")
+    Jw = xd.jacobian(mlp, argnums=1, batch_ndim=1, data_argnums=0)(x, W1, W2)
     print(f"per-sample Jacobian dy/dW1 (shared weight): shape {tuple(Jw.shape)}")
-    ok = err < 1e-6
+    ok = err < tol
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 
 
 def _info(args: argparse.Namespace) -> int:
-    import os
-
     import xpdiff
-    from xpdiff._backend import available_backends
+    from xpdiff import _backend
 
     print(f"xpdiff {xpdiff.__version__}")
-    print(f"default backend: {os.environ.get('XPDIFF_BACKEND', 'numpy')} (set XPDIFF_BACKEND)")
-    print(f"backends found: {', '.join(available_backends())}")
+    try:
+        default = _backend.default_backend()
+    except ValueError as e:
+        default = f"invalid ({e})"
+    env = os.environ.get(_backend.ENV_VAR)
+    source = f"from ${_backend.ENV_VAR}={env}" if env else f"set ${_backend.ENV_VAR} to change it"
+    print(f"default backend: {default} ({source})")
+    found = _backend.available_backends()
+    print(f"backends found: {', '.join(found) or 'none'}")
+    missing = [b for b in _backend.BACKENDS if b not in found]
+    if missing:
+        print(f"backends not installed: {', '.join(missing)}")
+    for name in found:
+        try:
+            devs = _backend.devices(name)
+            text = ", ".join(_backend.device_label(d) for d in devs) or "none usable (no GPU/driver?)"
+            ver = _version(name)
+        except Exception as e:  # a broken install is reported, not fatal
+            text, ver = f"unavailable ({type(e).__name__}: {e})", "?"
+        print(f"  {name} {ver}: devices {text}")
     return 0
+
+
+def _version(name: str) -> str:
+    import importlib
+
+    mod = importlib.import_module({"array_api_strict": "array_api_strict"}.get(name, name))
+    return getattr(mod, "__version__", "?")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from xpdiff._check import run_checks
+
+    select = [s for s in (args.select or "").split(",") if s]
+    try:
+        report = run_checks(args.backend, args.device, dtype=args.dtype, select=select or None,
+                            order2=not args.first_order, progress=not args.no_progress)
+    except (ValueError, ImportError) as e:
+        print(f"xpdiff check: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    if report.n_ops == 0:
+        print(f"xpdiff check: no op-table entry matches --select {args.select!r}", file=sys.stderr)
+    print("OK" if report.ok else "FAILED")
+    return 0 if report.ok else 1
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        from xpdiff import bench
+    except ImportError as e:
+        print(f"xpdiff bench: the benchmark package is not available here ({e})", file=sys.stderr)
+        return 2
+    return bench.main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xpdiff`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser (xpdiff.bench) owns the options
+        return _bench(argv[1:])
     p = argparse.ArgumentParser(prog="xpdiff", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
+    backends = "numpy (default: $XPDIFF_BACKEND or numpy), cupy, array_api_strict, torch, jax"
     d = sub.add_parser("demo", help="batched Jacobian of a small MLP, checked against finite differences")
-    d.add_argument("--backend", default=None, help="numpy (default), cupy, array_api_strict, torch")
+    d.add_argument("--backend", default=None, help=backends)
     d.add_argument("--batch", type=int, default=256)
     d.set_defaults(run=_demo)
-    i = sub.add_parser("info", help="version, backends and the default backend")
+    i = sub.add_parser("info", help="version, backends and their devices, the default backend")
     i.set_defaults(run=_info)
+    c = sub.add_parser("check", help="op-table derivative checks on one backend and device")
+    c.add_argument("--backend", default=None, help=backends)
+    c.add_argument("--device", default=None,
+                   help="a device of the backend as `xpdiff info` lists it (cpu, device1, cuda:0, ...)")
+    c.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    c.add_argument("--select", default=None, help="comma-separated substrings of op-table names")
+    c.add_argument("--first-order", action="store_true", help="skip second-derivative checks")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(run=_check)
+    sub.add_parser("bench", help="benchmarks (see `xpdiff bench --help`)")
     args = p.parse_args(argv)
     return args.run(args)
 

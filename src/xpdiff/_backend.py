@@ -1,17 +1,29 @@
 """The backend layer: the only module that knows concrete array libraries.
 
 Everything else in xpdiff sees a backend as an array-API namespace obtained here.
-Type checks go through ``array_api_compat`` (which looks in ``sys.modules``), so
-CuPy is never imported unless CuPy arrays are in use.
+Type checks go through ``array_api_compat`` (its ``is_*_array`` helpers look in
+``sys.modules`` first), so CuPy, PyTorch and JAX are never imported unless their
+arrays are in use or their backend is asked for by name.
+
+Backends by name: ``numpy`` (default), ``cupy``, ``array_api_strict`` (alias
+``strict``), ``torch`` and ``jax``.  ``$XPDIFF_BACKEND`` names the default one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import array_api_compat
+import numpy as _np  # the default backend (a dependency); only for NumPy quirks
+
+ENV_VAR = "XPDIFF_BACKEND"
+DEFAULT_BACKEND = "numpy"
 
 _NS_CACHE: dict[type, Any] = {}
 
@@ -44,9 +56,8 @@ def is_array(x: Any) -> bool:
 
 def fix_result(x: Any) -> Any:
     """Turn NumPy scalars (returned by some NumPy reductions) into 0-d arrays."""
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(x, np.generic):
-        return np.asarray(x)
+    if isinstance(x, _np.generic):
+        return _np.asarray(x)
     return x
 
 
@@ -55,6 +66,8 @@ def device_of(x: Any) -> Any:
     return array_api_compat.device(x)
 
 
+# --- backends by name ---------------------------------------------------------------------
+
 _BACKENDS = {
     "numpy": "array_api_compat.numpy",
     "cupy": "array_api_compat.cupy",
@@ -62,37 +75,271 @@ _BACKENDS = {
     "torch": "array_api_compat.torch",
     "jax": "jax.numpy",
 }
+_ALIASES = {"strict": "array_api_strict", "array-api-strict": "array_api_strict"}
+# the distribution that provides each backend (what `xpdiff info` looks for, what to install)
+_PROVIDER = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array_api_strict",
+             "torch": "torch", "jax": "jax"}
+_INSTALL = {"numpy": "numpy", "cupy": "xpdiff[cupy]", "array_api_strict": "array-api-strict",
+            "torch": "torch", "jax": "jax"}
+
+BACKENDS = tuple(_BACKENDS)
+
+
+def canonical_name(name: str, where: str = "xpdiff.namespace") -> str:
+    """The canonical backend name for ``name`` (accepts the aliases ``strict``,
+    ``array-api-strict``); raises ``ValueError`` naming the choices otherwise."""
+    name = _ALIASES.get(name, name)
+    if name not in _BACKENDS:
+        raise ValueError(f"{where}: unknown backend {name!r}; choose one of {sorted(_BACKENDS)} "
+                         f"(or the alias 'strict')")
+    return name
+
+
+def default_backend() -> str:
+    """The default backend's name: ``$XPDIFF_BACKEND`` if set, else ``"numpy"``."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if not env:
+        return DEFAULT_BACKEND
+    return canonical_name(env, f"${ENV_VAR}")
 
 
 def backend_namespace(name: str | None = None) -> Any:
     """The raw namespace of a backend by name; ``None`` means ``$XPDIFF_BACKEND`` or numpy."""
-    if name is None:
-        name = os.environ.get("XPDIFF_BACKEND", "numpy")
-    mod = _BACKENDS.get(name)
-    if mod is None:
-        raise ValueError(
-            f"xpdiff.namespace: unknown backend {name!r}; choose one of {sorted(_BACKENDS)}"
-        )
-    import importlib
-
+    name = default_backend() if name is None else canonical_name(name)
     try:
-        return importlib.import_module(mod)
+        return importlib.import_module(_BACKENDS[name])
     except ImportError as e:
         raise ImportError(
             f"xpdiff.namespace: backend {name!r} is not installed ({e}); "
-            f"install it, e.g. `pip install xpdiff[{name}]`"
+            f"install it, e.g. `pip install {_INSTALL[name]}`"
         ) from None
 
 
-def available_backends() -> list[str]:
-    """Names of the backends that can be imported here (imports each candidate)."""
-    import importlib.util
+def backend_name(obj: Any) -> str:
+    """The backend name of a raw namespace or of a raw array (``"numpy"``, ``"cupy"``, ...).
 
-    found = []
-    for name, mod in _BACKENDS.items():
-        top = mod.split(".")[0] if name != "cupy" else "cupy"
-        if name in ("torch", "jax"):
-            top = name
-        if importlib.util.find_spec(top) is not None:
-            found.append(name)
-    return found
+    Namespaces that xpdiff does not know by name are named by their module.
+    """
+    ns = obj if not (is_array(obj) or _is_tracer(obj)) else _raw_namespace(obj)
+    c = array_api_compat
+    for name, test in (("numpy", c.is_numpy_namespace), ("cupy", c.is_cupy_namespace),
+                       ("torch", c.is_torch_namespace), ("jax", c.is_jax_namespace),
+                       ("array_api_strict", c.is_array_api_strict_namespace)):
+        if test(ns):
+            return name
+    return getattr(ns, "__name__", type(ns).__name__)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends installed here (found without importing them)."""
+    return [name for name in _BACKENDS if importlib.util.find_spec(_PROVIDER[name]) is not None]
+
+
+def devices(name: str) -> list[Any]:
+    """The devices of an installed backend (imports it); ``[]`` when it has none usable.
+
+    NumPy: ``["cpu"]``; array-api-strict: its simulated devices (``CPU_DEVICE``,
+    ``device1``, ...); CuPy: one ``cupy.cuda.Device`` per GPU; torch: ``cpu`` and
+    ``cuda:i`` per GPU; JAX: ``jax.devices()``.
+    """
+    name = canonical_name(name, "xpdiff.devices")
+    if name == "cupy":
+        try:
+            import cupy
+
+            return [cupy.cuda.Device(i) for i in range(cupy.cuda.runtime.getDeviceCount())]
+        except Exception:  # no driver, no GPU: the backend is installed but unusable
+            return []
+    if name == "torch":
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.device("cpu")] + [torch.device("cuda", i) for i in range(n)]
+    if name == "jax":
+        import jax
+
+        return list(jax.devices())
+    info = backend_namespace(name).__array_namespace_info__()
+    return list(info.devices())
+
+
+def default_device(name: str) -> Any:
+    """The device arrays of backend ``name`` are created on by default."""
+    bk = backend_namespace(name)
+    return bk.__array_namespace_info__().default_device() if hasattr(
+        bk, "__array_namespace_info__") else None
+
+
+def parse_device(name: str, spec: Any) -> Any:
+    """A device object of backend ``name`` from a user's spelling of it.
+
+    ``spec`` may be a device object, or a string matching one of :func:`devices`
+    (``"cpu"``, ``"device1"``, ``"CPU_DEVICE"``, ``"cuda:0"``, ``"0"`` for the first
+    GPU of CuPy, ``"cuda"`` for torch's current GPU, ...). ``None`` gives ``None``
+    (the backend's default device).
+    """
+    name = canonical_name(name, "xpdiff: device")
+    if spec is None or not isinstance(spec, (str, int)):
+        return spec
+    s = str(spec).strip()
+    found = devices(name)
+    for d in found:
+        if s in (str(d), repr(d)) or s == _short(d):
+            return d
+    for d in found:  # "cpu" for JAX's "cpu:0", "cuda" for the first GPU
+        if _short(d).startswith(s + ":"):
+            return d
+    if name == "torch":
+        import torch
+
+        try:
+            d = torch.device(s)
+        except RuntimeError:
+            d = None
+        if d is not None and (d.type == "cpu" or (d.type == "cuda" and torch.cuda.is_available())):
+            return d
+    if name == "cupy" and s.removeprefix("cuda:").removeprefix("gpu:").isdigit():
+        i = int(s.removeprefix("cuda:").removeprefix("gpu:"))
+        if i < len(found):
+            return found[i]
+    choices = ", ".join(_short(d) for d in found) or "none found"
+    raise ValueError(f"xpdiff: backend {name!r} has no device {spec!r}; its devices here: {choices}")
+
+
+def _short(d: Any) -> str:
+    """A device's short spelling: ``device1``, ``cpu``, ``cuda:0``, ``TFRT_CPU_0``..."""
+    if type(d).__module__.startswith("array_api_strict"):
+        return repr(d).split("'")[1]
+    if type(d).__module__.startswith("cupy"):
+        return f"cuda:{d.id}"
+    return str(d)
+
+
+def device_label(d: Any) -> str:
+    """A short, readable name of a device object, for messages and ``xpdiff info``."""
+    return _short(d)
+
+
+# --- one backend and one device per call -----------------------------------------------------
+
+def _is_tracer(x: Any) -> bool:
+    from ._array import Tracer
+
+    return isinstance(x, Tracer)
+
+
+def _raw_namespace(x: Any) -> Any:
+    return x._backend() if _is_tracer(x) else namespace_of(x)
+
+
+def check_same_backend(arrays: Sequence[tuple[str, Any]], where: str) -> None:
+    """Raise if the arrays do not all share one backend and one device.
+
+    Args:
+        arrays: ``(label, array)`` pairs, raw or traced, e.g. ``("argument 1", x)``;
+            entries that are not arrays (Python scalars, ``None``) are skipped.
+        where: the calling function, for the message.
+
+    Raises:
+        TypeError: two backends (e.g. a NumPy array and an array-api-strict array).
+        ValueError: two devices of one backend.
+
+    xpdiff never moves data between backends or devices by itself: the fix is on the
+    caller's side, and the message names both arrays.
+
+    >>> import numpy as np
+    >>> check_same_backend([("x", np.ones(2)), ("y", np.zeros(3))], "jacobian")
+    """
+    first_label, first_ns, first_dev = None, None, None
+    for label, x in arrays:
+        if not (_is_tracer(x) or is_array(x)):
+            continue
+        ns = _raw_namespace(x)
+        dev = x.device
+        if first_ns is None:
+            first_label, first_ns, first_dev = label, ns, dev
+            continue
+        if ns is not first_ns and backend_name(ns) != backend_name(first_ns):
+            raise TypeError(
+                f"{where}: {label} is an array of backend {backend_name(ns)} but {first_label} "
+                f"is an array of backend {backend_name(first_ns)}; xpdiff never converts between "
+                f"backends: "
+                f"create both with one namespace (xpdiff.namespace({backend_name(first_ns)!r})"
+                f".asarray(...)) or convert one explicitly")
+        if not _same_device(dev, first_dev):
+            raise ValueError(
+                f"{where}: {label} is on device {device_label(dev)} but {first_label} is on "
+                f"device {device_label(first_dev)}; xpdiff never moves data between devices: "
+                f"move one explicitly, e.g. array_api_compat.to_device(x, other.device)")
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # exotic device objects without equality: compare their spelling
+        return str(a) == str(b)
+
+
+# --- host transfers (test helpers and the CLI only; transformations never call these) ---------
+
+@contextlib.contextmanager
+def allow_sync() -> Iterator[None]:
+    """Let an explicit host transfer run while ``torch.cuda.set_sync_debug_mode("error")``
+    is on (a no-op for every other backend, and when torch is not imported)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        yield
+        return
+    mode = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(0)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(mode)
+
+
+def to_host(x: Any) -> _np.ndarray:
+    """A NumPy copy of a raw backend array on any device (for tests and the CLI)."""
+    c = array_api_compat
+    if isinstance(x, _np.ndarray):
+        return x
+    if c.is_cupy_array(x):
+        return x.get()
+    if c.is_torch_array(x):
+        with allow_sync():
+            return x.detach().cpu().numpy()
+    if c.is_array_api_strict_namespace(namespace_of(x)):
+        import array_api_strict
+
+        return _np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return _np.asarray(x)
+
+
+def from_host(a: Any, like: Any) -> Any:
+    """``a`` (NumPy or nested lists) as an array of ``like``'s backend, dtype and device."""
+    bk = namespace_of(like)
+    with allow_sync():
+        return bk.asarray(_np.asarray(a), dtype=like.dtype, device=like.device)
+
+
+def on_device(bk: Any, a: Any, device: Any = None, dtype: Any = None) -> Any:
+    """``a`` (NumPy or nested lists) as an array of raw namespace ``bk`` on ``device``."""
+    kw = {} if device is None else {"device": device}
+    if dtype is not None:
+        kw["dtype"] = dtype
+    with allow_sync():
+        return bk.asarray(_np.asarray(a), **kw)
+
+
+# --- functional update (immutable backends) -----------------------------------------------------
+
+def set_at(bk: Any, x: Any, key: Any, value: Any) -> Any:
+    """A copy of raw array ``x`` with ``x[key] = value`` (JAX arrays are immutable:
+    they are updated with ``x.at[key].set(value)``; other backends copy then assign)."""
+    if array_api_compat.is_jax_array(x):
+        return x.at[key].set(value)
+    y = bk.asarray(x, copy=True)
+    y[key] = value
+    return y

@@ -1,0 +1,125 @@
+"""The command line: ``xpdiff info | demo | check | bench``."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+import xpdiff
+import xpdiff.optable
+from xpdiff import _check
+from xpdiff.__main__ import main
+from xpdiff.optable import OPS, Op
+
+
+def test_info_lists_version_backends_devices_and_default(capsys, monkeypatch):
+    monkeypatch.delenv("XPDIFF_BACKEND", raising=False)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"xpdiff {xpdiff.__version__}" in out
+    assert "default backend: numpy (set $XPDIFF_BACKEND to change it)" in out
+    found = next(line for line in out.splitlines() if line.startswith("backends found:"))
+    assert "numpy" in found and "array_api_strict" in found
+    assert any(line.strip().startswith("numpy") and "devices cpu" in line for line in out.splitlines())
+    strict = next(line for line in out.splitlines() if line.strip().startswith("array_api_strict"))
+    assert "CPU_DEVICE" in strict and "device1" in strict
+
+
+def test_info_reports_the_environment_default(capsys, monkeypatch):
+    monkeypatch.setenv("XPDIFF_BACKEND", "strict")
+    assert main(["info"]) == 0
+    assert "default backend: array_api_strict (from $XPDIFF_BACKEND=strict)" in capsys.readouterr().out
+    monkeypatch.setenv("XPDIFF_BACKEND", "nope")
+    assert main(["info"]) == 0
+    assert "default backend: invalid ($XPDIFF_BACKEND: unknown backend 'nope'" in \
+        capsys.readouterr().out
+
+
+def test_check_passes_on_strict_device1(capsys):
+    rc = main(["check", "--backend", "array_api_strict", "--device", "device1", "--no-progress",
+               "--select", "matmul,tanh,setitem"])
+    out = capsys.readouterr().out
+    n = sum(1 for op in OPS if any(s in op.name for s in ("matmul", "tanh", "setitem")))
+    assert rc == 0, out
+    assert f"backend array_api_strict, device device1, dtype float64: {n} of {n} op-table " \
+           f"entries pass, 0 fail" in out
+    assert out.rstrip().endswith("OK")
+
+
+def _wrong_rule_op() -> Op:
+    """An entry whose derivative is wrong (a custom JVP rule off by a factor 2)."""
+    @xpdiff.custom_jvp
+    def cube(x):
+        return x * x * x
+
+    @cube.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return cube(x), 6.0 * x * x * t  # should be 3 x^2 t
+
+    return Op("wrong_cube", lambda xp, x: cube(x), ((3,),))
+
+
+def test_check_fails_and_exits_nonzero_on_a_wrong_derivative(capsys, monkeypatch):
+    monkeypatch.setattr(xpdiff.optable, "OPS", [OPS[0], _wrong_rule_op()])
+    rc = main(["check", "--no-progress", "--first-order"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "1 of 2 op-table entries pass, 1 fail" in out
+    assert "FAIL wrong_cube [grad order 1]: AssertionError: " in out
+    assert out.rstrip().endswith("FAILED")
+
+
+def test_check_rejects_unknown_backend_and_device(capsys):
+    assert main(["check", "--backend", "tensorflow"]) == 2
+    assert "unknown backend 'tensorflow'" in capsys.readouterr().err
+    assert main(["check", "--backend", "numpy", "--device", "cuda:0"]) == 2
+    assert "backend 'numpy' has no device 'cuda:0'; its devices here: cpu" in capsys.readouterr().err
+
+
+def test_check_with_nothing_selected_fails(capsys):
+    assert main(["check", "--no-progress", "--select", "no-such-entry"]) == 1
+    assert "no op-table entry matches" in capsys.readouterr().err
+
+
+def test_plain_progress_bar_without_tqdm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` raises ImportError
+    stream = io.StringIO()
+    bar = _check._Progress(3, True, stream, "check")
+    for name, ok in (("a", True), ("b", False), ("c", True)):
+        bar.update(name, ok)
+    bar.close()
+    assert stream.getvalue() == ".F.\n"
+
+
+def test_tqdm_progress_bar_when_installed(capsys):
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    report = _check.run_checks("numpy", select=["matmul_stack"], stream=stream)
+    assert report.ok
+    assert "check numpy" in stream.getvalue() and "1/1" in stream.getvalue()
+
+
+def test_demo_on_strict(capsys):
+    assert main(["demo", "--backend", "array_api_strict", "--batch", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "per-sample Jacobian dy/dx: shape (16, 8, 16)" in out
+    assert out.rstrip().endswith("OK")
+
+
+def test_bench_is_handed_its_own_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--help"])
+    assert info.value.code == 0
+    assert "usage: xpdiff bench" in capsys.readouterr().out
+
+
+def test_python_dash_m_xpdiff_check():
+    res = subprocess.run([sys.executable, "-m", "xpdiff", "check", "--backend", "numpy",
+                          "--select", "matmul_stack", "--no-progress"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "1 of 1 op-table entries pass, 0 fail" in res.stdout
