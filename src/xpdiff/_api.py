@@ -20,7 +20,7 @@ from ._dataview import DataTrace, DataTracer
 from ._jvp import Diag, jvp_call
 from ._namespace import namespace_for, namespace_for_values
 from ._reverse import vjp_call
-from .rules.structure import diag_block
+from .rules.structure import diag_block, lowrank_diag
 
 ArgNums = int | Sequence[int]
 
@@ -338,13 +338,27 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, m
 
 
 def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
-    """The Jacobian ``Y + X`` (Y == X) of a structured tangent over the full basis."""
+    """The Jacobian ``Y + X`` (Y == X) of a structured tangent over the full basis:
+    ``diag(scale) + sum_r w_r c_r^T``, written once."""
     xp = _ns_of(o)
     shape = tuple(x.shape)
-    if t.scale is None:
-        n = math.prod(shape)
-        return xp.reshape(xp.eye(n, dtype=o.dtype, device=o.device), shape + shape)
-    return diag_block(_unbatch(t.scale, bmain), shape)
+    n = math.prod(shape)
+    if not t.terms:
+        if t.scale is None:
+            return xp.reshape(xp.eye(n, dtype=o.dtype, device=o.device), shape + shape)
+        return diag_block(t.scale, shape)
+    if any(math.prod(tuple(c.shape[1:])) != 1 for c, _ in t.terms):
+        rows = xp.reshape(t.value(), (n, n))  # (basis, out): transpose to out + in
+        return xp.reshape(xp.matrix_transpose(rows), shape + shape)
+    ones = xp.ones(shape, dtype=o.dtype, device=o.device)
+    W = xp.stack([xp.reshape(ones if w is None else xp.broadcast_to(w, shape), (n,))
+                  for _, w in t.terms], axis=-1)  # (n, R)
+    C = xp.stack([xp.reshape(c, (n,)) for c, _ in t.terms], axis=0)  # (R, n)
+    s = None
+    if t.diag:
+        s = ones if t.scale is None else xp.broadcast_to(t.scale, shape)
+        s = xp.reshape(s, (n,))
+    return xp.reshape(lowrank_diag(s, W, C), shape + shape)
 
 
 def _unbatch(v: Any, main: Any) -> Any:

@@ -47,7 +47,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable", "partials")
+                 "differentiable", "partials", "reduce_deriv")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
                  data=None, multiple_results: bool = False, differentiable: bool = True):
@@ -60,6 +60,8 @@ class Primitive:
         self.multiple_results = multiple_results
         self.differentiable = differentiable
         self.partials = None  # elementwise families: per-operand derivatives (see _jvp.Diag)
+        # reductions: derivative d(xp, x, out_keepdims, axis) of the reduced value (1 = linear)
+        self.reduce_deriv = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"

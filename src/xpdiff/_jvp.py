@@ -19,79 +19,194 @@ class JVPTracer(Tracer):
         return self._a.shape
 
 
+MAX_TERMS = 4  # low-rank terms kept symbolic before a structured tangent is densified
+
+
 class Diag:
-    """A structured tangent over a basis: ``scale * I``.
+    """A structured tangent over a basis: diagonal plus low rank.
 
     Under ``jacfwd`` the tangent of the input is the identity basis, pushed as a
-    vmap axis.  While only elementwise operations act on it, the tangent for
-    basis vector ``j`` is ``scale * e_j`` with ``scale`` shaped like the primal:
-    each elementwise rule multiplies ``scale`` by its partial derivative and the
-    ``n``-sized basis axis is never touched.  Any other operation (one that mixes
-    positions) materialises it once (:meth:`dense`).  ``scale=None`` means ones.
+    vmap axis of ``count`` vectors (rows ``start:start+count`` of the identity).
+    For basis vector ``j`` the tangent is
+
+        scale * e_(start+j)  +  sum_r  c_r[j] * w_r
+
+    with ``scale`` and ``w_r`` shaped like the primal (``None`` means ones) and
+    ``c_r`` small basis-indexed arrays ``(count,) + R`` (``R`` broadcastable to
+    the primal shape).  Elementwise rules multiply ``scale`` and the ``w_r`` by
+    their partial derivative; a reduction over the whole per-sample array turns
+    it into a small dense tangent; broadcasting a small dense tangent back (as in
+    ``x - max(x)`` or ``e / sum(e)``) adds a low-rank term.  So elementwise chains
+    and softmax-like patterns never touch the ``count``-sized basis axis; an op
+    that really mixes positions materialises the tangent once (:meth:`dense`).
     """
 
-    __slots__ = ("scale", "main", "shape", "like", "start", "count")
+    __slots__ = ("scale", "main", "shape", "like", "start", "count", "diag", "terms")
 
     def __init__(self, scale: Any, main: Any, shape: tuple, like: Any, start: int = 0,
-                 count: int | None = None):
+                 count: int | None = None, diag: bool = True, terms: tuple = ()):
         self.scale, self.main, self.shape, self.like = scale, main, tuple(shape), like
-        self.start = start  # the basis is rows start:start+count of the identity (chunking)
+        self.start = start
         self.count = math.prod(self.shape) if count is None else count
+        self.diag = diag  # whether the diagonal part is present
+        self.terms = terms  # ((c, w), ...): c one level down, (count,) + R
 
-    def with_scale(self, scale: Any) -> Diag:
-        return Diag(scale, self.main, self.shape, self.like, self.start, self.count)
+    def replace(self, scale: Any, diag: bool, terms: tuple) -> Diag:
+        return Diag(scale, self.main, self.shape, self.like, self.start, self.count, diag, terms)
 
-    def dense(self) -> Any:
-        """The tangent as a basis-batched array: identity rows times ``scale``."""
-        from ._batching import BatchTracer
+    def _xp(self) -> Any:
         from ._namespace import namespace_for_values
 
-        xp = namespace_for_values([self.like])
+        return namespace_for_values([self.like])
+
+    def value(self) -> Any:
+        """The tangent as an array ``(count,) + shape``, one level down."""
+        xp = self._xp()
         n = math.prod(self.shape)
-        eye = xp.reshape(xp.eye(self.count, n, k=self.start, dtype=self.like.dtype,
-                                device=self.like.device), (self.count,) + self.shape)
-        val = eye if self.scale is None else xp.multiply(eye, self.scale)
-        return BatchTracer(self.main, val, True)
+        full = (self.count,) + self.shape
+        val = None
+        if self.diag:
+            eye = xp.reshape(xp.eye(self.count, n, k=self.start, dtype=self.like.dtype,
+                                    device=self.like.device), full)
+            val = eye if self.scale is None else xp.multiply(eye, self.scale)
+        for c, w in self.terms:
+            c = xp.reshape(c, (self.count,) + tuple(c.shape[1:]))
+            term = c if w is None else xp.multiply(c, w)
+            val = term if val is None else xp.add(val, term)
+        if val is None:
+            return xp.zeros(full, dtype=self.like.dtype, device=self.like.device)
+        return val if tuple(val.shape) == full else xp.broadcast_to(val, full)
+
+    def dense(self) -> Any:
+        """The tangent as a basis-batched array (materialised once)."""
+        from ._batching import BatchTracer
+
+        return BatchTracer(self.main, self.value(), True)
 
 
 def _densify(tangents: list) -> list:
     return [t.dense() if type(t) is Diag else t for t in tangents]
 
 
+def _times(xp: Any, a: Any, b: Any) -> Any:
+    """``a * b`` where ``None`` means ones and Python numbers stay numbers."""
+    if a is None:
+        return b if not (isinstance(b, (int, float)) and b == 1) else None
+    if b is None or (isinstance(b, (int, float)) and b == 1):
+        return a
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a * b
+    if isinstance(b, (int, float)) and b == -1:
+        return xp.negative(a)
+    return xp.multiply(a, b)
+
+
+def _plus(xp: Any, a: Any, b: Any, like: Any) -> Any:
+    """``a + b`` where ``None`` means ones."""
+    if a is None:
+        a = xp.ones_like(like)
+    if b is None:
+        b = xp.ones_like(like)
+    return xp.add(a, b)
+
+
+def _basis_dense(t: Any, main: Any) -> bool:
+    from ._batching import BatchTracer
+
+    return isinstance(t, BatchTracer) and t._main is main and bool(t._b)
+
+
 def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> Any:
-    """JVP of an elementwise primitive on ``Diag`` tangents: stays ``Diag`` when every
-    structured operand already has the output's shape (no broadcasting)."""
-    if params or any(t is not None and not isinstance(t, (Zero, Diag)) for t in tangents):
+    """JVP of an elementwise primitive on structured tangents (or ``None`` if the
+    structure cannot be kept: then the caller densifies)."""
+    if params:
         return None
+    first = next(t for t in tangents if type(t) is Diag)
+    main = first.main
     out = prim.bind(*primals)
     shape = tuple(out.shape)
-    main = None
+    if shape != first.shape:
+        return None
     for t in tangents:
+        if t is None or isinstance(t, Zero):
+            continue
         if type(t) is Diag:
-            if t.shape != shape or (main is not None and t.main is not main):
+            if t.shape != shape or t.main is not main or t.start != first.start:
                 return None
-            main = t.main
+        elif _basis_dense(t, main):
+            r = tuple(t.shape)
+            if len(r) != len(shape) or math.prod(r) >= math.prod(shape) or any(
+                    a not in (1, b) for a, b in zip(r, shape)):
+                return None
+        else:
+            return None
     from ._namespace import namespace_for_values
-    from .rules._families import scaled
 
     xp = namespace_for_values(primals)
-    acc = None
+    scale, has_diag, terms = None, False, []
     for t, d in zip(tangents, prim.partials):
-        if type(t) is not Diag or d is None:
+        if t is None or d is None or isinstance(t, Zero):
             continue
         dv = d(xp, primals, out)
-        if t.scale is None:
-            term = dv if not isinstance(dv, (int, float)) else (
-                None if dv == 1 else xp.multiply(xp.ones_like(out), dv))
+        if type(t) is Diag:
+            if t.diag:
+                s_i = _times(xp, t.scale, dv)
+                scale = s_i if not has_diag else _plus(xp, scale, s_i, out)
+                has_diag = True
+            terms.extend((c, _times(xp, w, dv)) for c, w in t.terms)
+        else:  # a small dense tangent broadcast over the primal: a low-rank term
+            terms.append((t._a, dv if not (isinstance(dv, (int, float)) and dv == 1) else None))
+    if len(terms) > MAX_TERMS:
+        return None
+    if isinstance(scale, (int, float)):
+        scale = xp.multiply(xp.ones_like(out), scale)
+    elif scale is not None and tuple(scale.shape) != shape:
+        scale = xp.broadcast_to(scale, shape)
+    return out, first.replace(scale, has_diag, tuple(terms))
+
+
+def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> Any:
+    """A reduction over the whole (per-sample) array of a structured tangent: a small
+    dense tangent ``(count,) + out.shape``."""
+    from ._batching import BatchTracer
+    from .rules._families import norm_axes
+
+    (t,) = tangents
+    x = primals[0]
+    shape = tuple(x.shape)
+    axes = norm_axes(params.get("axis"), len(shape))
+    if set(axes) != set(range(len(shape))) or set(params) - {"axis", "keepdims"}:
+        return None
+    if any(math.prod(tuple(c.shape[1:])) != 1 for c, _ in t.terms):
+        return None
+    from ._namespace import namespace_for_values
+
+    xp = namespace_for_values(primals)
+    out = prim.bind(*primals, **params)
+    keep = xp.reshape(out, (1,) * len(shape))
+    d = prim.reduce_deriv(xp, x, keep, params.get("axis"))
+    n = math.prod(shape)
+    acc = None
+    if t.diag:
+        sd = _times(xp, t.scale, d)
+        sd = xp.ones(shape, dtype=x.dtype, device=x.device) if sd is None else sd
+        if isinstance(sd, (int, float)):
+            sd = xp.multiply(xp.ones(shape, dtype=x.dtype, device=x.device), sd)
+        flat = xp.reshape(xp.broadcast_to(sd, shape), (n,))
+        acc = flat[t.start:t.start + t.count]
+    for c, w in t.terms:
+        wd = _times(xp, w, d)
+        if wd is None:
+            total = float(n)
+        elif isinstance(wd, (int, float)):
+            total = wd * n
         else:
-            term = scaled(xp, t.scale, dv)
-        if term is None:
-            term = xp.ones_like(out)
+            total = xp.sum(xp.broadcast_to(wd, shape))
+        term = xp.multiply(xp.reshape(c, (t.count,)), total)
         acc = term if acc is None else xp.add(acc, term)
-    first = next(t for t in tangents if type(t) is Diag)
-    if acc is not None and tuple(acc.shape) != shape:
-        acc = xp.broadcast_to(acc, shape)
-    return out, first.with_scale(acc)
+    if acc is None:
+        return out, Zero(out)
+    return out, BatchTracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)
 
 
 class JVPTrace(Trace):
@@ -125,7 +240,11 @@ class JVPTrace(Trace):
                 f"wrap the computation in xpdiff.custom_jvp to give it a rule"
             )
         if any(type(t) is Diag for t in tangents):
-            res = _diag_rule(prim, primals, tangents, params) if prim.partials else None
+            res = None
+            if prim.partials is not None:
+                res = _diag_rule(prim, primals, tangents, params)
+            elif prim.reduce_deriv is not None:
+                res = _reduce_rule(prim, primals, tangents, params)
             if res is not None:
                 return JVPTracer(self.main, res[0], res[1])
             tangents = _densify(tangents)

@@ -36,6 +36,12 @@ def _sin_times(v):
     return v.__array_namespace__().sin(v) * v
 
 
+def _softmax(v):
+    xp = v.__array_namespace__()
+    e = xp.exp(v - xp.max(v, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
 S = (3, 4)
 V = (4,)
 
@@ -118,4 +124,6 @@ OPS += [
     Op("stop_gradient", lambda xp, x: x * (x + xd.stop_gradient(x) - xd.stop_gradient(x)), (S,)),
     Op("zeros_like", lambda xp, x: xp.zeros_like(x) + xp.ones_like(x) * x, (S,)),
     Op("jacobian_of_elementwise", lambda xp, x: xd.jacfwd(_sin_times)(x), (V,), batched=False),
+    # a structured (diagonal plus low-rank) forward Jacobian, differentiated again
+    Op("jacobian_of_softmax", lambda xp, x: xd.jacfwd(_softmax)(x) * x, (V,), batched=False),
 ]

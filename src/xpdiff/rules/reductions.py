@@ -46,6 +46,7 @@ def _reduction(name, deriv=None, *, linear=False):
             return [xp.multiply(_keep(xp, g, x.shape, axis, keepdims), d)]
     if p.differentiable:
         p.jvp, p.vjp = jvp, vjp
+        p.reduce_deriv = (lambda xp, x, out, axis: 1) if linear else deriv  # structured tangents
     p.batch = batch_axis_param(p)
     p.data = data_axis_param()
     return p

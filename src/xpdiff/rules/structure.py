@@ -46,3 +46,70 @@ def diag_block(s, shape):
 
     n = math.prod(shape)
     return EXPORTS["reshape"](diag_embed(EXPORTS["reshape"](s, (n,))), tuple(shape) + tuple(shape))
+
+
+# --- diagonal plus low rank: the Jacobian of a softmax-like map, written once ----------
+
+def _lowrank_impl(bk, s, W, C, *, has_diag):
+    out = bk.matmul(W, C)  # (..., n, n): one pass, a fresh array owned here
+    if not has_diag:
+        return out
+    n = out.shape[-1]
+    lead = tuple(out.shape[:-2])
+    flat = bk.reshape(out, lead + (n * n,))
+    flat[..., :: n + 1] = flat[..., :: n + 1] + s
+    return bk.reshape(flat, lead + (n, n))
+
+
+def _lowrank_jvp(xp, p, t, *, has_diag):
+    from .._core import Zero, instantiate
+
+    s, W, C = p
+    ts, tW, tC = t
+    out = _lowrank.bind(s, W, C, has_diag=has_diag)
+    acc = None
+    if has_diag and not isinstance(ts, Zero) or not isinstance(tW, Zero):
+        acc = _lowrank.bind(instantiate(xp, ts), instantiate(xp, tW), C, has_diag=has_diag)
+    if not isinstance(tC, Zero):
+        term = _lowrank.bind(s, W, tC, has_diag=False)
+        acc = term if acc is None else xp.add(acc, term)
+    if acc is None:
+        return out, Zero(out)
+    return out, acc
+
+
+def _lowrank_vjp(xp, g, out, p, needs, *, has_diag):
+    s, W, C = p
+    n = g.shape[-1]
+    cs = None
+    if needs[0] and has_diag:
+        cs = xp.reshape(g, tuple(g.shape[:-2]) + (n * n,))[..., :: n + 1]
+    cW = xp.matmul(g, xp.matrix_transpose(C)) if needs[1] else None
+    cC = xp.matmul(xp.matrix_transpose(W), g) if needs[2] else None
+    from ._families import unbroadcast
+
+    return [None if c is None else unbroadcast(xp, c, x.shape) for c, x in zip((cs, cW, cC), p)]
+
+
+def _lowrank_batch(xp, vals, batched, size, *, has_diag):
+    from ._families import move_batch_to
+
+    s, W, C = vals
+    bs, bW, bC = batched
+    if bs and not (bW or bC):  # the product must carry the batch axis the diagonal has
+        W = move_batch_to(W, False, size, xp)
+    return _lowrank.bind(s, W, C, has_diag=has_diag), True
+
+
+_lowrank = primitive("lowrank_diag", _lowrank_impl, jvp=_lowrank_jvp, vjp=_lowrank_vjp,
+                     batch=_lowrank_batch)
+
+
+def lowrank_diag(s, W, C):
+    """``W @ C`` plus ``s`` on the diagonal (``s=None``: no diagonal), in one pass."""
+    if s is None:
+        from ._families import EXPORTS
+
+        zero = EXPORTS["zeros_like"](W[..., 0])
+        return _lowrank.bind(zero, W, C, has_diag=False)
+    return _lowrank.bind(s, W, C, has_diag=True)
