@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .._core import instantiate, primitive
+from .._array import Tracer
+from .._core import primitive
 from ._families import as_operand, data_axis_param, export, is_arraylike, move_batch_to, norm_axis
-from .indexing import MASK_HINT, _tal, data_dependent, take
+from .indexing import MASK_HINT, _tal, data_dependent, op_context, take
 
 # --- argsort / sort -------------------------------------------------------------------------
 
@@ -42,28 +43,13 @@ def argsort(x, /, *, axis=-1, descending=False, stable=True):
                          stable=bool(stable))
 
 
-def _perm(x, axis, descending):
-    # always stable, so that the JVP and the VJP use the same permutation among ties
-    return _argsort.bind(x, axis=axis, descending=descending, stable=True)
-
-
-def _sort_jvp(xp, p, t, *, axis, descending, stable):
-    i = _perm(p[0], axis, descending)
-    return (_tal.bind(p[0], i, axis=axis, perm=True),
-            _tal.bind(instantiate(xp, t[0]), i, axis=axis, perm=True))
-
-
-def _sort_vjp(xp, g, out, p, needs, *, axis, descending, stable):
-    inv = _argsort.bind(_perm(p[0], axis, descending), axis=axis, descending=False, stable=True)
-    return [_tal.bind(g, inv, axis=axis, perm=True)]
-
-
+# the backend's sort, for arrays that carry no derivative information; traced arrays are
+# sorted as take_along_axis(x, argsort(x)) so that the tape keeps the permutation and the
+# VJP needs one more sort only (its inverse)
 _sort = primitive(
     "sort", lambda bk, x, *, axis, descending, stable: bk.sort(x, axis=axis, descending=descending,
                                                                 stable=stable),
-    jvp=_sort_jvp, vjp=_sort_vjp,
-    batch=lambda xp, v, b, n, *, axis, **kw: (_sort.bind(v[0], axis=axis + 1, **kw), True),
-    data=data_axis_param())
+    differentiable=False)
 
 
 @export
@@ -77,8 +63,12 @@ def sort(x, /, *, axis=-1, descending=False, stable=True):
     >>> xd.grad(lambda x: xd.numpy.sort(x)[0] * 10.0)(np.array([3.0, 1.0, 2.0]))
     array([ 0., 10.,  0.])
     """
-    return _sort.bind(x, axis=norm_axis(axis, x.ndim), descending=bool(descending),
-                      stable=bool(stable))
+    axis = norm_axis(axis, x.ndim)
+    if not isinstance(x, Tracer):
+        return _sort.bind(x, axis=axis, descending=bool(descending), stable=bool(stable))
+    with op_context("sort"):
+        i = _argsort.bind(x, axis=axis, descending=bool(descending), stable=True)
+        return _tal.bind(x, i, axis=axis, perm=True)
 
 
 # --- searchsorted ---------------------------------------------------------------------------
