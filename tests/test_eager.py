@@ -185,12 +185,61 @@ def test_intermediate_target_and_unrelated_arrays():
     np.testing.assert_array_equal(c.to(x).value, 0.0)
 
 
+def test_created_arrays_are_tracked_constants(backend):
+    x0 = np.array([1.0, 2.0])
+    x = xd.DiffArray(backend.asarray(x0))
+    xp = x.__array_namespace__()
+    out = xp.zeros(3, dtype=x.dtype, device=x.device)  # array-API code's usual pattern
+    assert isinstance(out, xd.DiffArray)
+    out[1:] = x * x
+    np.testing.assert_allclose(backend.to_numpy(out.value), [0.0, 1.0, 4.0])
+    J = out.to(x, jacobian=True)
+    _on_device(J, backend)
+    np.testing.assert_allclose(backend.to_numpy(J.value), [[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]])
+    c = xp.asarray(3.0, dtype=x.dtype, device=x.device)
+    assert isinstance(c, xd.DiffArray)
+    np.testing.assert_array_equal(backend.to_numpy(c.to(x).value), 0.0)
+    # inside a transformation, created arrays are lifted onto it as usual
+    seen = []
+    xd.grad(lambda w: seen.append(xp.zeros(2)) or xd.numpy.sum(w * x))(backend.asarray(x0))
+    assert not isinstance(seen[0], xd.DiffArray) and hasattr(seen[0], "_main")
+
+
 def test_inplace_update_on_a_tracked_constant():
     x = xd.DiffArray(np.array([1.0, 2.0]))
     z = xd.numpy.zeros_like(x)
     z[0] = x[1] * 3
     np.testing.assert_allclose(z.value, [6.0, 0.0])
     np.testing.assert_allclose(z.to(x).value, [0.0, 3.0])
+
+
+def test_inplace_updates_do_not_change_recorded_operands():
+    # the node of `s * x` must keep the old s: `s *= x` rebinds the object s
+    x0 = np.array([1.0, 2.0])
+    x = xd.DiffArray(x0)
+    s = x ** 2
+    s *= x
+    np.testing.assert_allclose(s.to(x).value, 3 * x0 ** 2)
+    np.testing.assert_allclose(s.to(x).to(x, jacobian=True).value, np.diag(6 * x0))
+    t = x * 1.0
+    t[0] = t[1] * t[0]  # reads the old t on the right
+    np.testing.assert_allclose(t.value, [2.0, 2.0])
+    np.testing.assert_allclose(t.to(x, jacobian=True).value, [[2.0, 1.0], [0.0, 1.0]])
+
+
+def test_inplace_update_of_a_leaf_is_refused():
+    x = xd.DiffArray(np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="in-place update .* of a DiffArray made by xd.DiffArray"):
+        x[0] = 3.0
+    with pytest.raises(TypeError, match="update a copy instead"):
+        x += 1.0
+    xb = xd.DiffArray(np.ones((2, 3)), batch_ndim=1)
+    with pytest.raises(TypeError, match="in-place update"):
+        xb[:, 0] = 2.0
+    z = xd.numpy.asarray(xb, copy=True)  # a copy may be updated
+    z[:, 0] = 2.0
+    np.testing.assert_allclose(z.to(xb).value, [[0.0, 1.0, 1.0]] * 2)
+    np.testing.assert_allclose(x.value, [1.0, 2.0])
 
 
 # --- refusals and errors ------------------------------------------------------------------

@@ -210,6 +210,13 @@ def _xpdiff_grad(f, x0):
     return np.asarray(xd.grad(f)(x0))
 
 
+def _eager_grad(f, x0):
+    import xpdiff as xd
+
+    x = xd.DiffArray(x0)
+    return np.asarray(f(x).to(x).value)
+
+
 def _jax_grad(f, x0):
     import jax
     import jax.numpy as jnp
@@ -224,7 +231,7 @@ def _torch_grad(f, x0):
     return torch.func.grad(f)(torch.asarray(x0)).detach().numpy()
 
 
-ENGINES = {"xpdiff": _xpdiff_grad, "jax": _jax_grad, "torch": _torch_grad}
+ENGINES = {"xpdiff": _xpdiff_grad, "eager": _eager_grad, "jax": _jax_grad, "torch": _torch_grad}
 
 
 def _run_case(f, x0, engine):
@@ -260,7 +267,7 @@ def _main(argv):
         sklearn.set_config(array_api_dispatch=True, assume_finite=True)
     except ImportError:
         pass
-    engines = ["xpdiff", "jax", "torch"] if "--compare" in argv else ["xpdiff"]
+    engines = ["xpdiff", "eager", "jax", "torch"] if "--compare" in argv else ["xpdiff", "eager"]
     groups = [_scipy_cases, _sklearn_cases, _xpx_cases, _eager_cases] if "--compare" in argv \
         else [_scipy_cases, _sklearn_cases, _eager_cases]
     results = {}
@@ -270,9 +277,9 @@ def _main(argv):
             continue
         f, x0 = case
         results[name] = {e: _run_case(f, x0, e) for e in engines
-                         if not (isinstance(f, tuple) and e != "xpdiff")}
+                         if not (isinstance(f, tuple) and e != "xpdiff")}  # eager already
     if "--compare" in argv:
-        print("| function | xpdiff | jax.grad | torch.func.grad |\n|---|---|---|---|")
+        print("| function | xd.grad | DiffArray | jax.grad | torch.func.grad |\n|---|---|---|---|---|")
         for name, r in results.items():
             cells = []
             for e in engines:
@@ -346,10 +353,27 @@ KNOWN_GAPS = {
 }
 
 
+# only with the eager API (xd.DiffArray): on top of KNOWN_GAPS
+INPUT_WRITE = ("writes into its input (xpx.at(x) with copy=None), which is refused on a DiffArray "
+               "made by xd.DiffArray(...), as PyTorch refuses it on a leaf (pass copy=True)")
+EAGER_GAPS = {"array_api_extra.at(...).set (slice)": INPUT_WRITE,
+              "array_api_extra.at(...).add (slice)": INPUT_WRITE,
+              "array_api_extra.at(...).set (boolean mask)": INPUT_WRITE}
+EAGER_NAMES = ("DiffArray through", "DiffArray(batch_ndim=1) through")  # eager cases themselves
+
+
 def _params(names):
-    marks = [_namespace_mark()]
-    return [pytest.param(n, marks=marks + ([_gap(KNOWN_GAPS[n])] if n in KNOWN_GAPS else []), id=n)
-            for n in names]
+    """``(name, engine)`` pairs: ``xd.grad`` and the eager ``DiffArray(...).to()``."""
+    out = []
+    for engine in ("xpdiff", "eager"):
+        for n in names:
+            if engine == "eager" and n.startswith(EAGER_NAMES):
+                continue
+            gap = KNOWN_GAPS.get(n) or (EAGER_GAPS.get(n) if engine == "eager" else None)
+            marks = [_namespace_mark()] + ([_gap(gap)] if gap else [])
+            label = "xd.grad" if engine == "xpdiff" else "DiffArray"
+            out.append(pytest.param(n, engine, marks=marks, id=f"{label}: {n}"))
+    return out
 
 
 def _check(name, r):
@@ -390,18 +414,18 @@ SKLEARN_NAMES = ["sklearn Ridge(solver='svd').fit(X, y).coef_ wrt X",
                  "sklearn LinearDiscriminantAnalysis(solver='svd').coef_"]
 
 
-@pytest.mark.parametrize("name", _params(SCIPY_NAMES))
-def test_scipy(name, subprocess_results):
+@pytest.mark.parametrize(("name", "engine"), _params(SCIPY_NAMES))
+def test_scipy(name, engine, subprocess_results):
     if "<_scipy_cases>" in subprocess_results:
         pytest.skip(f"SciPy is not installed: {subprocess_results['<_scipy_cases>']}")
-    _check(name, subprocess_results[name]["xpdiff"])
+    _check(name, subprocess_results[name][engine])
 
 
-@pytest.mark.parametrize("name", _params(SKLEARN_NAMES))
-def test_sklearn(name, subprocess_results):
+@pytest.mark.parametrize(("name", "engine"), _params(SKLEARN_NAMES))
+def test_sklearn(name, engine, subprocess_results):
     if "<_sklearn_cases>" in subprocess_results:
         pytest.skip(f"scikit-learn is not installed: {subprocess_results['<_sklearn_cases>']}")
-    _check(name, subprocess_results[name]["xpdiff"])
+    _check(name, subprocess_results[name][engine])
 
 
 XPX_NAMES = ["array_api_extra.cov", "array_api_extra.kron", "array_api_extra.at(...).set (slice)",
@@ -411,11 +435,11 @@ XPX_NAMES = ["array_api_extra.cov", "array_api_extra.kron", "array_api_extra.at(
              "array_api_extra.apply_where"]
 
 
-@pytest.mark.parametrize("name", _params(XPX_NAMES))
-def test_array_api_extra(name):
+@pytest.mark.parametrize(("name", "engine"), _params(XPX_NAMES))
+def test_array_api_extra(name, engine):
     pytest.importorskip("array_api_extra")
     f, x0 = _xpx_cases()[name]
-    _check(name, _run_case(f, x0, "xpdiff"))
+    _check(name, _run_case(f, x0, engine))
 
 
 def test_case_lists_are_complete(subprocess_results):
@@ -425,7 +449,7 @@ def test_case_lists_are_complete(subprocess_results):
     assert set(SCIPY_NAMES) | set(SKLEARN_NAMES) == set(subprocess_results)
     pytest.importorskip("array_api_extra")
     assert set(XPX_NAMES) == set(_xpx_cases())
-    assert set(KNOWN_GAPS) <= set(SCIPY_NAMES) | set(SKLEARN_NAMES) | set(XPX_NAMES)
+    assert set(KNOWN_GAPS) | set(EAGER_GAPS) <= set(SCIPY_NAMES) | set(SKLEARN_NAMES) | set(XPX_NAMES)
 
 
 @pytest.mark.parametrize("make", ["tracer", "DiffArray"])
@@ -442,10 +466,12 @@ def test_array_namespace_of_traced_arrays_is_xpdiff(make):
     if make == "DiffArray":
         x = xd.DiffArray(np.ones(2))
         seen.append(array_api_compat.array_namespace(x, x * 2))
+        assert seen[0] is x.__array_namespace__()  # xpdiff's, with eager constants
+        assert isinstance(seen[0].zeros(2), xd.DiffArray)
     else:
         xd.grad(lambda v: seen.append(array_api_compat.array_namespace(v, v * 2)) or
                 xd.numpy.sum(v))(np.ones(2))
-    assert seen[0] is xd.numpy
+        assert seen[0] is xd.numpy
 
 
 if __name__ == "__main__":

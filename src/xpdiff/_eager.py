@@ -111,6 +111,28 @@ class DiffArray(Tracer):
             return namespace_of(flat).reshape(flat, self.shape)
         return _raw(self)
 
+    def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
+        """xpdiff's namespace, whose creation functions return (constant) ``DiffArray`` s.
+
+        Array-API code creates constants with ``xp.zeros``, ``xp.asarray``, ... and
+        combines them with its inputs (``out = xp.zeros(n); out[1:] = x``); inside a
+        transformation the namespace lifts them onto it, and for eager arrays this
+        variant lifts them onto the eager trace.
+        """
+        return _eager_namespace(super().__array_namespace__(api_version=api_version))
+
+    def _rebind(self, new: Any) -> Any:
+        """``x[i] = v`` / ``x += y``: refused on a leaf, as PyTorch does (it would silently
+        change what ``y.to(x)`` differentiates with respect to); value semantics otherwise."""
+        e = self._a._a if isinstance(self, _Data) and isinstance(self._a, BatchTracer) else self
+        if isinstance(e, _Flat) and e._b is not None and e._b.node is None:
+            raise TypeError(
+                "DiffArray: in-place update (x[...] = v, x += y, or a library writing into its "
+                "input) of a DiffArray made by xd.DiffArray(...) would change what y.to(x) "
+                "differentiates with respect to; update a copy instead, e.g. "
+                "z = xp.asarray(x, copy=True) (or pass copy=True to the library)")
+        return super()._rebind(new)
+
     def __repr__(self) -> str:
         k = self.batch_ndim
         return f"DiffArray({self.value!r}" + (f", batch_ndim={k})" if k else ")")
@@ -163,8 +185,12 @@ class EagerTrace(ReverseTrace):
         out = prim.bind(*primals, **params)
         if not prim.differentiable or all(i is None for i in ids):
             return tuple(self.lift(o) for o in out) if prim.multiple_results else self.lift(out)
-        kept = [a if i is not None else p for a, p, i in zip(args, primals, ids)]
-        return self.record(prim, params, kept, ids, out)
+        return self.record(prim, params, self._kept(primals, ids), ids, out)
+
+    def _kept(self, primals: list, ids: list) -> list:
+        """The operands a node keeps: *fresh* tracked arrays for the tracked ones (the
+        user's objects may be rebound later by ``x[i] = v`` / ``x *= y``)."""
+        return [p if i is None else _make(_Flat, self.main, p, i) for p, i in zip(primals, ids)]
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:
         multi = isinstance(out, tuple) if prim is None else prim.multiple_results
@@ -182,7 +208,7 @@ class EagerTrace(ReverseTrace):
             if all(i is None for i in ids):
                 return [self.lift(o) for o in call.fun(*primals)]
             return list(call.fun(*args))
-        kept = [a if i is not None else p for a, p, i in zip(args, primals, ids)]
+        kept = self._kept(primals, ids)
         if call.fwd is not None:
             self.in_fwd += 1
             try:  # on tracked arrays, so the residuals are tracked (higher order)
@@ -261,6 +287,38 @@ def _view(B: tuple, bk: Any, device: Any) -> tuple[MainTrace, MainTrace]:
                        "where": f"DiffArray(batch_ndim={len(B)})"})
         _VIEWS[key] = (V, D)
     return _VIEWS[key]
+
+
+_EAGER_NS: dict[int, Any] = {}
+
+
+def _eager_namespace(plain: Any) -> Any:
+    """``plain`` (a namespace) whose creation functions return eager constants when no
+    transformation is active (inside one, they are lifted onto it as usual)."""
+    ns = _EAGER_NS.get(id(plain))
+    if ns is None:
+        from .rules.creation import CREATION
+
+        ns = type(plain)(**vars(plain))
+        for name in CREATION:
+            if hasattr(plain, name):
+                setattr(ns, name, _lifting(getattr(plain, name)))
+        _EAGER_NS[id(plain)] = ns
+    return ns
+
+
+def _lifting(f: Any) -> Any:
+    def create(*args: Any, **kwargs: Any) -> Any:
+        out = f(*args, **kwargs)
+        if _core._STACK:
+            return out
+        if isinstance(out, (list, tuple)):
+            return type(out)(_as_flat(o) for o in out)
+        return _as_flat(out)
+
+    create.__name__ = create.__qualname__ = f.__name__
+    create.__doc__ = f.__doc__
+    return create
 
 
 # --- construction -------------------------------------------------------------------------
