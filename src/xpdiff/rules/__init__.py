@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     manipulation,
     reductions,
     sorting,
+    special,
     structure,
 )
 from ._families import EXPORTS
