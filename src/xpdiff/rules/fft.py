@@ -36,10 +36,11 @@ def is_complex(x: Any) -> bool:
     return dtype_kind(backend_of(x), x.dtype) == "complex floating"
 
 
-def _ns(x: Any) -> Any:
-    from .._namespace import namespace_for_values
+def _ns(x):
+    """The namespace compositions use: raw constants, functions dispatching on tracers."""
+    from .._namespace import namespace_for
 
-    return namespace_for_values([x])
+    return namespace_for(backend_of(x), rules=True)
 
 
 def _complex_dtype(ns: Any, dt: Any) -> Any:

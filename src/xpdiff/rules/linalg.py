@@ -21,7 +21,7 @@ import math
 from typing import Any, NamedTuple
 
 from .._core import Zero, instantiate, primitive
-from ._families import export, norm_axis, pad_batched, unbroadcast
+from ._families import backend_of, export, norm_axis, pad_batched, unbroadcast
 from .fft import conj_, is_complex
 from .indexing import _getitem_fn
 from .manipulation import matrix_transpose as _matrix_transpose
@@ -116,7 +116,21 @@ def _matmul_data(ctx, ops, has):
     return new, {}
 
 
-_matmul = primitive("matmul", lambda bk, a, b: bk.matmul(a, b), jvp=_matmul_jvp,
+def _matmul_impl(bk, a, b):
+    if a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == 1 and b.shape[-2] == 1:
+        # an outer product (contracted size 1) is a broadcast multiply: much faster
+        # than a batched matmul with a unit inner dim
+        return bk.multiply(a, b)
+    if a.ndim > 2 and b.ndim == 2:
+        # a stack of matrices times one matrix is one large matrix product (vmap
+        # turns vectors into stacks of 1-row matrices: thousands of tiny products)
+        lead = tuple(a.shape[:-1])
+        out = bk.matmul(bk.reshape(a, (math.prod(lead), a.shape[-1])), b)
+        return bk.reshape(out, lead + (b.shape[-1],))
+    return bk.matmul(a, b)
+
+
+_matmul = primitive("matmul", _matmul_impl, jvp=_matmul_jvp,
                     vjp=_matmul_vjp, batch=_matmul_batch, data=_matmul_data)
 
 
@@ -145,6 +159,10 @@ def tensordot(x1, x2, /, *, axes=2):
     else:
         ax1 = tuple(norm_axis(a, x1.ndim) for a in axes[0])
         ax2 = tuple(norm_axis(a, x2.ndim) for a in axes[1])
+    if len(ax1) != len(ax2) or any(x1.shape[a] != x2.shape[b] for a, b in zip(ax1, ax2)):
+        raise ValueError(f"tensordot: the contracted dims must match in number and size, got "
+                         f"{[x1.shape[a] for a in ax1]} and {[x2.shape[b] for b in ax2]} for "
+                         f"axes={axes!r}")
     free1 = [i for i in range(x1.ndim) if i not in ax1]
     free2 = [i for i in range(x2.ndim) if i not in ax2]
     k = 1
@@ -172,9 +190,18 @@ def vecdot(x1, x2, /, *, axis=-1):
 
     nd = max(x1.ndim, x2.ndim)
     axis = norm_axis(axis, nd) - nd
+    if axis < -min(x1.ndim, x2.ndim) or x1.shape[axis] != x2.shape[axis]:
+        raise ValueError(f"vecdot: axis {axis} must exist in both operands with the same size "
+                         f"(it is not broadcast), got shapes {tuple(x1.shape)} and {tuple(x2.shape)}")
     if is_complex(x1):
         x1 = conj_(x1)
-    return _sum(PRIMS["multiply"].bind(x1, x2), axis=axis)
+    prod = PRIMS["multiply"].bind(x1, x2)
+    out = _sum(prod, axis=axis)
+    if out.dtype != prod.dtype:  # backends widen small integer sums
+        from .manipulation import astype
+
+        out = astype(out, prod.dtype)
+    return out
 
 
 def _tri(name):
@@ -211,10 +238,10 @@ def triu(x, /, *, k=0):
 # --- the linalg extension: helpers -----------------------------------------------------------
 
 def _ns(x):
-    """The namespace composites use (raw constants, functions dispatching on tracers)."""
-    from .._namespace import namespace_for_values
+    """The namespace compositions use: raw constants, functions dispatching on tracers."""
+    from .._namespace import namespace_for
 
-    return namespace_for_values([x])
+    return namespace_for(backend_of(x), rules=True)
 
 
 def _mT(xp, x):
