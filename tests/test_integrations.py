@@ -336,10 +336,6 @@ NP_ASARRAY = "reaches compiled code through np.asarray (no array-API path in Sci
 FLOAT_RESULT = "returns a Python float (float() of the result): no array to differentiate"
 
 KNOWN_GAPS = {
-    "scipy.special.expit": NP_ASARRAY + " (no xp.special.expit to dispatch to)",
-    "scipy.special.erf": NP_ASARRAY + " (no xp.special.erf to dispatch to)",
-    "scipy.special.gammaln": NP_ASARRAY + " (no xp.special.gammaln to dispatch to)",
-    "scipy.stats.entropy": NP_ASARRAY + " (special.entr: no xp.special.entr to dispatch to)",
     "scipy.integrate.simpson": NP_ASARRAY + " (simpson has no array-API path: np.asarray(y))",
     "scipy.stats.hmean": BOOL_TRACER,
     "scipy.stats.moment": BOOL_TRACER + " (of a constant: `xp.any(order != xp.round(order))`)",
