@@ -449,3 +449,17 @@ def test_softmax_jacobian_is_diagonal_plus_low_rank(backend):
                                want, atol=1e-14)
     np.testing.assert_allclose(backend.to_numpy(xd.jacrev(_softmax, batch_ndim=1)(x)), want,
                                atol=1e-14)
+
+
+def test_python_control_flow_on_constants_is_allowed():
+    # a comparison carries no derivative: bool() of it is fine (as in eager JAX/torch)
+    def f(x):
+        if xp.any(x < 0):
+            x = -x
+        n = int(xp.sum(xp.astype(x > 1.0, xp.int64)))
+        return xp.sum(x * x) * (n + 1)
+
+    np.testing.assert_allclose(xd.grad(f)(np.array([-2.0, 0.5])), [8.0, 2.0])
+    # but not under vmap, where the comparison is a batch of values
+    with pytest.raises(TypeError, match="bool"):
+        xd.vmap(xd.grad(f))(np.array([[-2.0, 0.5], [1.0, 2.0]]))

@@ -106,11 +106,30 @@ class Tracer:
     def __dlpack_device__(self) -> Any:
         return self._inner.__dlpack_device__()
 
+    def _constant_value(self) -> Any:
+        """The value one level down if this tracer is a constant of its transformation
+        holding one value (no derivative, not a batch of values), else ``None``."""
+        return None
+
+    def _concrete(self) -> Any:
+        """The backend value of a tracer that is a constant at every level, else ``None``:
+        converting it to a Python scalar drops no derivative."""
+        v = self
+        while isinstance(v, Tracer):
+            v = v._constant_value()
+        return v
+
     def __float__(self) -> float:
-        raise TypeError(_LOST.format(what="float()"))
+        v = self._concrete()
+        if v is None:
+            raise TypeError(_LOST.format(what="float()"))
+        return float(v)
 
     def __int__(self) -> int:
-        raise TypeError(_LOST.format(what="int()"))
+        v = self._concrete()
+        if v is None:
+            raise TypeError(_LOST.format(what="int()"))
+        return int(v)
 
     def __complex__(self) -> complex:
         raise TypeError(_LOST.format(what="complex()"))
@@ -119,10 +138,15 @@ class Tracer:
         raise TypeError(_LOST.format(what="__index__"))
 
     def __bool__(self) -> bool:
-        raise TypeError(_LOST.format(what="bool() (e.g. `if x:` on a traced array)"))
+        v = self._concrete()
+        if v is None:
+            raise TypeError(_LOST.format(what="bool() (e.g. `if x:` on a traced array)"))
+        return bool(v)
 
     def __iter__(self) -> Any:
-        raise TypeError(_LOST.format(what="Iterating") + "; index explicitly, e.g. x[i]")
+        if self._concrete() is None or not self.shape:
+            raise TypeError(_LOST.format(what="Iterating") + "; index explicitly, e.g. x[i]")
+        return (self[i] for i in range(self.shape[0]))
 
     def __len__(self) -> int:
         if not self.shape:

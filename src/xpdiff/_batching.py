@@ -23,6 +23,9 @@ class BatchTracer(Tracer):
         s = self._a.shape
         return s[1:] if self._b else s
 
+    def _constant_value(self) -> Any:
+        return None if self._b else self._a
+
 
 class BatchTrace(Trace):
     __slots__ = ()

@@ -18,6 +18,9 @@ class JVPTracer(Tracer):
     def shape(self) -> tuple[int, ...]:
         return self._a.shape
 
+    def _constant_value(self) -> Any:
+        return self._a if type(self._b) is Zero else None
+
 
 MAX_TERMS = 4  # low-rank terms kept symbolic before a structured tangent is densified
 

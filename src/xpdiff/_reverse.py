@@ -24,6 +24,9 @@ class ReverseTracer(Tracer):
     def shape(self) -> tuple[int, ...]:
         return self._a.shape
 
+    def _constant_value(self) -> Any:
+        return self._a if self._b is None else None
+
 
 class Node:
     __slots__ = ("prim", "params", "primals", "in_ids", "out", "out_ids", "custom")
