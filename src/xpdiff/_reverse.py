@@ -74,7 +74,7 @@ class ReverseTrace(Trace):
             if type(a) is ReverseTracer and a._main is main:
                 primals.append(a._a)
                 ids.append(a._b)
-                any_id = True
+                any_id = any_id or a._b is not None
             else:
                 primals.append(a)
                 ids.append(None)
