@@ -237,7 +237,10 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
             if not need or d is None:
                 res.append(None)
             else:
-                res.append(unbroadcast(xp, scaled(xp, g, d(xp, primals, out)), x.shape))
+                c = unbroadcast(xp, scaled(xp, g, d(xp, primals, out)), x.shape)
+                if is_complex_of_real(c, x):  # a real operand of a complex result
+                    c = xp.real(c)
+                res.append(c)
         return res
 
     if p.differentiable:
@@ -279,6 +282,14 @@ def data_axis_param(key: str = "axis"):
         return ops, params
 
     return rule
+
+
+def is_complex_of_real(c: Any, x: Any) -> bool:
+    """Whether the cotangent ``c`` is complex while its primal ``x`` is real (the
+    cotangent of a real input is the real part: docs/linalg-fft.md)."""
+    bk = backend_of(x)
+    return (dtype_kind(bk, c.dtype) == "complex floating"
+            and dtype_kind(bk, x.dtype) != "complex floating")
 
 
 def is_float(x: Any) -> bool:
