@@ -15,8 +15,8 @@ synchronisation made by a transformation (a ``.item()``, a host copy, an
 implicit transfer) raises.  Only the test helpers' own host transfers (creating
 inputs, reading results back) are let through.
 
-Tests marked ``peers`` (the op table on torch and JAX CPU arrays) are skipped
-unless selected with ``-m peers``.  ``XPDIFF_TEST_BACKEND_ONLY=1`` deselects every
+Tests marked ``peers`` (the op table on torch and JAX CPU arrays) are deselected
+unless asked for with ``-m peers``.  ``XPDIFF_TEST_BACKEND_ONLY=1`` deselects every
 test that does not take the ``backend`` fixture (the GPU check runs only those).
 """
 
@@ -167,7 +167,10 @@ def pytest_collection_modifyitems(config, items) -> None:
         items[:] = keep
     if "peers" in (config.getoption("-m") or ""):
         return
-    skip = pytest.mark.skip(reason="peer-library group: run with `pytest -m peers`")
+    # the peers group runs only when asked for (-m peers): deselected, not skipped
+    keep, drop = [], []
     for item in items:
-        if "peers" in item.keywords:
-            item.add_marker(skip)
+        (drop if "peers" in item.keywords else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -120,7 +120,7 @@ def backend_name(obj: Any) -> str:
 
     Namespaces that xpdiff does not know by name are named by their module.
     """
-    ns = obj if not (is_array(obj) or _is_tracer(obj)) else _raw_namespace(obj)
+    ns = obj if not (is_array(obj) or _is_tracer(obj)) else raw_namespace(obj)
     c = array_api_compat
     for name, test in (("numpy", c.is_numpy_namespace), ("cupy", c.is_cupy_namespace),
                        ("torch", c.is_torch_namespace), ("jax", c.is_jax_namespace),
@@ -222,13 +222,19 @@ def device_label(d: Any) -> str:
 
 # --- one backend and one device per call -----------------------------------------------------
 
+_TRACER: list = []  # xpdiff's Tracer class, looked up once (it imports this module)
+
+
 def _is_tracer(x: Any) -> bool:
-    from ._array import Tracer
+    if not _TRACER:
+        from ._array import Tracer
 
-    return isinstance(x, Tracer)
+        _TRACER.append(Tracer)
+    return isinstance(x, _TRACER[0])
 
 
-def _raw_namespace(x: Any) -> Any:
+def raw_namespace(x: Any) -> Any:
+    """The raw backend namespace of an array, traced (its innermost value's) or not."""
     return x._backend() if _is_tracer(x) else namespace_of(x)
 
 
@@ -250,11 +256,16 @@ def check_same_backend(arrays: Sequence[tuple[str, Any]], where: str) -> None:
     >>> import numpy as np
     >>> check_same_backend([("x", np.ones(2)), ("y", np.zeros(3))], "jacobian")
     """
-    first_label, first_ns, first_dev = None, None, None
+    first_label = first_ns = first_dev = None
     for label, x in arrays:
-        if not (_is_tracer(x) or is_array(x)):
-            continue
-        ns = _raw_namespace(x)
+        ns = _NS_CACHE.get(type(x))
+        if ns is None:
+            if _is_tracer(x):
+                ns = x._backend()
+            elif is_array(x):
+                ns = namespace_of(x)
+            else:
+                continue
         dev = x.device
         if first_ns is None:
             first_label, first_ns, first_dev = label, ns, dev
@@ -263,10 +274,10 @@ def check_same_backend(arrays: Sequence[tuple[str, Any]], where: str) -> None:
             raise TypeError(
                 f"{where}: {label} is an array of backend {backend_name(ns)} but {first_label} "
                 f"is an array of backend {backend_name(first_ns)}; xpdiff never converts between "
-                f"backends: "
-                f"create both with one namespace (xpdiff.namespace({backend_name(first_ns)!r})"
-                f".asarray(...)) or convert one explicitly")
-        if not _same_device(dev, first_dev):
+                f"backends: create both with one namespace "
+                f"(xpdiff.namespace({backend_name(first_ns)!r}).asarray(...)) or convert one "
+                f"explicitly")
+        if dev is not first_dev and not _same_device(dev, first_dev):
             raise ValueError(
                 f"{where}: {label} is on device {device_label(dev)} but {first_label} is on "
                 f"device {device_label(first_dev)}; xpdiff never moves data between devices: "

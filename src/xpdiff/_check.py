@@ -132,10 +132,13 @@ def _sample(op: Any, bk: Any, device: Any, dtype: Any, lead: tuple, seed: int) -
 
 
 def _table_fn(op: Any) -> Callable:
-    from ._namespace import namespace_for_values
+    """``op.fn`` called with xpdiff's namespace of its arguments' backend (what
+    ``x.__array_namespace__()`` gives for a traced ``x``; it takes raw arrays too, and
+    torch tensors have no ``__array_namespace__`` of their own)."""
+    from ._namespace import namespace_for
 
     def f(*args: Any) -> Any:
-        return op.fn(namespace_for_values(args), *args)
+        return op.fn(namespace_for(_backend.raw_namespace(args[0])), *args)
 
     f.__name__ = op.name
     return f
