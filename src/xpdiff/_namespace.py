@@ -135,7 +135,7 @@ def _dtype_functions(bk: Any) -> dict[str, Any]:
         i = bk.iinfo(_dtype_of(type))
         return iinfo_object(int(i.bits), int(i.max), int(i.min), i.dtype)
 
-    def isdtype(dtype, kind, /):
+    def isdtype(dtype, kind):
         """Whether ``dtype`` is of ``kind`` (a dtype, a kind name or a tuple of them)."""
         return bool(bk.isdtype(dtype, kind))
 
@@ -239,7 +239,14 @@ class Info:
 # --- the namespace ---------------------------------------------------------------------------
 
 class Namespace(SimpleNamespace):
-    """The array-API namespace of xpdiff over one backend (see :func:`xpdiff.namespace`)."""
+    """The array-API namespace of xpdiff over one backend (see :func:`xpdiff.namespace`).
+
+    Namespaces are cached (one per backend and API version) and compare by identity,
+    so they are hashable (array-api-compat and SciPy collect namespaces in sets).
+    """
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         return f"<xpdiff namespace over {self._backend.__name__}, API {self.__array_api_version__}>"
@@ -284,6 +291,7 @@ def _build(bk: Any, version: str, lift: bool = True) -> Namespace:
                 raise ValueError(f"export {dotted!r}: unknown extension {sub!r}")
             setattr(getattr(ns, sub), fname, f)
     ns._backend = bk
+    ns.__name__ = "xpdiff." + bk.__name__.removeprefix("array_api_compat.")
     ns.__array_api_version__ = version
     dtype_fns = _dtype_functions(bk)
     for n, f in dtype_fns.items():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ._families import elementwise, export, operands
+from .._core import bind
+from ._families import _SCALARS, elementwise, export, operands
 
 # Rules use the namespace's functions, not operators: a raw backend array on the
 # left of an operator would not defer to a traced array on the right.
@@ -92,15 +93,62 @@ def _dmax(xp, a, b, cmp):
     return xp.add(xp.astype(cmp(a, b), a.dtype), xp.multiply(0.5, xp.astype(xp.equal(a, b), a.dtype)))
 
 
+# --- implementations that correct the backend on the standard's special cases --------------
+# (NumPy's complex expm1/tanh and float floor_divide miss some of them)
+
+def _expm1_impl(bk, x):
+    y = bk.expm1(x)
+    if not bk.isdtype(x.dtype, "complex floating"):
+        return y
+    a, b = bk.real(x), bk.imag(x)
+    neg_b = bk.signbit(b)
+    b_zero = b == 0.0
+    b_bad = bk.isinf(b) | bk.isnan(b)
+    y = bk.where((a == 0.0) & b_zero, bk.where(neg_b, complex(0.0, -0.0), 0j), y)
+    y = bk.where((a == math.inf) & b_zero, bk.where(neg_b, complex(math.inf, -0.0),
+                                                    complex(math.inf, 0.0)), y)
+    y = bk.where((a == -math.inf) & b_bad, complex(-1.0, 0.0), y)
+    y = bk.where((a == math.inf) & b_bad, complex(math.inf, math.nan), y)
+    y = bk.where(bk.isnan(a) & b_zero, bk.where(neg_b, complex(math.nan, -0.0),
+                                                complex(math.nan, 0.0)), y)
+    return y
+
+
+def _tanh_impl(bk, x):
+    y = bk.tanh(x)
+    if not bk.isdtype(x.dtype, "complex floating"):
+        return y
+    a, b = bk.real(x), bk.imag(x)
+    neg_b = bk.signbit(b)
+    fin_b = bk.isfinite(b)
+    y = bk.where((a == math.inf) & fin_b, bk.where(neg_b, complex(1.0, -0.0), 1 + 0j), y)
+    return bk.where((a == -math.inf) & fin_b, bk.where(neg_b, complex(-1.0, -0.0),
+                                                       complex(-1.0, 0.0)), y)
+
+
+def _floor_divide_impl(bk, x1, x2):
+    y = bk.floor_divide(x1, x2)
+    if not (bk.isdtype(y.dtype, "real floating") and bk.isdtype(x1.dtype, "real floating")
+            and bk.isdtype(x2.dtype, "real floating")):
+        return y
+    # exactly one operand infinite: the quotient itself (+-inf, or +-0 with the right sign)
+    one_inf = bk.isinf(x1) != bk.isinf(x2)
+    q = x1 / bk.where(one_inf, x2, 1.0)
+    return bk.where(one_inf & ~bk.isnan(x1) & ~bk.isnan(x2), q, y)
+
+
+_IMPLS = {"expm1": _expm1_impl, "tanh": _tanh_impl, "floor_divide": _floor_divide_impl}
+
 PRIMS = {}
 
 
 def _def_unary(name, deriv):
-    prim = elementwise(name, (lambda xp, p, y, _d=deriv: _d(xp, p[0], y),) if deriv else None)
+    prim = elementwise(name, (lambda xp, p, y, _d=deriv: _d(xp, p[0], y),) if deriv else None,
+                       impl=_IMPLS.get(name))
     PRIMS[name] = prim
 
     def fn(x, /):
-        return prim.bind(x)
+        return bind(prim, (x,), {})
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}`` (array API standard), differentiable through xpdiff."
@@ -108,11 +156,13 @@ def _def_unary(name, deriv):
 
 
 def _def_binary(name, partials):
-    prim = elementwise(name, partials)
+    prim = elementwise(name, partials, impl=_IMPLS.get(name))
     PRIMS[name] = prim
 
     def fn(x1, x2, /):
-        return prim.bind(*operands(x1, x2))
+        if isinstance(x1, _SCALARS) or isinstance(x2, _SCALARS):
+            x1, x2 = operands(x1, x2)
+        return bind(prim, (x1, x2), {})
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise ``{name}`` (array API standard), differentiable through xpdiff."

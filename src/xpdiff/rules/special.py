@@ -222,10 +222,13 @@ def _logit_impl(bk: Any, p: Any) -> Any:
     return bk.where(inside, out, bk.where(bk.isnan(p), p, edge))
 
 
-def _sinpi_abs(bk: Any, x: Any) -> Any:
-    """|sin(pi x)| for finite x, with exact argument reduction."""
+def _log_sinpi_abs(bk: Any, x: Any) -> Any:
+    """log |sin(pi x)| for finite non-integer x, with exact argument reduction (and
+    log(pi r) for tiny r, where pi r would round in the subnormal range)."""
     r = bk.abs(x - bk.round(x))  # in [0, 1/2], exact
-    return bk.sin(math.pi * r)
+    tiny = r < 1e-8
+    rs = bk.where(r == 0.0, 1.0, r)
+    return bk.where(tiny, _LOG_PI + bk.log(rs), bk.log(bk.sin(math.pi * bk.where(tiny, 0.5, rs))))
 
 
 def _lgamma_overflow(big: float) -> float:
@@ -256,7 +259,8 @@ def _lgamma_pos(bk: Any, y: Any) -> Any:
         z = bk.where(m, z + 1.0, z)
     zi = 1.0 / z
     corr = zi * _horner(_STIRLING, zi * zi)
-    high = (z - 0.5) * bk.log(z) - z + _HALF_LOG_2PI + corr - bk.log(prod)
+    lz = bk.log(z)
+    high = z * (lz - 1.0) - 0.5 * lz + _HALF_LOG_2PI + corr - bk.log(prod)
     high = bk.where(y > big, math.inf, high)
     return bk.where(y <= 2.5, low, high)
 
@@ -267,9 +271,8 @@ def _gammaln_impl(bk: Any, x: Any) -> Any:
     pos = xs > 0
     y = bk.where(pos, xs, 1.0 - xs)
     lg = _lgamma_pos(bk, y)
-    s = _sinpi_abs(bk, xs)
-    pole = s == 0.0
-    refl = _LOG_PI - bk.log(bk.where(pole, 1.0, s)) - lg
+    pole = xs == bk.round(xs)
+    refl = _LOG_PI - _log_sinpi_abs(bk, xs) - lg
     out = bk.where(pos, lg, bk.where(pole, math.inf, refl))
     return bk.where(fin, out, bk.where(bk.isnan(x), x, math.inf))
 
@@ -319,7 +322,7 @@ def _psi_impl(bk: Any, x: Any, n: int) -> Any:
         tiny = 1.01 / _finfo_max(bk, y)
         ys = bk.where(y < 0.5, bk.maximum(y, tiny), 1.0)
         low = bk.where(y < 0.5, dser - 1.0 / (1.0 + e) - 1.0 / ys,
-                       bk.where(y < 1.5, dser - 1.0 / y, dser))
+                       bk.where(y < 1.5, dser - 1.0 / bk.where(y < 0.5, 1.0, y), dser))
         p = bk.where(y <= 2.5, bk.where(y < tiny, -math.inf, low), p)
         # around the positive root
         d = bk.clip((y - _DIGAMMA_ROOT_HI) - _DIGAMMA_ROOT_LO, -0.25, 0.25)
@@ -498,9 +501,11 @@ def entr(x, /):
     """Elementwise entropy ``-x log x`` (0 at 0, ``-inf`` for ``x < 0``)."""
     xp = _ns(x)
     x = _floating(x, "entr")
-    pos = xp.greater(x, 0.0)
+    fmax = xp.finfo(x.dtype).max
+    lim = fmax / math.log(fmax)  # beyond, x log x overflows
+    pos = xp.logical_and(xp.greater(x, 0.0), xp.less_equal(x, lim))
     safe = xp.where(pos, x, 1.0)
-    val = xp.negative(xp.multiply(x, xp.log(safe)))
+    val = xp.negative(xp.multiply(safe, xp.log(safe)))
     rest = xp.where(xp.equal(x, 0.0), 0.0, xp.where(xp.isnan(x), x, -math.inf))
     return xp.where(pos, val, rest)
 
@@ -521,14 +526,15 @@ def xlogy(x, y, /):
     >>> xd.numpy.special.xlogy(np.asarray([0.0, 2.0]), np.asarray([0.0, np.e]))
     array([0., 2.])
     """
-    return _xlog(x, y, "xlogy", lambda xp, v: xp.log(v), lambda xp, y: xp.less_equal(y, 0.0))
+    return _xlog(x, y, "xlogy", lambda xp, v: xp.log(v),
+                 lambda xp, y: xp.logical_or(xp.less_equal(y, 0.0), xp.equal(y, math.inf)))
 
 
 @export(name="special.xlog1py")
 def xlog1py(x, y, /):
     """``x * log1p(y)``, 0 where ``x == 0`` (unless ``y`` is nan); Python scalars allowed."""
     return _xlog(x, y, "xlog1py", lambda xp, v: xp.log1p(v),
-                 lambda xp, y: xp.less_equal(y, -1.0))
+                 lambda xp, y: xp.logical_or(xp.less_equal(y, -1.0), xp.equal(y, math.inf)))
 
 
 def _ns(*arrays):
@@ -570,7 +576,8 @@ def logsumexp(a, /, axis=None, b=None, keepdims=False, return_sign=False):
     if return_sign:
         sign = xp.sign(s)
         s = xp.abs(s)
-    out = xp.add(xp.log(s), m)
+    empty = xp.equal(s, 0.0)  # all terms 0: -inf, without a log(0) warning
+    out = xp.where(empty, -math.inf, xp.add(xp.log(xp.where(empty, 1.0, s)), m))
     if not keepdims:
         axes = tuple(range(e.ndim)) if axis is None else axis
         if axes != ():
