@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from .._array import Tracer
+from .._backend import fix_result, namespace_of
 from .._core import bind
 from ._families import _SCALARS, elementwise, export, operands
 
@@ -127,14 +129,12 @@ def _tanh_impl(bk, x):
 
 
 def _floor_divide_impl(bk, x1, x2):
-    y = bk.floor_divide(x1, x2)
-    if not (bk.isdtype(y.dtype, "real floating") and bk.isdtype(x1.dtype, "real floating")
-            and bk.isdtype(x2.dtype, "real floating")):
-        return y
+    if not (bk.isdtype(x1.dtype, "real floating") and bk.isdtype(x2.dtype, "real floating")):
+        return bk.floor_divide(x1, x2)
     # exactly one operand infinite: the quotient itself (+-inf, or +-0 with the right sign)
-    one_inf = bk.isinf(x1) != bk.isinf(x2)
-    q = x1 / bk.where(one_inf, x2, 1.0)
-    return bk.where(one_inf & ~bk.isnan(x1) & ~bk.isnan(x2), q, y)
+    one_inf = (bk.isinf(x1) != bk.isinf(x2)) & ~bk.isnan(x1) & ~bk.isnan(x2)
+    y = bk.floor_divide(bk.where(one_inf, 1.0, x1), bk.where(one_inf, 1.0, x2))
+    return bk.where(one_inf, x1 / bk.where(one_inf, x2, 1.0), y)
 
 
 _IMPLS = {"expm1": _expm1_impl, "tanh": _tanh_impl, "floor_divide": _floor_divide_impl}
@@ -200,6 +200,29 @@ def where(condition, x1, x2, /):
     """
     x1, x2 = operands(x1, x2)
     return _where.bind(condition, x1, x2)
+
+
+@export
+def isin(x1, x2, /, *, invert=False):
+    """Whether each element of ``x1`` is in ``x2`` (API 2025.12; no derivative flows).
+
+    The backend's ``isin`` for raw arrays when it has one; otherwise (and for traced
+    arrays) a comparison of every element with every element of ``x2``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.namespace("numpy", api_version="2025.12").isin(np.arange(4), np.asarray([1, 3]))
+    array([False,  True, False,  True])
+    """
+    x1, x2 = operands(x1, x2)
+    if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
+        bk = namespace_of(x1)
+        if hasattr(bk, "isin"):
+            return fix_result(bk.isin(x1, x2, invert=invert))
+    from .._namespace import namespace_for_values
+
+    xp = namespace_for_values((x1, x2))
+    hits = xp.any(xp.equal(xp.expand_dims(x1, axis=-1), xp.reshape(x2, (-1,))), axis=-1)
+    return xp.logical_not(hits) if invert else hits
 
 
 @export

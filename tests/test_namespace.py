@@ -1,0 +1,319 @@
+"""The namespace against the standard: its public names equal the standard's name list
+for each API version (written down from the spec, data-apis/array-api spec/2024.12),
+signatures have the standard's parameter kinds, and the creation, data-type and
+inspection functions behave as the standard says (also on traced arrays)."""
+
+from __future__ import annotations
+
+import inspect
+from inspect import Parameter
+
+import numpy as np
+import pytest
+
+import xpdiff as xd
+from xpdiff import _namespace
+
+# --- the standard's names, 2024.12 (by chapter) -----------------------------------------------
+
+ELEMENTWISE = """abs acos acosh add asin asinh atan atan2 atanh bitwise_and bitwise_left_shift
+bitwise_invert bitwise_or bitwise_right_shift bitwise_xor ceil clip conj copysign cos cosh divide
+equal exp expm1 floor floor_divide greater greater_equal hypot imag isfinite isinf isnan less
+less_equal log log1p log2 log10 logaddexp logical_and logical_not logical_or logical_xor maximum
+minimum multiply negative nextafter not_equal positive pow real reciprocal remainder round sign
+signbit sin sinh square sqrt subtract tan tanh trunc""".split()
+CREATION = """arange asarray empty empty_like eye from_dlpack full full_like linspace meshgrid ones
+ones_like tril triu zeros zeros_like""".split()
+DATA_TYPE_FUNCTIONS = "astype can_cast finfo iinfo isdtype result_type".split()
+INDEXING = "take take_along_axis".split()
+LINEAR_ALGEBRA = "matmul matrix_transpose tensordot vecdot".split()
+MANIPULATION = """broadcast_arrays broadcast_to concat expand_dims flip moveaxis permute_dims repeat
+reshape roll squeeze stack tile unstack""".split()
+SEARCHING = "argmax argmin count_nonzero nonzero searchsorted where".split()
+SET = "unique_all unique_counts unique_inverse unique_values".split()
+SORTING = "argsort sort".split()
+STATISTICAL = "cumulative_sum cumulative_prod max mean min prod std sum var".split()
+UTILITY = "all any diff".split()
+CONSTANTS = "e inf nan newaxis pi".split()
+DTYPES = """bool int8 int16 int32 int64 uint8 uint16 uint32 uint64 float32 float64 complex64
+complex128""".split()
+LINALG = """cholesky cross det diagonal eigh eigvalsh inv matmul matrix_norm matrix_power matrix_rank
+matrix_transpose outer pinv qr slogdet solve svd svdvals tensordot trace vecdot vector_norm""".split()
+FFT = """fft ifft fftn ifftn rfft irfft rfftn irfftn hfft ihfft fftfreq rfftfreq fftshift
+ifftshift""".split()
+INFO = "capabilities default_device default_dtypes devices dtypes".split()
+
+STANDARD_2024 = set(ELEMENTWISE + CREATION + DATA_TYPE_FUNCTIONS + INDEXING + LINEAR_ALGEBRA
+                    + MANIPULATION + SEARCHING + SET + SORTING + STATISTICAL + UTILITY + CONSTANTS
+                    + DTYPES + ["linalg", "fft"])
+NEW_IN_2024 = {"count_nonzero", "cumulative_prod", "diff", "nextafter", "reciprocal",
+               "take_along_axis"}
+NEW_IN_2025 = {"broadcast_shapes", "isin"}
+STANDARD = {"2023.12": STANDARD_2024 - NEW_IN_2024, "2024.12": STANDARD_2024,
+            "2025.12": STANDARD_2024 | NEW_IN_2025}
+# xpdiff's own public names beside the standard's (documented in docs/namespace.md)
+XPDIFF_EXTRAS = {"special", "stop_gradient"}
+SPECIAL = """digamma entr erf erfc expit gammaln log_ndtr log_softmax logit logsumexp ndtr
+polygamma softmax xlog1py xlogy""".split()
+
+
+def _public(obj) -> set:
+    return {n for n in vars(obj) if not n.startswith("_")}
+
+
+@pytest.mark.parametrize("version", ["2023.12", "2024.12", "2025.12"])
+def test_public_names_are_the_standards(version):
+    ns = xd.namespace("numpy", api_version=version)
+    assert ns.__array_api_version__ == version
+    got = _public(ns)
+    want = STANDARD[version] | XPDIFF_EXTRAS
+    assert sorted(want - got) == [], "missing"
+    assert sorted(got - want) == [], "not in the standard"
+    assert _public(ns.linalg) == set(LINALG)
+    assert _public(ns.fft) == set(FFT)
+    assert _public(ns.special) == set(SPECIAL)
+    assert callable(ns.__array_namespace_info__)
+    info = ns.__array_namespace_info__()
+    assert {n for n in dir(info) if not n.startswith("_")} == set(INFO)
+
+
+def test_extras_and_versions_are_declared():
+    assert set(_namespace.EXTRAS) | {"special"} == XPDIFF_EXTRAS
+    assert {n for n, v in _namespace.INTRODUCED.items() if v == "2024.12"} == NEW_IN_2024
+    assert {n for n, v in _namespace.INTRODUCED.items() if v == "2025.12"} == NEW_IN_2025
+
+
+def test_array_namespace_of_traced_arrays():
+    seen = {}
+
+    def f(x):
+        seen["default"] = x.__array_namespace__()
+        seen["2025"] = x.__array_namespace__(api_version="2025.12")
+        return x
+
+    xd.jvp(f, (np.ones(2),), (np.ones(2),))
+    assert seen["default"] is xd.namespace("numpy")
+    assert seen["2025"] is xd.namespace("numpy", api_version="2025.12")
+    with pytest.raises(ValueError, match="api_version='2019.01' is not supported"):
+        xd.namespace("numpy", api_version="2019.01")
+
+
+def test_namespace_is_hashable_and_named():
+    ns = xd.namespace("numpy")
+    assert {ns, ns} == {ns}
+    assert ns.__name__ == "xpdiff.numpy"
+
+
+def test_importable_module_is_the_namespace():
+    import xpdiff.array_api as xa
+
+    ns = xd.namespace("numpy")
+    assert set(xa.__all__) == _public(ns)
+    assert xa.__array_api_version__ == "2024.12"
+    for n in xa.__all__:
+        assert getattr(xa, n) is getattr(ns, n), n
+
+
+# --- signatures: the standard's parameter kinds -----------------------------------------------
+P, K, O, V = (Parameter.POSITIONAL_ONLY, Parameter.POSITIONAL_OR_KEYWORD, Parameter.KEYWORD_ONLY,
+              Parameter.VAR_POSITIONAL)
+SIGNATURES = {  # from the spec's stubs: (name, kind) of each parameter
+    "arange": [("start", P), ("stop", K), ("step", K), ("dtype", O), ("device", O)],
+    "asarray": [("obj", P), ("dtype", O), ("device", O), ("copy", O)],
+    "empty": [("shape", K), ("dtype", O), ("device", O)],
+    "eye": [("n_rows", P), ("n_cols", P), ("k", O), ("dtype", O), ("device", O)],
+    "from_dlpack": [("x", P), ("device", O), ("copy", O)],
+    "full": [("shape", K), ("fill_value", K), ("dtype", O), ("device", O)],
+    "linspace": [("start", P), ("stop", P), ("num", K), ("dtype", O), ("device", O),
+                 ("endpoint", O)],
+    "meshgrid": [("arrays", V), ("indexing", O)],
+    "ones": [("shape", K), ("dtype", O), ("device", O)],
+    "zeros": [("shape", K), ("dtype", O), ("device", O)],
+    "tril": [("x", P), ("k", O)],
+    "can_cast": [("from_", P), ("to", P)],
+    "finfo": [("type", P)],
+    "iinfo": [("type", P)],
+    "isdtype": [("dtype", K), ("kind", K)],
+    "result_type": [("arrays_and_dtypes", V)],
+    "add": [("x1", P), ("x2", P)],
+    "sin": [("x", P)],
+    "clip": [("x", P), ("min", K), ("max", K)],
+    "where": [("condition", P), ("x1", P), ("x2", P)],
+    "isin": [("x1", P), ("x2", P), ("invert", O)],
+    "broadcast_shapes": [("shapes", V)],
+}
+
+
+def _kinds(fn):
+    sig = inspect.signature(fn)
+    return [(p.name if p.kind not in (P, V) else None, p.kind) for p in sig.parameters.values()]
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_signature_kinds(name):
+    fn = getattr(xd.namespace("numpy", api_version="2025.12"), name)
+    want = [(n if k not in (P, V) else None, k) for n, k in SIGNATURES[name]]
+    assert _kinds(fn) == want
+
+
+def test_info_signatures():
+    info = xd.namespace("numpy").__array_namespace_info__()
+    assert _kinds(info.default_dtypes) == [("device", O)]
+    assert _kinds(info.dtypes) == [("device", O), ("kind", O)]
+    assert _kinds(info.devices) == []
+
+
+# --- behaviour ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def xp():
+    return xd.namespace("numpy")
+
+
+def test_creation_functions(xp):
+    assert xp.arange(1, 7, 2).tolist() == [1, 3, 5]
+    assert xp.eye(2, 3, k=1, dtype=xp.float32).dtype == np.float32
+    assert xp.linspace(0, 1, 5, endpoint=False)[-1] == 0.8
+    assert xp.full((2,), 3, dtype=xp.int8).dtype == np.int8
+    assert xp.empty((2, 0)).shape == (2, 0)
+    assert xp.from_dlpack(np.arange(3.0)).tolist() == [0.0, 1.0, 2.0]
+    a = np.arange(3.0)
+    assert xp.asarray(a, copy=False) is a or np.shares_memory(xp.asarray(a, copy=False), a)
+    assert not np.shares_memory(xp.asarray(a, copy=True), a)
+
+
+def test_asarray_of_traced_arrays(xp):
+    def f(x):
+        same = xp.asarray(x)
+        assert same is x
+        y = xp.asarray(x, copy=True)
+        assert y is not x
+        y[0] = 0.0  # value semantics: x unchanged
+        z = xp.asarray(x, dtype=xp.float32)
+        assert z.dtype == np.float32
+        with pytest.raises(ValueError, match="copy=False"):
+            xp.asarray(x, dtype=xp.float32, copy=False)
+        s = xp.asarray([x[0], 2.0 * x[1], 3.0])  # a sequence holding traced arrays: stacked
+        return xp.sum(s * s) + xp.sum(y) + xp.sum(xp.astype(z, xp.float64))
+
+    g = xd.grad(f)(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(g, [2 * 1.0 + 0 + 1, 8 * 2.0 + 1 + 1])
+
+
+def test_full_of_a_traced_scalar(xp):
+    g = xd.grad(lambda s: xp.sum(xp.full((2, 3), s)))(np.asarray(2.0))
+    assert float(g) == 6.0
+
+
+@pytest.mark.parametrize("version, kind", [("2024.12", list), ("2025.12", tuple)])
+def test_meshgrid(version, kind):
+    xp = xd.namespace("numpy", api_version=version)
+    a, b = np.arange(3.0), np.arange(2.0)
+    out = xp.meshgrid(a, b)
+    assert type(out) is kind
+    for o, w in zip(out, np.meshgrid(a, b)):
+        np.testing.assert_array_equal(o, w)
+    ij = xp.meshgrid(a, b, indexing="ij")
+    assert ij[0].shape == (3, 2)
+    assert type(xp.broadcast_arrays(a, b[:1])) is kind
+
+    def f(u, v):
+        X, Y = xp.meshgrid(u, v)
+        return xp.sum(X * Y)
+
+    gu, gv = xd.grad(f, argnums=(0, 1))(a, b)
+    np.testing.assert_allclose(gu, np.full(3, b.sum()))
+    np.testing.assert_allclose(gv, np.full(2, a.sum()))
+    with pytest.raises(ValueError, match="meshgrid: indexing"):
+        xp.meshgrid(a, indexing="xx")
+
+
+def test_data_type_functions(xp):
+    f = xp.finfo(xp.float32)
+    assert type(f.eps) is float and type(f.max) is float and type(f.bits) is int
+    assert xp.finfo(xp.complex64).dtype == np.float32
+    assert xp.finfo(np.ones(2, dtype=np.float32)).bits == 32
+    i = xp.iinfo(xp.uint8)
+    assert (i.min, i.max, type(i.max)) == (0, 255, int)
+    assert xp.isdtype(xp.float32, "real floating") and not xp.isdtype(xp.int8, "bool")
+    assert xp.can_cast(xp.int8, xp.int16) and not xp.can_cast(xp.float64, xp.float32)
+    assert xp.result_type(xp.int8, xp.int16) == np.int16
+    # Python scalars are weak (2024.12)
+    assert xp.result_type(xp.float32, 1.0) == np.float32
+    assert xp.result_type(xp.int8, 1) == np.int8
+    assert xp.result_type(xp.bool, True) == np.bool_
+    assert xp.result_type(xp.int8, 1.0) == np.float64
+    assert xp.result_type(xp.float32, 1j) == np.complex64
+    with pytest.raises(TypeError, match="at least one argument must be an array or a dtype"):
+        xp.result_type(1, 2.0)
+
+    def f(x):  # on traced arrays
+        assert xp.result_type(x, xp.float32) == np.float64
+        assert xp.finfo(x).bits == 64
+        assert xp.can_cast(x, xp.complex128)
+        return x
+
+    xd.jvp(f, (np.ones(2),), (np.ones(2),))
+
+
+@pytest.mark.parametrize("version, kind", [("2024.12", list), ("2025.12", tuple)])
+def test_inspection(version, kind):
+    info = xd.namespace("numpy", api_version=version).__array_namespace_info__()
+    assert type(info.devices()) is kind
+    assert info.default_device() == "cpu"
+    assert info.default_dtypes()["real floating"] == np.float64
+    assert set(info.dtypes(kind="real floating")) == {"float32", "float64"}
+    assert {"boolean indexing", "data-dependent shapes", "max dimensions"} <= set(
+        info.capabilities())
+
+
+def test_broadcast_shapes():
+    xp = xd.namespace("numpy", api_version="2025.12")
+    assert xp.broadcast_shapes((2, 1), (3,), ()) == (2, 3)
+    assert xp.broadcast_shapes() == ()
+    with pytest.raises(ValueError, match="broadcast_shapes"):
+        xp.broadcast_shapes((2,), (3,))
+
+
+def test_isin():
+    xp = xd.namespace("numpy", api_version="2025.12")
+    x = np.array([[1, 2], [3, 4]])
+    np.testing.assert_array_equal(xp.isin(x, np.array([4, 1])), [[True, False], [False, True]])
+    np.testing.assert_array_equal(xp.isin(x, np.array([4, 1]), invert=True),
+                                  [[False, True], [True, False]])
+    assert xp.isin(2, x).shape == ()
+
+    def f(v):  # traced: the comparison path, no derivative through the mask
+        return v * xp.astype(xp.isin(v, np.array([2.0])), v.dtype)
+
+    np.testing.assert_allclose(xd.jacobian(f)(np.array([1.0, 2.0])), [[0.0, 0.0], [0.0, 1.0]])
+
+
+def test_python_scalar_operands(xp):
+    x = np.arange(3, dtype=np.float32)
+    assert xp.add(x, 1.0).dtype == np.float32
+    assert xp.multiply(2, x).dtype == np.float32
+    assert xp.pow(x, 2).dtype == np.float32
+    assert xp.greater(x, 1).tolist() == [False, False, True]
+    i = np.arange(3, dtype=np.int8)
+    assert xp.subtract(i, 1).dtype == np.int8
+    assert xp.logical_and(np.array([True, False]), True).tolist() == [True, False]
+    assert xp.clip(i, 1, 100).dtype == np.int8
+    g = xd.grad(lambda v: xp.sum(xp.add(xp.multiply(3.0, v), 1.0)))(np.ones(2))
+    np.testing.assert_allclose(g, [3.0, 3.0])
+    with pytest.raises(TypeError):
+        xp.add(1.0, 2.0)
+
+
+def test_special_cases_corrected(xp):
+    inf = np.inf
+    q = xp.floor_divide(np.array([inf, -inf, 1.0, -1.0]), np.array([2.0, 2.0, -inf, inf]))
+    np.testing.assert_array_equal(q, [inf, -inf, -0.0, -0.0])
+    assert np.signbit(q[2]) and np.signbit(q[3])
+    with np.errstate(all="ignore"):
+        e = xp.expm1(np.array([complex(-0.0, 0.0), complex(inf, 0.0), complex(-inf, inf)]))
+    assert e[0] == 0 and not np.signbit(e[0].real)
+    assert e[1] == complex(inf, 0.0) and e[2] == -1
+    t = xp.tanh(np.array([complex(inf, 2.0)]))
+    assert t[0] == 1 and not np.signbit(t[0].imag)
