@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import xpdiff as xd
 from xpdiff import MixingError
 from xpdiff._namespace import namespace_for
 from xpdiff.optable.more import _get, _set
 from xpdiff.rules import indexing
-from xpdiff.rules.indexing import DataDependentShapeError
+from xpdiff.rules.indexing import DataDependentShapeError, _getitem_fn, _setitem_fn
 from xpdiff.testing import check_grads, check_vmap
 
 RNG = np.random.default_rng(0)
@@ -75,6 +77,75 @@ def test_setitem_matches_numpy(backend, key):
     np.testing.assert_allclose(backend.to_numpy(got[0]), want)
     if key is KEYS[0] or key is KEYS[7]:
         check_grads(f, (backend.asarray(X3), backend.asarray(v)), order=2)
+
+
+@st.composite
+def _shape_and_key(draw):
+    """A shape and a NumPy-style key: ints, slices, None, one ..., integer arrays
+    (possibly repeated, negative or broadcasting) and boolean masks."""
+    nd = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=nd, max_size=nd)))
+    key, d, ell = [], 0, False
+    while d < nd:
+        kind = draw(st.sampled_from(["int", "slice", "arr", "arr2", "none", "ell", "mask", "stop"]))
+        n = shape[d]
+        if kind == "stop":
+            break
+        if kind == "int":
+            key.append(draw(st.integers(-n, n - 1)))
+            d += 1
+        elif kind == "slice":
+            bound = st.one_of(st.none(), st.integers(-n - 1, n + 1))
+            key.append(slice(draw(bound), draw(bound), draw(st.sampled_from([None, -2, -1, 1, 2]))))
+            d += 1
+        elif kind == "arr":
+            key.append(np.array(draw(st.lists(st.integers(-n, n - 1), max_size=3)), dtype=np.int64))
+            d += 1
+        elif kind == "arr2":
+            key.append(np.array(draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2))).reshape(2, 1))
+            d += 1
+        elif kind == "none":
+            key.append(None)
+        elif kind == "ell" and not ell:
+            key.append(Ellipsis)
+            ell = True
+            d = nd - draw(st.integers(0, nd - d))
+        elif kind == "mask":
+            k = draw(st.integers(1, nd - d))
+            size = int(np.prod(shape[d:d + k]))
+            bits = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+            key.append(np.array(bits).reshape(shape[d:d + k]))
+            d += k
+    return shape, tuple(key)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_shape_and_key(), st.integers(0, 2**31))
+def test_random_keys_match_numpy(case, seed):
+    """Reads and writes (repeated destinations: the last write wins, as NumPy does) on
+    random keys, through xpdiff's indexing on plain arrays and under jvp."""
+    shape, key = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    try:
+        want = x[key]
+    except (IndexError, ValueError):
+        return
+    np.testing.assert_array_equal(_getitem_fn(x, key), want)
+    v = rng.standard_normal(want.shape)
+    w = x.copy()
+    w[key] = v
+    np.testing.assert_array_equal(_setitem_fn(x, key, v), w)
+
+    def f(x, v):
+        y = x * 1.0
+        y[key] = v
+        return y, x[key]
+
+    (y, r), (ty, tr) = xd.jvp(f, (x, v), (x, v))
+    np.testing.assert_array_equal(y, w)
+    np.testing.assert_array_equal(ty, w)
+    np.testing.assert_array_equal(tr, want)
 
 
 def test_setitem_repeated_indices_last_write_wins(backend):

@@ -195,6 +195,9 @@ OPS: list[Op] = [
     Op("cumulative_prod_signed", lambda xp, x: xp.cumulative_prod(x * 1.5, axis=-2,
                                                                   include_initial=True), (S,)),
     Op("prod_all_axes", lambda xp, x: xp.prod(x, axis=(-1, -2)), ((2, 3, 2),)),
+    Op("sum_prod_dtype", lambda xp, x: xp.sum(x, axis=-1, dtype=xp.float64)
+       + xp.prod(x, axis=-1, dtype=xp.float64) + xp.cumulative_sum(x, axis=-1, dtype=xp.float64)[..., 0],
+       (S,)),
     Op("var_keepdims", lambda xp, x: xp.var(x, axis=-1, correction=1, keepdims=True), (S,)),
     Op("std_keepdims", lambda xp, x: xp.std(x, axis=(-1, -2), keepdims=True), ((2, 3, 4),)),
     Op("interp_searchsorted", _interp, ((5,), (6,)), sampler=_between_knots, batched=False),

@@ -128,11 +128,16 @@ def _entry(k, x, where):
 
 def _parse(key, x, where):
     """``key`` as a list of entries for ``x`` (ellipsis expanded, ints and slices
-    normalised), and whether it holds arrays."""
+    normalised), whether it holds arrays, and whether its advanced entries (arrays,
+    and ints when arrays are present) are adjacent in the key as written (NumPy's
+    rule: a slice, ``None`` or ``...`` between them separates them, even an ellipsis
+    that stands for no dims)."""
     if not isinstance(key, tuple):
         key = (key,)
     shape = tuple(x.shape)
     items = [_entry(k, x, where) for k in key]
+    adv = [i for i, k in enumerate(items) if isinstance(k, (int, _Arr))]
+    adjacent = not adv or adv == list(range(adv[0], adv[-1] + 1))
     used = sum(k.a.ndim if isinstance(k, _Arr) and k.mask else 1
                for k in items if k is not None and k is not Ellipsis)
     if used > len(shape):
@@ -169,12 +174,16 @@ def _parse(key, x, where):
             out.append(k % n)
         else:
             start, stop, step = k.indices(n)
+            r = range(start, stop, step)
             if (start, stop, step) == (0, n, 1):
                 out.append(_FULL)
-            else:  # a negative step running past 0 must stop at None, not at -1
-                out.append(slice(start, None if stop < 0 else stop, step))
+            elif not r:
+                out.append(slice(0, 0, 1))
+            else:  # explicit in-bounds stops; a negative step running past 0 stops at None
+                end = r[-1] + (1 if step > 0 else -1)
+                out.append(slice(r[0], None if end < 0 else end, step))
         d += 1
-    return out, has_arrays
+    return out, has_arrays, adjacent
 
 
 def _is_full(k):
@@ -225,10 +234,10 @@ _getitem = primitive(
 
 
 def _getitem_fn(x, key):
-    entries, has_arrays = _parse(key, x, "__getitem__")
+    entries, has_arrays, adjacent = _parse(key, x, "__getitem__")
     if has_arrays:
         with op_context("__getitem__ with array indices"):
-            return _advanced_get(x, _expand_masks(entries))
+            return _advanced_get(x, _expand_masks(entries), adjacent)
     key = tuple(entries)
     if all(_is_full(k) for k in key):
         return fresh(x)
@@ -278,11 +287,10 @@ def _linear_index(x, advs, sizes):
     return ns["add"](out, const) if const else out
 
 
-def _advanced_get(x, entries):
+def _advanced_get(x, entries, adjacent):
     ns = _ns()
     adv = [i for i, e in enumerate(entries) if isinstance(e, (int, _Arr))]
     advset = set(adv)
-    adjacent = adv == list(range(adv[0], adv[-1] + 1))
     basic = tuple(_FULL if i in advset else e for i, e in enumerate(entries))
     y = x if all(_is_full(k) for k in basic) else _getitem.bind(x, key=basic)
     sizes = [y.shape[i] for i in adv]
@@ -437,14 +445,14 @@ def _value_like(value, x):
 
 
 def _setitem_fn(x, key, value):
-    entries, has_arrays = _parse(key, x, "__setitem__")
+    entries, has_arrays, adjacent = _parse(key, x, "__setitem__")
     value = _value_like(value, x)
     if not has_arrays:
         return _set_at.bind(x, value, key=tuple(entries))
     with op_context("__setitem__ with array indices"):
         out = _mask_where(x, entries, value)
         if out is None:
-            out = _advanced_set(x, _expand_masks(entries), value)
+            out = _advanced_set(x, _expand_masks(entries), adjacent, value)
     return out
 
 
@@ -480,18 +488,17 @@ def _mask_where(x, entries, value):
     return _ns()["where"](mask, value, x)
 
 
-def _advanced_set(x, entries, value):
+def _advanced_set(x, entries, adjacent, value):
     ns = _ns()
-    adv = [i for i, e in enumerate(entries) if isinstance(e, (int, _Arr))]
     lead = 0
-    if adv == list(range(adv[0], adv[-1] + 1)):  # adjacent: leading full slices stay leading
+    if adjacent:  # the leading full slices stay leading in the view
         while _is_full(entries[lead]):
             lead += 1
     lshape, rshape = tuple(x.shape[:lead]), tuple(x.shape[lead:])
     N = math.prod(rshape)
     bk = backend_of(x)
     iota = bk.reshape(bk.arange(N, dtype=bk.int64, device=x.device), rshape)
-    dest = _advanced_get(iota, entries[lead:])  # flat destination of each selected element
+    dest = _advanced_get(iota, entries[lead:], adjacent)  # flat destination of each element
     vshape = lshape + tuple(dest.shape)
     M = math.prod(dest.shape)
     vs = tuple(value.shape)

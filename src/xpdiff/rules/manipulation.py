@@ -124,11 +124,17 @@ def moveaxis(x, source, destination, /):
 
 
 @export
-def expand_dims(x, /, *, axis=0):
-    """Insert a unit dim at ``axis`` (or several, for a tuple)."""
+def expand_dims(x, /, axis=0):
+    """Insert a unit dim at ``axis`` (or several, for a tuple); an axis outside
+    ``[-x.ndim - 1, x.ndim]`` raises ``IndexError`` (as the standard asks)."""
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     nd = x.ndim + len(axes)
-    axes = sorted(norm_axis(a, nd) for a in axes)
+    for a in axes:
+        if not -nd <= a < nd:
+            raise IndexError(f"expand_dims: axis={a} is out of bounds for the result's {nd} dims")
+    axes = sorted(a % nd for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"expand_dims: repeated axis in {axis!r}")
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)

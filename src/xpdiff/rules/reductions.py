@@ -34,13 +34,13 @@ def _reduction(name, deriv=None, *, linear=False):
             x = primals[0]
             return [xp.broadcast_to(_keep(xp, g, x.shape, axis, keepdims), x.shape)]
     elif deriv is not None:
-        def jvp(xp, primals, tangents, *, axis=None, keepdims=False):
+        def jvp(xp, primals, tangents, *, axis=None, keepdims=False, **kw):
             x, t = primals[0], tangents[0]
-            out = p.bind(x, axis=axis, keepdims=keepdims)
+            out = p.bind(x, axis=axis, keepdims=keepdims, **kw)
             d = deriv(xp, x, _keep(xp, out, x.shape, axis, keepdims), axis)
             return out, xp.sum(xp.multiply(t, d), axis=axis, keepdims=keepdims)
 
-        def vjp(xp, g, out, primals, needs, *, axis=None, keepdims=False):
+        def vjp(xp, g, out, primals, needs, *, axis=None, keepdims=False, **kw):
             x = primals[0]
             d = deriv(xp, x, _keep(xp, out, x.shape, axis, keepdims), axis)
             return [xp.multiply(_keep(xp, g, x.shape, axis, keepdims), d)]
@@ -103,9 +103,11 @@ def sum(x, /, *, axis=None, dtype=None, keepdims=False):
     >>> xd.grad(lambda x: xd.numpy.sum(x * x))(np.array([1.0, 2.0]))
     array([2., 4.])
     """
-    if dtype is not None and dtype != x.dtype:
+    if dtype is None:
+        return _sum.bind(x, axis=axis, keepdims=keepdims)
+    if dtype != x.dtype:
         x = _astype(x, dtype)
-    return _sum.bind(x, axis=axis, keepdims=keepdims)
+    return _sum.bind(x, axis=axis, keepdims=keepdims, dtype=dtype)
 
 
 @export
@@ -120,9 +122,11 @@ def prod(x, /, *, axis=None, dtype=None, keepdims=False):
     >>> xd.grad(lambda x: xd.numpy.prod(x))(np.array([2.0, 0.0, 3.0]))
     array([0., 6., 0.])
     """
-    if dtype is not None and dtype != x.dtype:
+    if dtype is None:
+        return _prod.bind(x, axis=axis, keepdims=keepdims)
+    if dtype != x.dtype:
         x = _astype(x, dtype)
-    return _prod.bind(x, axis=axis, keepdims=keepdims)
+    return _prod.bind(x, axis=axis, keepdims=keepdims, dtype=dtype)
 
 
 @export
@@ -230,15 +234,15 @@ def argmin(x, /, *, axis=None, keepdims=False):
 
 # --- cumulative_sum ------------------------------------------------------------------------
 
-def _cumsum_impl(bk, x, *, axis, include_initial=False):
-    return bk.cumulative_sum(x, axis=axis, include_initial=include_initial)
+def _cumsum_impl(bk, x, *, axis, include_initial=False, dtype=None):
+    return bk.cumulative_sum(x, axis=axis, include_initial=include_initial, dtype=dtype)
 
 
 def _cumsum_jvp(xp, primals, tangents, **params):
     return _cumsum.bind(primals[0], **params), _cumsum.bind(tangents[0], **params)
 
 
-def _cumsum_vjp(xp, g, out, primals, needs, *, axis, include_initial=False):
+def _cumsum_vjp(xp, g, out, primals, needs, *, axis, include_initial=False, dtype=None):
     rc = xp.flip(_cumsum.bind(xp.flip(g, axis=axis), axis=axis), axis=axis)
     if include_initial:
         idx = tuple(slice(1, None) if i == axis else slice(None) for i in range(g.ndim))
@@ -246,8 +250,8 @@ def _cumsum_vjp(xp, g, out, primals, needs, *, axis, include_initial=False):
     return [rc]
 
 
-def _cumsum_batch(xp, vals, batched, size, *, axis, include_initial=False):
-    return _cumsum.bind(vals[0], axis=axis + 1, include_initial=include_initial), True
+def _cumsum_batch(xp, vals, batched, size, *, axis, **kw):
+    return _cumsum.bind(vals[0], axis=axis + 1, **kw), True
 
 
 _cumsum = primitive("cumulative_sum", _cumsum_impl, jvp=_cumsum_jvp, vjp=_cumsum_vjp,
@@ -261,9 +265,10 @@ def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False):
         if x.ndim != 1:
             raise ValueError("cumulative_sum: axis is required for arrays with more than one dim")
         axis = 0
+    kw = {} if dtype is None else {"dtype": dtype}
     if dtype is not None and dtype != x.dtype:
         x = _astype(x, dtype)
-    return _cumsum.bind(x, axis=norm_axis(axis, x.ndim), include_initial=include_initial)
+    return _cumsum.bind(x, axis=norm_axis(axis, x.ndim), include_initial=include_initial, **kw)
 
 
 # --- cumulative_prod -----------------------------------------------------------------------
@@ -298,13 +303,13 @@ def _exclusive(xp, y, axis, fill):
     return xp.concat([first, y[_sl(y.ndim, axis, None, n - 1)]], axis=axis)
 
 
-def _cumprod_jvp(xp, primals, tangents, *, axis):
+def _cumprod_jvp(xp, primals, tangents, *, axis, dtype=None):
     x, t = primals[0], tangents[0]
-    y = _cumprod.bind(x, axis=axis)
+    y = _cumprod.bind(x, axis=axis, dtype=dtype)
     return y, _linear_recurrence(xp, x, xp.multiply(_exclusive(xp, y, axis, 1), t), axis)
 
 
-def _cumprod_vjp(xp, g, out, primals, needs, *, axis):
+def _cumprod_vjp(xp, g, out, primals, needs, *, axis, dtype=None):
     x = primals[0]
     rx, rg = xp.flip(x, axis=axis), xp.flip(g, axis=axis)
     u = xp.flip(_linear_recurrence(xp, _exclusive(xp, rx, axis, 0), rg, axis), axis=axis)
@@ -312,9 +317,9 @@ def _cumprod_vjp(xp, g, out, primals, needs, *, axis):
 
 
 _cumprod = primitive(
-    "cumulative_prod", lambda bk, x, *, axis: bk.cumulative_prod(x, axis=axis),
+    "cumulative_prod", lambda bk, x, *, axis, dtype=None: bk.cumulative_prod(x, axis=axis, dtype=dtype),
     jvp=_cumprod_jvp, vjp=_cumprod_vjp,
-    batch=lambda xp, v, b, n, *, axis: (_cumprod.bind(v[0], axis=axis + 1), True),
+    batch=lambda xp, v, b, n, *, axis, **kw: (_cumprod.bind(v[0], axis=axis + 1, **kw), True),
     data=data_axis_param())
 
 
@@ -338,9 +343,10 @@ def _cumprod_fn(x, *, axis=None, dtype=None, include_initial=False):
             raise ValueError("cumulative_prod: axis is required for arrays with more than one dim")
         axis = 0
     axis = norm_axis(axis, x.ndim)
+    kw = {} if dtype is None else {"dtype": dtype}
     if dtype is not None and dtype != x.dtype:
         x = _astype(x, dtype)
-    out = _cumprod.bind(x, axis=axis)
+    out = _cumprod.bind(x, axis=axis, **kw)
     if not include_initial:
         return out
     from ._families import EXPORTS, backend_of
