@@ -296,13 +296,16 @@ def test_host_round_trip_keeps_backend_dtype_and_device():
         np.testing.assert_array_equal(_backend.to_host(y), [0.0, 2.0, 4.0])
 
 
-def test_set_at_is_functional_on_every_backend():
+def test_set_at_and_update_on_every_backend():
     for x in _peer_arrays():
         bk = _backend.namespace_of(x)
         y = _backend.set_at(bk, x, (slice(1, None),), 7.0)
         np.testing.assert_array_equal(_backend.to_host(y), [0.0, 7.0, 7.0])
         np.testing.assert_array_equal(_backend.to_host(x), [0.0, 1.0, 2.0])  # x untouched
         assert y.device == x.device
+        z = _backend.update(y, (slice(None, None, 2),), 5.0)  # in place where allowed
+        np.testing.assert_array_equal(_backend.to_host(z), [5.0, 7.0, 5.0])
+        assert z.device == x.device
 
 
 # --- peer libraries through array-api-compat -------------------------------------------------------

@@ -330,9 +330,7 @@ def to_host(x: Any) -> _np.ndarray:
 
 def from_host(a: Any, like: Any) -> Any:
     """``a`` (NumPy or nested lists) as an array of ``like``'s backend, dtype and device."""
-    bk = namespace_of(like)
-    with allow_sync():
-        return bk.asarray(_np.asarray(a), dtype=like.dtype, device=like.device)
+    return on_device(namespace_of(like), a, like.device, like.dtype)
 
 
 def on_device(bk: Any, a: Any, device: Any = None, dtype: Any = None) -> Any:
@@ -340,8 +338,11 @@ def on_device(bk: Any, a: Any, device: Any = None, dtype: Any = None) -> Any:
     kw = {} if device is None else {"device": device}
     if dtype is not None:
         kw["dtype"] = dtype
+    a = _np.asarray(a)
+    if not a.flags.c_contiguous:  # torch refuses negative strides
+        a = a.copy(order="C")
     with allow_sync():
-        return bk.asarray(_np.asarray(a), **kw)
+        return bk.asarray(a, **kw)
 
 
 # --- functional update (immutable backends) -----------------------------------------------------
@@ -354,3 +355,13 @@ def set_at(bk: Any, x: Any, key: Any, value: Any) -> Any:
     y = bk.asarray(x, copy=True)
     y[key] = value
     return y
+
+
+def update(x: Any, key: Any, value: Any) -> Any:
+    """``x[key] = value`` on a raw array the caller owns (fresh from a creation function or
+    a computation); returns the updated array: ``x`` itself, written in place, except for
+    JAX arrays (immutable), which are updated functionally with ``x.at[key].set(value)``."""
+    if array_api_compat.is_jax_array(x):
+        return x.at[key].set(value)
+    x[key] = value
+    return x
