@@ -132,46 +132,61 @@ def _parse(key, x, where):
     and ints when arrays are present) are adjacent in the key as written (NumPy's
     rule: a slice, ``None`` or ``...`` between them separates them, even an ellipsis
     that stands for no dims)."""
-    if not isinstance(key, tuple):
+    if type(key) is not tuple:
         key = (key,)
-    shape = tuple(x.shape)
-    items = [_entry(k, x, where) for k in key]
-    adv = [i for i, k in enumerate(items) if isinstance(k, (int, _Arr))]
-    adjacent = not adv or adv == list(range(adv[0], adv[-1] + 1))
-    used = sum(k.a.ndim if isinstance(k, _Arr) and k.mask else 1
-               for k in items if k is not None and k is not Ellipsis)
-    if used > len(shape):
-        raise IndexError(f"{where}: too many indices ({used}) for an array with {len(shape)} dims")
-    n_ell = sum(1 for k in items if k is Ellipsis)
-    if n_ell > 1:
-        raise IndexError(f"{where}: at most one Ellipsis (...) in an index")
-    if n_ell:
-        i = next(j for j, k in enumerate(items) if k is Ellipsis)
-        items = items[:i] + [_FULL] * (len(shape) - used) + items[i + 1:]
-    else:
-        items = items + [_FULL] * (len(shape) - used)
-    out, d, has_arrays = [], 0, False
+    shape = x.shape
+    ndim = len(shape)
+    items, used, ell, arrays = [], 0, -1, False
+    for k in key:
+        t = type(k)
+        if t is not int and t is not slice and k is not None and k is not Ellipsis:
+            k = _entry(k, x, where)  # numpy ints, lists, arrays, and the errors
+            if type(k) is _Arr:
+                arrays = True
+                used += k.a.ndim if k.mask else 1
+                items.append(k)
+                continue
+        if k is Ellipsis:
+            if ell >= 0:
+                raise IndexError(f"{where}: at most one Ellipsis (...) in an index")
+            ell = len(items)
+        elif k is not None:
+            used += 1
+        items.append(k)
+    if used > ndim:
+        raise IndexError(f"{where}: too many indices ({used}) for an array with {ndim} dims")
+    adjacent = True
+    if arrays:
+        adv = [i for i, k in enumerate(items) if type(k) is int or type(k) is _Arr]
+        adjacent = adv == list(range(adv[0], adv[-1] + 1))
+    if ell >= 0:
+        items[ell:ell + 1] = [_FULL] * (ndim - used)
+    elif used < ndim:
+        items.extend([_FULL] * (ndim - used))
+    out, d = [], 0
     for k in items:
         if k is None:
             out.append(None)
             continue
-        if isinstance(k, _Arr):
-            has_arrays = True
+        t = type(k)
+        if t is _Arr:
             if k.mask:
                 ms = tuple(k.a.shape)
-                if ms != shape[d:d + len(ms)]:
+                if ms != tuple(shape[d:d + len(ms)]):
                     raise IndexError(f"{where}: a boolean mask of shape {ms} does not match dims "
-                                     f"{d}..{d + len(ms) - 1} of an array of shape {shape}")
+                                     f"{d}..{d + len(ms) - 1} of an array of shape {tuple(shape)}")
                 d += len(ms)
             else:
                 d += 1
             out.append(k)
             continue
         n = shape[d]
-        if isinstance(k, int):
+        if t is int:
             if not -n <= k < n:
                 raise IndexError(f"{where}: index {k} is out of bounds for dim {d} of size {n}")
             out.append(k % n)
+        elif k.start is None and k.stop is None and k.step is None:
+            out.append(k)
         else:
             start, stop, step = k.indices(n)
             r = range(start, stop, step)
@@ -183,7 +198,7 @@ def _parse(key, x, where):
                 end = r[-1] + (1 if step > 0 else -1)
                 out.append(slice(r[0], None if end < 0 else end, step))
         d += 1
-    return out, has_arrays, adjacent
+    return out, arrays, adjacent
 
 
 def _is_full(k):
