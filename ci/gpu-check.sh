@@ -30,7 +30,10 @@ ROOT="$(pwd)"
 LOG="${1:-gpu-check.log}"
 PY="${PYTHON:-python3}"
 WHEELS="${WHEELS:-wheels}"
-SITE="${SITE:-$(mktemp -d "${TMPDIR:-/tmp}/xpdiff-site.XXXXXX")}"
+if [[ -z "${SITE:-}" ]]; then
+    SITE="$(mktemp -d "${TMPDIR:-/tmp}/xpdiff-site.XXXXXX")"
+    trap 'rm -rf "$SITE"' EXIT
+fi
 T_CHECK="${T_CHECK:-80}"
 T_TESTS="${T_TESTS:-180}"
 T_BENCH="${T_BENCH:-60}"
