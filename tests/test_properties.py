@@ -27,7 +27,7 @@ UNARY = {
     "flip": lambda xp, a: xp.flip(a, axis=-1),
     "roll_slices": lambda xp, a: xp.concat([a[..., 1:], a[..., :1]], axis=-1),
     "center": lambda xp, a: a - xp.mean(a, axis=-1, keepdims=True),
-    "norm_sq": lambda xp, a: a * xp.sum(a * a, axis=-1, keepdims=True),
+    "norm_sq": lambda xp, a: a * xp.tanh(xp.sum(a * a, axis=-1, keepdims=True)),  # bounded
     "outer_mm": lambda xp, a: xp.squeeze(a[..., None, :] @ (a[..., :, None] * a[..., None, :]),
                                          axis=-2),
     "transpose": lambda xp, a: xp.reshape(xp.matrix_transpose(a[..., None]), a.shape),

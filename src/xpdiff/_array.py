@@ -98,7 +98,9 @@ class Tracer:
 
     # --- escapes: refuse to silently drop derivatives ------------------------------
     def __array__(self, *a: Any, **k: Any) -> Any:
-        raise TypeError(_LOST.format(what="Converting to a NumPy array (__array__)"))
+        raise TypeError(_LOST.format(what="Converting to a NumPy array (__array__)")
+                        + "; if a NumPy array is being indexed with a traced index (W[idx]), "
+                          "write xp.asarray(W)[idx] or xp.take(W, idx, axis=0)")
 
     def __dlpack__(self, *a: Any, **k: Any) -> Any:
         raise TypeError(_LOST.format(what="__dlpack__"))

@@ -12,6 +12,7 @@ from ._families import (
     data_axis_param,
     export,
     is_arraylike,
+    is_complex_of_real,
     is_float,
     move_batch_to,
     norm_axis,
@@ -292,7 +293,11 @@ def _astype_jvp(xp, p, t, *, dtype):
 
 
 def _astype_vjp(xp, g, out, p, needs, *, dtype):
-    return [_astype.bind(g, dtype=p[0].dtype) if is_float(p[0]) else None]
+    if not is_float(p[0]):
+        return [None]
+    if is_complex_of_real(g, p[0]):  # real -> complex: the cotangent is the real part
+        g = xp.real(g)
+    return [_astype.bind(g, dtype=p[0].dtype)]
 
 
 _astype = primitive(
