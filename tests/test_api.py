@@ -463,3 +463,17 @@ def test_python_control_flow_on_constants_is_allowed():
     # but not under vmap, where the comparison is a batch of values
     with pytest.raises(TypeError, match="bool"):
         xd.vmap(xd.grad(f))(np.array([[-2.0, 0.5], [1.0, 2.0]]))
+
+
+def test_gradient_of_real_weight_of_complex_spectrum_is_real():
+    x = rng(1).standard_normal(8)
+    w = rng(2).standard_normal(5)
+    g = xd.grad(lambda w: xp.sum(xp.fft.irfft(xp.fft.rfft(x) * w, n=8) ** 2))(w)
+    assert g.dtype == np.float64
+    eps, fd = 1e-6, []
+    f = lambda w: np.sum(np.fft.irfft(np.fft.rfft(x) * w, n=8) ** 2)
+    for i in range(5):
+        e = np.zeros(5)
+        e[i] = eps
+        fd.append((f(w + e) - f(w - e)) / (2 * eps))
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)

@@ -87,4 +87,9 @@ OPS: list[Op] = [
     Op("fft.hfft_ihfft", _hermitian, (S, S)),
     Op("fft.abs", _abs, (S,)),
     Op("fft.shift", _shift, (S,)),
+    # a real weight multiplying a complex spectrum: its cotangent must come back real
+    Op("fft.filter_real", lambda xp, x, w: xp.fft.irfft(xp.fft.rfft(x) * w, n=x.shape[-1]),
+       (S, (3, 3))),
+    Op("fft.of_complex_cast", lambda xp, x: xp.real(xp.fft.fft(xp.astype(x, xp.complex128))) * x,
+       (S,)),
 ]
