@@ -140,9 +140,6 @@ def test_check_same_backend_accepts_one_backend_scalars_and_tracers():
     assert any(n != "Array" for n in seen)  # it ran on a traced x
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="needs the _api.py diff of docs/backends.md (check_same_backend in the "
-                          "transforms' argument handling); remove this mark once applied")
 def test_jacobian_refuses_numpy_with_strict():
     f = lambda x, y: x * y
     try:

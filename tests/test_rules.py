@@ -10,6 +10,8 @@ import pytest
 import xpdiff as xd
 from conftest import BACKENDS
 from xpdiff import _core
+from xpdiff._backend import raw_namespace
+from xpdiff._namespace import namespace_for
 from xpdiff.optable import OPS
 from xpdiff.testing import check_grads, check_vmap
 
@@ -23,7 +25,7 @@ def _args(op, backend, dtype, lead=(), seed=0):
 
 def _fn(op, backend):
     def f(*args):
-        return op.fn(args[0].__array_namespace__(), *args)
+        return op.fn(namespace_for(raw_namespace(args[0])), *args)
 
     return f
 

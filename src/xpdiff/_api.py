@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _chunking, _tree
 from ._array import Tracer
-from ._backend import backend_namespace, is_array
+from ._backend import backend_namespace, check_same_backend, is_array
 from ._batching import BatchTrace, BatchTracer, vmap_call
 from ._core import XpdiffError, Zero, instantiate, new_main
 from ._dataview import DataTrace, DataTracer
@@ -63,6 +63,17 @@ def _argnums(argnums: ArgNums, nargs: int, fname: str) -> tuple[tuple[int, ...],
     return tuple(out), single
 
 
+def _labelled(args: Sequence, what: str = "argument") -> list:
+    """``(label, leaf)`` for every leaf of ``args``, for the one-backend-one-device check."""
+    out = []
+    for i, a in enumerate(args):
+        leaves, _ = _tree.flatten(a)
+        one = len(leaves) == 1
+        out.extend((f"{what} {i}" if one else f"{what} {i} (leaf {j})", x)
+                   for j, x in enumerate(leaves))
+    return out
+
+
 class _Flat:
     """``f`` over flat leaves of the differentiated arguments (others held fixed)."""
 
@@ -78,6 +89,7 @@ class _Flat:
             self.in_defs.append(tdef)
         self.sizes = [len(ls) for ls in self.in_leaves]
         self.flat_in = [x for ls in self.in_leaves for x in ls]
+        check_same_backend(_labelled(args), fname)
         self.out_def = None
         self.n_out = 0
         self.aux_def = None
@@ -142,6 +154,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
         raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents; pass one "
                          f"tangent per primal")
     flat = _Flat(f, tuple(primals), tuple(range(len(primals))), False, "jvp")
+    check_same_backend(_labelled(primals, "primal") + _labelled(tangents, "tangent"), "jvp")
     t_leaves, t_def = _tree.flatten(tuple(tangents))
     if len(t_leaves) != len(flat.flat_in):
         raise ValueError("jvp: tangents must have the same pytree structure as primals")
@@ -688,6 +701,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
     def vf(*args: Any) -> Any:
         axes = _tree.broadcast_prefix(in_axes, args, "vmap(in_axes)")
         leaves, tdef = _tree.flatten(args)
+        check_same_backend(_labelled(args), "vmap")
         size = None
         vals, batched = [], []
         for j, (x, ax) in enumerate(zip(leaves, axes)):

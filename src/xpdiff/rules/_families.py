@@ -84,7 +84,9 @@ def _as_operand(s: Any, like: Any, dt: Any, dev: Any) -> Any:
         dt = dt if kind == "complex floating" else None
     else:
         raise TypeError(f"expected an array or a Python scalar, got {type(s).__name__}")
-    return bk.asarray(s, dtype=dt, device=dev)
+    if dt is not None:  # a fill on the device, not a host-to-device copy
+        return bk.full((), s, dtype=dt, device=dev)
+    return bk.asarray(s, device=dev)
 
 
 _KINDS: dict = {}

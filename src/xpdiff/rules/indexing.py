@@ -33,6 +33,7 @@ import numbers
 from contextlib import contextmanager
 
 from .._array import Tracer
+from .._backend import set_at
 from .._core import MixingError, XpdiffError, Zero, instantiate, primitive
 from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
@@ -326,9 +327,7 @@ def _advanced_get(x, entries, adjacent):
 # --- set_at: x with x[key] replaced by v (basic key) ---------------------------------------
 
 def _set_impl(bk, x, v, *, key):
-    y = bk.asarray(x, copy=True)
-    y[key] = v
-    return y
+    return set_at(bk, x, key, v)  # a copy with x[key] = v (functional on JAX arrays)
 
 
 def _set_jvp(xp, p, t, *, key):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .._backend import update
 from .._core import primitive
 
 
@@ -11,7 +12,7 @@ def _diag_embed_impl(bk, s):
     n = s.shape[-1]
     lead = tuple(s.shape[:-1])
     out = bk.zeros(lead + (n * n,), dtype=s.dtype, device=s.device)
-    out[..., :: n + 1] = s
+    out = update(out, (Ellipsis, slice(None, None, n + 1)), s)  # our own fresh array
     return bk.reshape(out, lead + (n, n))
 
 
@@ -57,7 +58,8 @@ def _lowrank_impl(bk, s, W, C, *, has_diag):
     n = out.shape[-1]
     lead = tuple(out.shape[:-2])
     flat = bk.reshape(out, lead + (n * n,))
-    flat[..., :: n + 1] = flat[..., :: n + 1] + s
+    key = (Ellipsis, slice(None, None, n + 1))
+    flat = update(flat, key, flat[key] + s)
     return bk.reshape(flat, lead + (n, n))
 
 
