@@ -317,3 +317,30 @@ def test_special_cases_corrected(xp):
     assert e[1] == complex(inf, 0.0) and e[2] == -1
     t = xp.tanh(np.array([complex(inf, 2.0)]))
     assert t[0] == 1 and not np.signbit(t[0].imag)
+    assert xp.expm1(np.ones(2, dtype=np.complex64)).dtype == np.complex64
+    assert xp.tanh(np.ones(2, dtype=np.complex64)).dtype == np.complex64
+
+
+def test_traced_module_for_the_conformance_suite():
+    # in a subprocess: the module's transformation stays open for the life of the process
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+import xpdiff.array_api_traced as xp
+from xpdiff._core import Zero, _STACK
+assert not _STACK                                  # importing enters nothing
+a = xp.asarray([1.0, 2.0])
+assert type(a).__name__ == "ConformanceTracer" and len(_STACK) == 1
+np.testing.assert_array_equal(a._b, [1.0, 1.0])    # floating arrays carry tangent ones
+assert isinstance(xp.arange(3)._b, Zero)           # integer arrays: no tangent
+y = xp.sin(a) * a                                   # runs the JVP rules
+np.testing.assert_allclose(y._b, np.cos([1.0, 2.0]) * [1.0, 2.0] + np.sin([1.0, 2.0]))
+assert float(y[0]) == np.sin(1.0) and bool(y[1] > 0) and int(xp.asarray(3)) == 3
+assert np.asarray(y).shape == (2,) and type(xp.meshgrid(a, a)) is list
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"

@@ -102,30 +102,35 @@ def _expm1_impl(bk, x):
     y = bk.expm1(x)
     if not bk.isdtype(x.dtype, "complex floating"):
         return y
+
+    def c(re, im):  # a constant of y's dtype (two Python scalars in where would promote)
+        return bk.full_like(y, complex(re, im))
+
     a, b = bk.real(x), bk.imag(x)
     neg_b = bk.signbit(b)
     b_zero = b == 0.0
     b_bad = bk.isinf(b) | bk.isnan(b)
-    y = bk.where((a == 0.0) & b_zero, bk.where(neg_b, complex(0.0, -0.0), 0j), y)
-    y = bk.where((a == math.inf) & b_zero, bk.where(neg_b, complex(math.inf, -0.0),
-                                                    complex(math.inf, 0.0)), y)
-    y = bk.where((a == -math.inf) & b_bad, complex(-1.0, 0.0), y)
-    y = bk.where((a == math.inf) & b_bad, complex(math.inf, math.nan), y)
-    y = bk.where(bk.isnan(a) & b_zero, bk.where(neg_b, complex(math.nan, -0.0),
-                                                complex(math.nan, 0.0)), y)
-    return y
+    inf, nan = math.inf, math.nan
+    y = bk.where((a == 0.0) & b_zero, bk.where(neg_b, c(0.0, -0.0), c(0.0, 0.0)), y)
+    y = bk.where((a == inf) & b_zero, bk.where(neg_b, c(inf, -0.0), c(inf, 0.0)), y)
+    y = bk.where((a == -inf) & b_bad, c(-1.0, 0.0), y)
+    y = bk.where((a == inf) & b_bad, c(inf, nan), y)
+    return bk.where(bk.isnan(a) & b_zero, bk.where(neg_b, c(nan, -0.0), c(nan, 0.0)), y)
 
 
 def _tanh_impl(bk, x):
     y = bk.tanh(x)
     if not bk.isdtype(x.dtype, "complex floating"):
         return y
+
+    def c(re, im):
+        return bk.full_like(y, complex(re, im))
+
     a, b = bk.real(x), bk.imag(x)
     neg_b = bk.signbit(b)
     fin_b = bk.isfinite(b)
-    y = bk.where((a == math.inf) & fin_b, bk.where(neg_b, complex(1.0, -0.0), 1 + 0j), y)
-    return bk.where((a == -math.inf) & fin_b, bk.where(neg_b, complex(-1.0, -0.0),
-                                                       complex(-1.0, 0.0)), y)
+    y = bk.where((a == math.inf) & fin_b, bk.where(neg_b, c(1.0, -0.0), c(1.0, 0.0)), y)
+    return bk.where((a == -math.inf) & fin_b, bk.where(neg_b, c(-1.0, -0.0), c(-1.0, 0.0)), y)
 
 
 def _floor_divide_impl(bk, x1, x2):
