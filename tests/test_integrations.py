@@ -330,8 +330,6 @@ def _gap(reason):
     return pytest.mark.xfail(strict=True, raises=IntegrationFailure, reason=reason)
 
 
-BOOL_TRACER = ("data-dependent Python control flow: bool() of a traced comparison "
-               "(e.g. `if xp.any(a < 0)`) is refused by xpdiff's Tracer")
 NP_ASARRAY = "reaches compiled code through np.asarray (no array-API path in SciPy)"
 FLOAT_RESULT = "returns a Python float (float() of the result): no array to differentiate"
 
@@ -343,8 +341,6 @@ NAN_BRANCH = ("a masked-out branch computes 0/0 (extmath._incremental_mean_and_v
 KNOWN_GAPS = {
     "sklearn StandardScaler": NAN_BRANCH,
     "scipy.integrate.simpson": NP_ASARRAY + " (simpson has no array-API path: np.asarray(y))",
-    "sklearn LinearDiscriminantAnalysis(solver='svd').coef_":
-        BOOL_TRACER + " (of a constant: `if xp.any(self.priors_ < 0)`)",
     "sklearn.metrics.mean_squared_error": FLOAT_RESULT,
     "sklearn.metrics.r2_score": FLOAT_RESULT,
 }

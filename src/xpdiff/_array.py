@@ -9,6 +9,7 @@ a new value computed functionally (a view taken earlier does not see the change)
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 _LOST = (
@@ -137,7 +138,10 @@ class Tracer:
         raise TypeError(_LOST.format(what="complex()"))
 
     def __index__(self) -> int:
-        raise TypeError(_LOST.format(what="__index__"))
+        v = self._concrete()
+        if v is None:
+            raise TypeError(_LOST.format(what="__index__"))
+        return operator.index(v)
 
     def __bool__(self) -> bool:
         v = self._concrete()
