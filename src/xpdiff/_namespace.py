@@ -38,10 +38,12 @@ SUPPORTED_VERSIONS = ("2023.12", "2024.12", "2025.12")
 DEFAULT_VERSION = "2024.12"
 
 # names of the standard that are newer than 2023.12, with the version adding them
+# (extension functions dotted)
 INTRODUCED = {
     "count_nonzero": "2024.12", "cumulative_prod": "2024.12", "diff": "2024.12",
     "nextafter": "2024.12", "reciprocal": "2024.12", "take_along_axis": "2024.12",
     "broadcast_shapes": "2025.12", "isin": "2025.12",
+    "linalg.eig": "2025.12", "linalg.eigvals": "2025.12",
 }
 EXTENSIONS = ("linalg", "fft", "special")
 EXTRAS = ("stop_gradient",)  # xpdiff's own public names beside the standard's
@@ -285,7 +287,7 @@ def _build(bk: Any, version: str, lift: bool = True) -> Namespace:
     for sub in EXTENSIONS:
         setattr(ns, sub, Extension(_name=sub))
     for dotted, f in EXPORTS.items():
-        if "." in dotted:
+        if "." in dotted and _in_version(dotted, version):
             sub, fname = dotted.split(".", 1)
             if sub not in EXTENSIONS:
                 raise ValueError(f"export {dotted!r}: unknown extension {sub!r}")
