@@ -275,7 +275,8 @@ def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
     return _ns_of(t).broadcast_to(t, (count,) + tuple(t.shape))
 
 
-def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, mult=1):
+def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, mult=1,
+             n_out_hint=None):
     """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis.
 
     With a single input leaf the basis is structured (``_jvp.Diag``): elementwise
@@ -296,8 +297,10 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, m
         chunk = chunk_size
         if chunk is None and budget is not None:
             # output sizes (one primal evaluation) decide whether one pass may not fit
-            out_shapes = _eval_shape(f, args, has_aux)
-            n_out = sum(math.prod(sh) for sh in out_shapes)
+            if n_out_hint is None:  # one primal evaluation for the output size
+                n_out = sum(math.prod(sh) for sh in _eval_shape(f, args, has_aux))
+            else:  # jacobian(mode="auto") has evaluated it already
+                n_out = n_out_hint
             item = _chunking.itemsize(like)
             rb = mult * n * n_out * item
             _chunking.check_result_fits(fname, rb, budget, "Jacobian")
@@ -557,11 +560,15 @@ def _jac_api(core: Callable, fname: str) -> Callable:
     def transform(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
                   batch_ndim: int = 0, chunk_size: int | None = None,
                   max_memory: int | None = None,
-                  data_argnums: int | Sequence[int] | None = None) -> Callable:
+                  data_argnums: int | Sequence[int] | None = None,
+                  _n_out_hint: int | None = None) -> Callable:
+        hints = {} if _n_out_hint is None else {"n_out_hint": _n_out_hint}  # from jacobian(auto)
         if batch_ndim:
-            inner = lambda g, a, h, nB: core(g, a, h, chunk_size, fname, max_memory, nB)  # noqa: E731
+            def inner(g, a, h, nB):
+                return core(g, a, h, chunk_size, fname, max_memory, nB, **hints)
+
             return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname))
-        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory))
+        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory, **hints))
 
     return transform
 
@@ -644,8 +651,9 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
                    for i in nums for x, d in zip(per_arg[i][0], is_data[i]) if hasattr(x, "shape"))
         out = _eval_shape(f, args, has_aux)
         n_out = sum(math.prod(tuple(s)[k:]) for s in out)
-        tr = jacfwd if n_in <= n_out else jacrev
-        return tr(f, argnums, has_aux, **kw)(*args)
+        if n_in <= n_out:
+            return jacfwd(f, argnums, has_aux, _n_out_hint=n_out, **kw)(*args)
+        return jacrev(f, argnums, has_aux, **kw)(*args)
 
     return jac
 

@@ -103,7 +103,8 @@ class Tracer:
                         + "; if a NumPy array is being indexed with a traced index (W[idx]), "
                           "write xp.asarray(W)[idx] or xp.take(W, idx, axis=0)")
 
-    def __dlpack__(self, *a: Any, **k: Any) -> Any:
+    def __dlpack__(self, /, *, stream: Any = None, max_version: Any = None,
+                   dl_device: Any = None, copy: bool | None = None) -> Any:
         raise TypeError(_LOST.format(what="__dlpack__"))
 
     def __dlpack_device__(self) -> Any:
