@@ -24,7 +24,8 @@ import math
 import os
 import sys
 import tracemalloc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 AUTO_FRACTION = 0.5
 FIRST_CHUNK = 8
