@@ -639,23 +639,31 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
 
     @wraps(f)
     def jac(*args):
-        nums, _ = _argnums(argnums, len(args), "jacobian")
-        k = batch_ndim
-        if k:  # validate before running f once for the output size
-            _, is_data, per_arg = _data_split(args, k, data_argnums, nums, "jacobian")
-        else:
-            is_data = [[False] * len(_tree.flatten(a)[0]) for a in args]
-            per_arg = [_tree.flatten(a) for a in args]
-        # per-sample sizes: data leaves lose their data dims, shared leaves do not
-        n_in = sum(math.prod(tuple(x.shape)[k:] if d else tuple(x.shape))
-                   for i in nums for x, d in zip(per_arg[i][0], is_data[i]) if hasattr(x, "shape"))
-        out = _eval_shape(f, args, has_aux)
-        n_out = sum(math.prod(tuple(s)[k:]) for s in out)
-        if n_in <= n_out:
+        mode_, n_out = auto_mode(f, args, argnums, has_aux, batch_ndim, data_argnums)
+        if mode_ == "fwd":
             return jacfwd(f, argnums, has_aux, _n_out_hint=n_out, **kw)(*args)
         return jacrev(f, argnums, has_aux, **kw)(*args)
 
     return jac
+
+
+def auto_mode(f: Callable, args: tuple, argnums: ArgNums = 0, has_aux: bool = False,
+              batch_ndim: int = 0, data_argnums: Any = None) -> tuple[str, int]:
+    """The mode ``jacobian(mode="auto")`` picks for ``f`` at ``args``, and the
+    per-sample output size: ``"fwd"`` when the per-sample input size is at most the
+    per-sample output size, else ``"rev"``.  Evaluates ``f`` once."""
+    nums, _ = _argnums(argnums, len(args), "jacobian")
+    k = batch_ndim
+    if k:  # validate before running f once for the output size
+        _, is_data, per_arg = _data_split(args, k, data_argnums, nums, "jacobian")
+    else:
+        is_data = [[False] * len(_tree.flatten(a)[0]) for a in args]
+        per_arg = [_tree.flatten(a) for a in args]
+    # per-sample sizes: data leaves lose their data dims, shared leaves do not
+    n_in = sum(math.prod(tuple(x.shape)[k:] if d else tuple(x.shape))
+               for i in nums for x, d in zip(per_arg[i][0], is_data[i]) if hasattr(x, "shape"))
+    n_out = sum(math.prod(tuple(s)[k:]) for s in _eval_shape(f, args, has_aux))
+    return ("fwd" if n_in <= n_out else "rev"), n_out
 
 
 def _eval_shape(f, args, has_aux):

@@ -368,6 +368,9 @@ def _parser() -> argparse.ArgumentParser:
         help="limit every peer to this many CPU threads (default: library defaults)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument("--modes", action="store_true",
+                        help="only time xpdiff's jacfwd against jacrev and report the mode "
+                             "jacobian(mode='auto') picks (writes <out>/modes.md)")
     return parser
 
 
@@ -375,6 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry (``xpdiff bench`` / ``python -m xpdiff.bench``)."""
     args = _parser().parse_args(argv)
     sizes = SIZES if args.size == "all" else (args.size,)
+    if args.modes:
+        from .modes import run_modes, write
+
+        path = write(run_modes(tuple(sizes), repeat=args.repeat), args.out)
+        print(path.read_text(encoding="utf-8"))
+        return 0
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     names = None
     if args.workloads:

@@ -1,0 +1,86 @@
+"""Does ``jacobian(mode="auto")`` pick the faster mode?  Times ``jacfwd`` and
+``jacrev`` of xpdiff on the Jacobian workloads of the benchmark and reports the
+mode ``auto`` picks next to the measured times (``xpdiff bench --modes``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .workloads import (bmm, elementwise, make_workload, mixing_map, mlp, per_sample_loss,
+                        softmax)
+
+# name -> (body, batched argument names, constant names, argnums, batch_ndim)
+CASES: dict[str, tuple[Callable, list[str], list[str], int, int]] = {
+    "elementwise-jac": (elementwise, ["x"], [], 0, 1),
+    "mlp-jac": (mlp, ["x"], ["w1", "b1", "w2", "b2"], 0, 1),
+    "bmm-jac": (bmm, ["u", "v"], [], 0, 1),
+    "softmax-jac": (softmax, ["x"], [], 0, 1),
+    "full-jac-fwd": (mixing_map, ["x"], ["a"], 0, 0),
+    "per-sample-grad": (per_sample_loss, ["x", "w"], [], 1, 1),
+}
+
+
+def _median_time(fn: Callable[[], Any], repeat: int) -> float:
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def run_modes(sizes: tuple[str, ...] = ("small", "large"), repeat: int = 5) -> list[dict]:
+    """Time fwd and rev for each case; return rows with the mode ``auto`` picks."""
+    import xpdiff as xd
+    from xpdiff._api import auto_mode
+
+    xp = xd.numpy
+    rows = []
+    for name, (body, batched, consts, argnums, k) in CASES.items():
+        for size in sizes:
+            inputs = make_workload(name, size).make_inputs(np.random.default_rng(0))
+            cargs = [inputs[c] for c in consts]
+            args = [inputs[b] for b in batched]
+
+            def f(*a, _body=body, _c=cargs):
+                return _body(xp, *a, *_c)
+
+            kw = {"argnums": argnums, "batch_ndim": k}
+            t_fwd = _median_time(lambda: xd.jacfwd(f, **kw)(*args), repeat)
+            t_rev = _median_time(lambda: xd.jacrev(f, **kw)(*args), repeat)
+            pick, _ = auto_mode(f, tuple(args), argnums, False, k)
+            faster = "fwd" if t_fwd <= t_rev else "rev"
+            rows.append({"workload": name, "size": size, "fwd": t_fwd, "rev": t_rev,
+                         "auto": pick, "faster": faster,
+                         "cost": (t_fwd if pick == "fwd" else t_rev) / min(t_fwd, t_rev)})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    from .report import format_time
+
+    lines = ["# jacobian(mode=\"auto\") against the measured modes", "",
+             "`auto` picks forward mode when the per-sample input size is at most the per-sample "
+             "output size (see docs/performance.md). Times are medians of xpdiff's `jacfwd` and "
+             "`jacrev` in one run; *cost* is the picked mode's time over the faster one's.", "",
+             "| workload | size | jacfwd | jacrev | auto picks | faster | cost |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r['size']} | {format_time(r['fwd'])} | "
+                     f"{format_time(r['rev'])} | {r['auto']} | {r['faster']} | {r['cost']:.2f}× |")
+    right = sum(r["auto"] == r["faster"] or r["cost"] < 1.1 for r in rows)
+    lines += ["", f"`auto` picks the faster mode (or one within 10% of it) in {right} of "
+              f"{len(rows)} cases."]
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[dict], out_dir: str | Path) -> Path:
+    path = Path(out_dir) / "modes.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(rows), encoding="utf-8")
+    return path
