@@ -5,13 +5,13 @@ mode ``auto`` picks next to the measured times (``xpdiff bench --modes``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .workloads import (bmm, elementwise, make_workload, mixing_map, mlp, per_sample_loss,
-                        softmax)
+from .workloads import bmm, elementwise, make_workload, mixing_map, mlp, per_sample_loss, softmax
 
 # name -> (body, batched argument names, constant names, argnums, batch_ndim)
 CASES: dict[str, tuple[Callable, list[str], list[str], int, int]] = {
