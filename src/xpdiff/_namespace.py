@@ -347,12 +347,21 @@ def namespace_for_values(vals: Any) -> Namespace:
     raise TypeError("no array among the operands")
 
 
-def namespace(backend: str | None = None, *, api_version: str | None = None) -> Namespace:
-    """xpdiff's namespace for creating arrays on a backend.
+_DEVICE_CREATION = ("arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros")
+_DEVICE_CACHE: dict[tuple, Namespace] = {}
+
+
+def namespace(backend: str | None = None, *, device: Any = None,
+              api_version: str | None = None) -> Namespace:
+    """xpdiff's namespace for creating arrays on a backend and device.
 
     Args:
-        backend: ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"torch"`` or
-            ``"jax"``; ``None`` reads ``$XPDIFF_BACKEND`` (default ``"numpy"``).
+        backend: ``"numpy"``, ``"cupy"``, ``"array_api_strict"`` (alias ``"strict"``),
+            ``"torch"`` or ``"jax"``; ``None`` reads ``$XPDIFF_BACKEND`` (default
+            ``"numpy"``).
+        device: the device its creation functions use when given no ``device=``
+            (a device object, or a name such as ``"cuda:0"``, ``"device1"``,
+            ``"cpu"``); ``None``: the backend's default device.
         api_version: the array API version (``"2023.12"``, ``"2024.12"``,
             ``"2025.12"``); ``None`` means ``"2024.12"``.
 
@@ -363,8 +372,37 @@ def namespace(backend: str | None = None, *, api_version: str | None = None) -> 
     >>> xp = xd.namespace("numpy")
     >>> xp.sin(xp.zeros(2))
     array([0., 0.])
+    >>> xd.namespace("array_api_strict", device="device1").zeros(2).device
+    array_api_strict.Device('device1')
     """
-    return namespace_for(backend_namespace(backend), api_version)
+    from ._backend import canonical_name, default_backend, parse_device
+
+    name = canonical_name(backend) if backend is not None else default_backend()
+    base = namespace_for(backend_namespace(name), api_version)
+    if device is None:
+        return base
+    dev = parse_device(name, device)
+    key = (id(base), repr(dev))
+    ns = _DEVICE_CACHE.get(key)
+    if ns is None:
+        ns = Namespace(**vars(base))
+        for n in _DEVICE_CREATION:
+            f = getattr(base, n, None)
+            if f is not None:
+                setattr(ns, n, _on_device(f, dev))
+        ns._device = dev
+        _DEVICE_CACHE[key] = ns
+    return ns
+
+
+def _on_device(fn: Any, dev: Any) -> Any:
+    def created(*args: Any, device: Any = None, **kwargs: Any) -> Any:
+        return fn(*args, device=dev if device is None else device, **kwargs)
+
+    created.__name__ = created.__qualname__ = fn.__name__
+    created.__doc__ = fn.__doc__
+    created.__wrapped__ = fn
+    return created
 
 
 __all__ = ["DEFAULT_VERSION", "EXTENSIONS", "EXTRAS", "INTRODUCED", "Info", "Namespace",
