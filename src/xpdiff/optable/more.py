@@ -27,8 +27,11 @@ S = (3, 4)
 
 
 def _i(x, vals):
-    xp = x.__array_namespace__()
-    return xp.asarray(vals, device=x.device)
+    """An index array on ``x``'s device (``x`` raw or traced, of any backend)."""
+    from xpdiff._backend import raw_namespace
+    from xpdiff._namespace import namespace_for
+
+    return namespace_for(raw_namespace(x)).asarray(vals, device=x.device)
 
 
 def _away_from_zero(rng, lead):
