@@ -127,6 +127,15 @@ def _matmul_impl(bk, a, b):
         lead = tuple(a.shape[:-1])
         out = bk.matmul(bk.reshape(a, (math.prod(lead), a.shape[-1])), b)
         return bk.reshape(out, lead + (b.shape[-1],))
+    if a.ndim == 2 and b.ndim > 2 and a.shape[-1] == b.shape[-2]:
+        # one matrix times a stack (vmap makes stacks of 1-column matrices of vectors):
+        # A @ [B_1 ... B_L] as one product, (M, K) @ (K, L*N)
+        K, N = b.shape[-2], b.shape[-1]
+        lead = tuple(b.shape[:-2])
+        L = math.prod(lead)
+        cols = bk.reshape(bk.permute_dims(bk.reshape(b, (L, K, N)), (1, 0, 2)), (K, L * N))
+        out = bk.reshape(bk.matmul(a, cols), (a.shape[0], L, N))
+        return bk.reshape(bk.permute_dims(out, (1, 0, 2)), lead + (a.shape[0], N))
     return bk.matmul(a, b)
 
 
