@@ -477,3 +477,28 @@ def test_gradient_of_real_weight_of_complex_spectrum_is_real():
         e[i] = eps
         fd.append((f(w + e) - f(w - e)) / (2 * eps))
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_transformations_in_threads_are_independent():
+    import threading
+
+    errors, results = [], {}
+
+    def work(i):
+        try:
+            x = np.full((4, 3), float(i + 1))
+            for _ in range(20):
+                J = xd.jacobian(lambda v: xp.sin(v) * v, batch_ndim=1)(x)
+            results[i] = J
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i, J in results.items():
+        v = float(i + 1)
+        np.testing.assert_allclose(J[0], (np.cos(v) * v + np.sin(v)) * np.eye(3), rtol=1e-12)

@@ -11,6 +11,7 @@ transformations never confuse their perturbations.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -94,7 +95,33 @@ class MainTrace:
         self.trace = trace_type(self)
 
 
-_STACK: list[MainTrace] = []
+class _ThreadStack(threading.local):
+    """The stack of active transformations, one per thread (so transformations in
+    different threads never see each other's traces)."""
+
+    def __init__(self) -> None:
+        self.items: list[MainTrace] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __iter__(self) -> Iterator[MainTrace]:
+        return iter(self.items)
+
+    def __reversed__(self) -> Iterator[MainTrace]:
+        return reversed(self.items)
+
+    def append(self, main: MainTrace) -> None:
+        self.items.append(main)
+
+    def pop(self) -> MainTrace:
+        return self.items.pop()
+
+
+_STACK = _ThreadStack()
 
 
 @contextmanager
