@@ -406,43 +406,67 @@ def _jacrev0(f, argnums, has_aux, chunk_size, fname="jacrev", max_memory=None, m
     def jac(*args):
         nums, single = _argnums(argnums, len(args), fname)
         flat = _Flat(f, args, nums, has_aux, fname)
-        ins = flat.flat_in
-        res, pullback = vjp_call(flat, ins)
-        outs, aux = flat.split(res)
-        for o in outs:
-            _check_float(o, fname, "an output of f")
-        m = sum(math.prod(o.shape) for o in outs)
-        offs = [0]
-        for o in outs:
-            offs.append(offs[-1] + math.prod(o.shape))
-        n_aux = len(res) - flat.n_out
-        budget = _chunking.budget(outs[0], max_memory)
-        rb = mult * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o) for o in outs for x in ins)
-        _chunking.check_result_fits(fname, rb, budget, "Jacobian")
-        n_in = sum(math.prod(x.shape) for x in ins)
-        if chunk_size is None and not _chunking.needs_chunking(
-                m, m + n_in, mult, _chunking.itemsize(outs[0]), rb, budget):
-            budget = None  # one pass
-
-        def run(s, e):
-            basis = [_eye_block(o, m, s, e, offs[j], tuple(o.shape)) for j, o in enumerate(outs)]
-
-            def pull(*cs):
-                cts = pullback(list(cs) + [None] * n_aux)
-                return [instantiate(_ns_of(x), c) for x, c in zip(ins, cts)]
-
-            vals, batched = vmap_call(pull, basis, [True] * len(outs), e - s)
-            return [v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
-                    for v, b in zip(vals, batched)]
-
-        parts = _chunking.run_chunks(m, run, chunk_size, budget, rb, outs[0])
-        cts = [_concat0([p[i] for p in parts]) for i in range(len(ins))]
-        Js = [_assemble_one([c[offs[j]:offs[j + 1], ...] for c in cts], o, ins, flat, single, True)
-              for j, o in enumerate(outs)]
-        J = _tree.unflatten(flat.out_def, Js)
-        return (J, aux) if has_aux else J
+        res, pullback = vjp_call(flat, flat.flat_in)
+        return _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, mult)
 
     return jac
+
+
+def _jacauto0(f, argnums, has_aux, chunk_size, fname="jacobian", max_memory=None, mult=1):
+    """``jacobian(mode="auto")``: the reverse-mode forward pass runs first (it gives the
+    output size); with a per-sample input no larger than the output, forward mode
+    takes over (the tape is dropped), else the tape is swept: no extra evaluation."""
+    def jac(*args):
+        nums, single = _argnums(argnums, len(args), fname)
+        flat = _Flat(f, args, nums, has_aux, fname)
+        res, pullback = vjp_call(flat, flat.flat_in)
+        n_in = sum(math.prod(x.shape) for x in flat.flat_in)
+        n_out = sum(math.prod(getattr(o, "shape", ())) for o in res[:flat.n_out])
+        if n_in <= n_out:
+            fwd = _jacfwd0(f, argnums, has_aux, chunk_size, fname, max_memory, mult,
+                           n_out_hint=n_out)
+            return fwd(*args)
+        return _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, mult)
+
+    return jac
+
+
+def _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, mult):
+    """The vectorised backward sweep of a recorded tape over a cotangent basis."""
+    ins = flat.flat_in
+    outs, aux = flat.split(res)
+    for o in outs:
+        _check_float(o, fname, "an output of f")
+    m = sum(math.prod(o.shape) for o in outs)
+    offs = [0]
+    for o in outs:
+        offs.append(offs[-1] + math.prod(o.shape))
+    n_aux = len(res) - flat.n_out
+    budget = _chunking.budget(outs[0], max_memory)
+    rb = mult * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o) for o in outs for x in ins)
+    _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+    n_in = sum(math.prod(x.shape) for x in ins)
+    if chunk_size is None and not _chunking.needs_chunking(
+            m, m + n_in, mult, _chunking.itemsize(outs[0]), rb, budget):
+        budget = None  # one pass
+
+    def run(s, e):
+        basis = [_eye_block(o, m, s, e, offs[j], tuple(o.shape)) for j, o in enumerate(outs)]
+
+        def pull(*cs):
+            cts = pullback(list(cs) + [None] * n_aux)
+            return [instantiate(_ns_of(x), c) for x, c in zip(ins, cts)]
+
+        vals, batched = vmap_call(pull, basis, [True] * len(outs), e - s)
+        return [v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
+                for v, b in zip(vals, batched)]
+
+    parts = _chunking.run_chunks(m, run, chunk_size, budget, rb, outs[0])
+    cts = [_concat0([p[i] for p in parts]) for i in range(len(ins))]
+    Js = [_assemble_one([c[offs[j]:offs[j + 1], ...] for c in cts], o, ins, flat, single, True)
+          for j, o in enumerate(outs)]
+    J = _tree.unflatten(flat.out_def, Js)
+    return (J, aux) if has_aux else J
 
 
 # --- batch_ndim: per-sample derivatives of batched code ----------------------------------
@@ -637,14 +661,11 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     if mode == "rev":
         return jacrev(f, argnums, has_aux, **kw)
 
-    @wraps(f)
-    def jac(*args):
-        mode_, n_out = auto_mode(f, args, argnums, has_aux, batch_ndim, data_argnums)
-        if mode_ == "fwd":
-            return jacfwd(f, argnums, has_aux, _n_out_hint=n_out, **kw)(*args)
-        return jacrev(f, argnums, has_aux, **kw)(*args)
-
-    return jac
+    if batch_ndim:
+        inner = lambda g, a, h, nB: _jacauto0(g, a, h, chunk_size, "jacobian", max_memory, nB)  # noqa: E731
+        return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums,
+                                    "jacobian"))
+    return wraps(f)(_jacauto0(f, argnums, has_aux, chunk_size, "jacobian", max_memory))
 
 
 def auto_mode(f: Callable, args: tuple, argnums: ArgNums = 0, has_aux: bool = False,
