@@ -639,10 +639,11 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
              data_argnums: int | Sequence[int] | None = None) -> Callable:
     """Jacobian of ``f``: forward or reverse mode (``mode="fwd"|"rev"|"auto"``).
 
-    ``"auto"`` evaluates ``f`` once for its output size, then runs forward mode when
-    the per-sample input is no larger than the per-sample output (a forward pass per
-    input element against a backward sweep per output element; forward mode also
-    keeps elementwise structure symbolic), reverse mode otherwise.  See
+    ``"auto"`` runs the reverse-mode forward pass first (it gives the output size),
+    then runs forward mode when the per-sample input is no larger than the
+    per-sample output (a forward pass per input element against a backward sweep
+    per output element; forward mode also keeps elementwise structure symbolic),
+    else sweeps the recorded tape.  See
     :func:`jacfwd` for the arguments and the layout.
 
     >>> import numpy as np, xpdiff as xd
