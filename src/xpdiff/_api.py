@@ -422,7 +422,7 @@ def _jacauto0(f, argnums, has_aux, chunk_size, fname="jacobian", max_memory=None
         res, pullback = vjp_call(flat, flat.flat_in)
         n_in = sum(math.prod(x.shape) for x in flat.flat_in)
         n_out = sum(math.prod(getattr(o, "shape", ())) for o in res[:flat.n_out])
-        if n_in <= n_out:
+        if _pick_mode(n_in, n_out) == "fwd":
             fwd = _jacfwd0(f, argnums, has_aux, chunk_size, fname, max_memory, mult,
                            n_out_hint=n_out)
             return fwd(*args)
@@ -685,7 +685,13 @@ def auto_mode(f: Callable, args: tuple, argnums: ArgNums = 0, has_aux: bool = Fa
     n_in = sum(math.prod(tuple(x.shape)[k:] if d else tuple(x.shape))
                for i in nums for x, d in zip(per_arg[i][0], is_data[i]) if hasattr(x, "shape"))
     n_out = sum(math.prod(tuple(s)[k:]) for s in _eval_shape(f, args, has_aux))
-    return ("fwd" if n_in <= n_out else "rev"), n_out
+    return _pick_mode(n_in, n_out), n_out
+
+
+def _pick_mode(n_in: int, n_out: int) -> str:
+    """The auto rule: a JVP per input element against a VJP sweep per output element
+    (ties go forward, which also keeps elementwise structure symbolic)."""
+    return "fwd" if n_in <= n_out else "rev"
 
 
 def _eval_shape(f, args, has_aux):

@@ -15,11 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._api import jvp, vjp, vmap
-from ._backend import from_host, namespace_of, to_host
-
-
-def _ns(x: Any) -> Any:
-    return namespace_of(x)
+from ._backend import from_host, to_host
 
 
 def _host(x: Any) -> np.ndarray:

@@ -172,12 +172,13 @@ def batch_broadcast(prim):
     return rule
 
 
-def data_broadcast(ctx, ops, has, **params):
-    """Data rule of a broadcasting op: data operands share the full rank; shared
-    operands whose leading dims line up with the data dims are lifted."""
+def align_data(ctx, ops, has, core: int = 0) -> list:
+    """Align operands of a broadcasting op under the data view: data operands must
+    have the full (apparent) rank, so their data dims lead; a shared operand whose
+    leading dims line up with the data dims is lifted (each sample reads its row).
+    ``core`` trailing dims (matrix dims of linalg ops) never broadcast."""
     k = ctx.k
-    ranks = [(o.ndim + k if h else o.ndim) for o, h in zip(ops, has) if is_arraylike(o)]
-    R = max(ranks)
+    R = max((o.ndim + k if h else o.ndim) for o, h in zip(ops, has) if is_arraylike(o))
     new = []
     for o, h in zip(ops, has):
         if not is_arraylike(o):
@@ -188,11 +189,16 @@ def data_broadcast(ctx, ops, has, **params):
                     f"broadcasts an operand of shape {ctx.B + tuple(o.shape)} against one of rank {R}, "
                     f"so its data dims would line up with non-data dims")
             new.append(o)
-        elif o.ndim > R - k:
+        elif o.ndim > core and o.ndim > R - k:
             new.append(ctx.lift(o, o.ndim - (R - k)))
         else:
             new.append(o)
-    return new, params
+    return new
+
+
+def data_broadcast(ctx, ops, has, **params):
+    """Data rule of a broadcasting (elementwise) op: see :func:`align_data`."""
+    return align_data(ctx, ops, has), params
 
 
 def scaled(xp: Any, t: Any, d: Any) -> Any:

@@ -21,7 +21,7 @@ import math
 from typing import Any, NamedTuple
 
 from .._core import Zero, instantiate, primitive
-from ._families import backend_of, export, norm_axis, pad_batched, unbroadcast
+from ._families import align_data, backend_of, export, norm_axis, pad_batched, unbroadcast
 from .fft import conj_, is_complex
 from .indexing import _getitem_fn
 from .manipulation import matrix_transpose as _matrix_transpose
@@ -89,9 +89,6 @@ def _matmul_batch(xp, vals, batched, n):
 
 def _matmul_data(ctx, ops, has):
     a, b = ops
-    k = ctx.k
-    ra = a.ndim + k if has[0] else a.ndim
-    rb = b.ndim + k if has[1] else b.ndim
     if has[1] and b.ndim < 2:
         raise ctx.mixing("contracts a data dim (the right operand has no matrix dims besides them)")
     if has[0] and a.ndim == 0:
@@ -102,18 +99,7 @@ def _matmul_data(ctx, ops, has):
             raise ctx.mixing("broadcasts a stack of vectors against a batched matrix stack")
         return ops, {}
     # both sides have matrix dims: data dims must be leading batch dims of the result
-    R = max(ra, rb)
-    new = []
-    for o, h, r in ((a, has[0], ra), (b, has[1], rb)):
-        if h:
-            if r != R:
-                raise ctx.mixing(f"broadcasts operands of ranks {ra} and {rb}, moving the data dims")
-            new.append(o)
-        elif o.ndim > 2 and o.ndim > R - k:
-            new.append(ctx.lift(o, o.ndim - (R - k)))
-        else:
-            new.append(o)
-    return new, {}
+    return align_data(ctx, ops, has, core=2), {}
 
 
 def _matmul_impl(bk, a, b):
@@ -432,23 +418,10 @@ def _solve_batch(xp, vals, batched, n):
 
 def _solve_data(ctx, ops, has):
     """Both operands are stacks of matrices: data dims must lead the broadcast stack."""
-    k = ctx.k
     for o, h in zip(ops, has):
         if h and o.ndim < 2:
             raise ctx.mixing("acts on a data dim (needs two matrix dims besides the data dims)")
-    R = max(o.ndim + k if h else o.ndim for o, h in zip(ops, has))
-    new = []
-    for o, h in zip(ops, has):
-        if h:
-            if o.ndim + k != R:
-                raise ctx.mixing(f"broadcasts operands of ranks {[o.ndim for o in ops]} so that "
-                                 f"the data dims do not lead")
-            new.append(o)
-        elif o.ndim > R - k:
-            new.append(ctx.lift(o, o.ndim - (R - k)))
-        else:
-            new.append(o)
-    return new, {}
+    return align_data(ctx, ops, has, core=2), {}
 
 
 _solve = primitive("linalg.solve", _solve_impl, jvp=_solve_jvp, vjp=_solve_vjp,
