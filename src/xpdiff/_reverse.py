@@ -82,12 +82,17 @@ class ReverseTrace(Trace):
         if not prim.differentiable or not any_id:
             if prim.multiple_results:
                 return tuple(self.lift(o) for o in out)
-            return self.lift(out)
+            return ReverseTracer(main, out, None)
         if prim.vjp is None:
             raise RuleError(
                 f"Differentiation rule for '{prim.name}' not implemented (reverse mode / vjp); "
                 f"wrap the computation in xpdiff.custom_vjp to give it a rule"
             )
+        if not prim.multiple_results:  # the common case, inlined
+            oid = self.n_ids
+            self.n_ids = oid + 1
+            self.tape.append(Node(prim, params, primals, ids, out, (oid,), None))
+            return ReverseTracer(main, out, oid)
         return self.record(prim, params, primals, ids, out)
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:
@@ -126,31 +131,32 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
             accum(i, c)
     xp = None
     pop = acc.pop
+    get = acc.get
     for node in reversed(trace.tape):
         oids = node.out_ids
         if len(oids) == 1:
-            g0 = pop(oids[0], None)
-            if g0 is None:
+            g = pop(oids[0], None)
+            if g is None:
                 continue
-            gs = [g0]
+            gs = None
         else:
             gs = [pop(i, None) for i in oids]
             if all(g is None for g in gs):
                 continue
-        needs = [i is not None for i in node.in_ids]
+        node_ids = node.in_ids
+        needs = [i is not None for i in node_ids]
         if node.custom is not None:
-            in_cts = node.custom(gs, node)
+            in_cts = node.custom([g] if gs is None else gs, node)
         else:
             if xp is None:  # one backend per tape (mixing backends is refused)
                 xp = namespace_for_values(node.primals)
             if node.prim.multiple_results:
-                g = [Zero(o) if gi is None else gi for gi, o in zip(gs, node.out)]
-            else:
-                g = gs[0]
+                g = [Zero(o) if gi is None else gi for gi, o in zip([g] if gs is None else gs, node.out)]
             in_cts = node.prim.vjp(xp, g, node.out, node.primals, needs, **node.params)
-        for i, c, need in zip(node.in_ids, in_cts, needs):
-            if need:
-                accum(i, c)
+        for i, c in zip(node_ids, in_cts):
+            if i is not None and c is not None and type(c) is not Zero:
+                prev = get(i)
+                acc[i] = c if prev is None else add(prev, c)
     return [acc.get(i, Zero(like)) if i is not None else Zero(like) for i, like in zip(in_ids, likes)]
 
 

@@ -52,6 +52,11 @@ def as_operand(s: Any, like: Any) -> Any:
     """
     if is_arraylike(s):
         return s
+    return scalar_operand(s, like)
+
+
+def scalar_operand(s: Any, like: Any) -> Any:
+    """:func:`as_operand` for a known Python scalar ``s`` (cached)."""
     dt = like.dtype
     dev = like.device
     key = (type(s), s, type(dt), dt, dev)  # type(dt) first: dtypes of two libraries never compare
@@ -110,7 +115,14 @@ _SCALARS = (bool, int, float, complex)
 
 def operands(*args: Any) -> tuple:
     """Convert the Python scalars among ``args`` to arrays like the first array."""
-    if not any(isinstance(a, _SCALARS) for a in args):
+    if len(args) == 2:  # the hot case (binary operators with one Python scalar)
+        a, b = args
+        sa, sb = isinstance(a, _SCALARS), isinstance(b, _SCALARS)
+        if sa != sb:
+            return (a, scalar_operand(b, a)) if sb else (scalar_operand(a, b), b)
+        if not sa:
+            return args
+    elif not any(isinstance(a, _SCALARS) for a in args):
         return args
     like = next((a for a in args if is_arraylike(a)), None)
     if like is None:
@@ -295,6 +307,8 @@ def data_axis_param(key: str = "axis"):
 def is_complex_of_real(c: Any, x: Any) -> bool:
     """Whether the cotangent ``c`` is complex while its primal ``x`` is real (the
     cotangent of a real input is the real part: docs/linalg-fft.md)."""
+    if c.dtype == x.dtype:
+        return False
     bk = backend_of(x)
     return (dtype_kind(bk, c.dtype) == "complex floating"
             and dtype_kind(bk, x.dtype) != "complex floating")
