@@ -275,17 +275,20 @@ def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
     return _ns_of(t).broadcast_to(t, (count,) + tuple(t.shape))
 
 
-def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, mult=1,
-             n_out_hint=None):
+def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, mult=1):
     """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis.
 
     With a single input leaf the basis is structured (``_jvp.Diag``): elementwise
     operations keep it symbolic and an elementwise Jacobian is written once, at the
     size of the result; an op that mixes positions materialises it.
     """
-    def jac(*args):
+    def jac(*args, _recorded=None):
         nums, single = _argnums(argnums, len(args), fname)
-        flat = _Flat(f, args, nums, has_aux, fname)
+        if _recorded is None:
+            flat = _Flat(f, args, nums, has_aux, fname)
+            res0 = pull = None
+        else:  # jacobian(mode="auto") has recorded f once already
+            flat, res0, pull = _recorded
         ins = flat.flat_in
         n = sum(math.prod(x.shape) for x in ins)
         offs = [0]
@@ -296,11 +299,11 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, m
         state: dict = {}
         chunk = chunk_size
         if chunk is None and budget is not None:
-            # output sizes (one primal evaluation) decide whether one pass may not fit
-            if n_out_hint is None:  # one primal evaluation for the output size
-                n_out = sum(math.prod(sh) for sh in _eval_shape(f, args, has_aux))
-            else:  # jacobian(mode="auto") has evaluated it already
-                n_out = n_out_hint
+            # output sizes decide whether one pass may not fit: f is recorded once
+            # (the forward pass below then replays the tape instead of evaluating again)
+            if pull is None:
+                res0, pull = vjp_call(flat, ins)
+            n_out = sum(math.prod(getattr(o, "shape", ())) for o in res0[:flat.n_out])
             item = _chunking.itemsize(like)
             rb = mult * n * n_out * item
             _chunking.check_result_fits(fname, rb, budget, "Jacobian")
@@ -315,7 +318,10 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, m
                 else:
                     ts = [BatchTracer(bmain, _eye_block(x, n, s, e, offs[i], tuple(x.shape)), True)
                           for i, x in enumerate(ins)]
-                res, touts = jvp_call(flat, ins, ts)
+                if pull is not None and pull.replayable:
+                    res, touts = res0, pull.forward(ts)
+                else:
+                    res, touts = jvp_call(flat, ins, ts)
                 res = [_unbatch(r, bmain) for r in res]
                 outs = res[:flat.n_out]
                 if "outs" not in state:
@@ -422,10 +428,9 @@ def _jacauto0(f, argnums, has_aux, chunk_size, fname="jacobian", max_memory=None
         res, pullback = vjp_call(flat, flat.flat_in)
         n_in = sum(math.prod(x.shape) for x in flat.flat_in)
         n_out = sum(math.prod(getattr(o, "shape", ())) for o in res[:flat.n_out])
-        if _pick_mode(n_in, n_out) == "fwd":
-            fwd = _jacfwd0(f, argnums, has_aux, chunk_size, fname, max_memory, mult,
-                           n_out_hint=n_out)
-            return fwd(*args)
+        if _pick_mode(n_in, n_out) == "fwd":  # forward mode over the recorded tape
+            fwd = _jacfwd0(f, argnums, has_aux, chunk_size, fname, max_memory, mult)
+            return fwd(*args, _recorded=(flat, res, pullback))
         return _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, mult)
 
     return jac
@@ -584,15 +589,13 @@ def _jac_api(core: Callable, fname: str) -> Callable:
     def transform(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
                   batch_ndim: int = 0, chunk_size: int | None = None,
                   max_memory: int | None = None,
-                  data_argnums: int | Sequence[int] | None = None,
-                  _n_out_hint: int | None = None) -> Callable:
-        hints = {} if _n_out_hint is None else {"n_out_hint": _n_out_hint}  # from jacobian(auto)
+                  data_argnums: int | Sequence[int] | None = None) -> Callable:
         if batch_ndim:
             def inner(g, a, h, nB):
-                return core(g, a, h, chunk_size, fname, max_memory, nB, **hints)
+                return core(g, a, h, chunk_size, fname, max_memory, nB)
 
             return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname))
-        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory, **hints))
+        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory))
 
     return transform
 

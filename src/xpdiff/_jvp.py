@@ -119,14 +119,17 @@ def _basis_dense(t: Any, main: Any) -> bool:
     return isinstance(t, BatchTracer) and t._main is main and bool(t._b)
 
 
-def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> Any:
+def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
+               out: Any = None) -> Any:
     """JVP of an elementwise primitive on structured tangents (or ``None`` if the
-    structure cannot be kept: then the caller densifies)."""
+    structure cannot be kept: then the caller densifies).  ``out``: the primal
+    output when already known (tape replay)."""
     if params:
         return None
     first = next(t for t in tangents if type(t) is Diag)
     main = first.main
-    out = prim.bind(*primals)
+    if out is None:
+        out = prim.bind(*primals)
     shape = tuple(out.shape)
     if shape != first.shape:
         return None
@@ -168,7 +171,8 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> 
     return out, first.replace(scale, has_diag, tuple(terms))
 
 
-def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict) -> Any:
+def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
+                 out: Any = None) -> Any:
     """A reduction over the whole (per-sample) array of a structured tangent: a small
     dense tangent ``(count,) + out.shape``."""
     from ._batching import BatchTracer
@@ -185,7 +189,8 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict) -
     from ._namespace import namespace_for_values
 
     xp = namespace_for_values(primals)
-    out = prim.bind(*primals, **params)
+    if out is None:
+        out = prim.bind(*primals, **params)
     keep = xp.reshape(out, (1,) * len(shape))
     d = prim.reduce_deriv(xp, x, keep, params.get("axis"))
     n = math.prod(shape)
@@ -210,6 +215,50 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict) -
     if acc is None:
         return out, Zero(out)
     return out, BatchTracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)
+
+
+def partials_tangent(xp: Any, partials: tuple, primals: list, tangents: list, out: Any) -> Any:
+    """The output tangent of an elementwise primitive from its partial derivatives:
+    ``sum_i t_i * d_i`` (only the partials of non-zero tangents are computed)."""
+    from .rules._families import scaled
+
+    acc = None
+    for t, d in zip(tangents, partials):
+        if t is None or d is None or isinstance(t, Zero):
+            continue
+        term = scaled(xp, t, d(xp, primals, out))
+        acc = term if acc is None else xp.add(acc, term)
+    if acc is None:
+        return Zero(out)
+    if tuple(acc.shape) != tuple(out.shape):
+        acc = xp.broadcast_to(acc, out.shape)
+    return acc
+
+
+def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any = None) -> tuple:
+    """Push tangents through one application of ``prim``: ``(out, out_tangent)``.
+
+    The one place forward mode applies a rule: structured tangents (:class:`Diag`)
+    keep their structure where the primitive allows it, else they are densified
+    and the primitive's JVP rule runs.  ``out`` is the primal output when it is
+    already known (replaying a recorded tape): elementwise and reduction rules
+    then do not recompute it.
+    """
+    if any(type(t) is Diag for t in tangents):
+        res = None
+        if prim.partials is not None:
+            res = _diag_rule(prim, primals, tangents, params, out)
+        elif prim.reduce_deriv is not None:
+            res = _reduce_rule(prim, primals, tangents, params, out)
+        if res is not None:
+            return res
+        tangents = _densify(tangents)
+    from ._namespace import namespace_for_values
+
+    xp = namespace_for_values(primals)
+    if out is not None and prim.partials is not None and not params:
+        return out, partials_tangent(xp, prim.partials, primals, tangents, out)
+    return prim.jvp(xp, primals, tangents, **params)
 
 
 class JVPTrace(Trace):
@@ -242,19 +291,7 @@ class JVPTrace(Trace):
                 f"Differentiation rule for '{prim.name}' not implemented (forward mode / jvp); "
                 f"wrap the computation in xpdiff.custom_jvp to give it a rule"
             )
-        if any(type(t) is Diag for t in tangents):
-            res = None
-            if prim.partials is not None:
-                res = _diag_rule(prim, primals, tangents, params)
-            elif prim.reduce_deriv is not None:
-                res = _reduce_rule(prim, primals, tangents, params)
-            if res is not None:
-                return JVPTracer(self.main, res[0], res[1])
-            tangents = _densify(tangents)
-        from ._namespace import namespace_for_values
-
-        xp = namespace_for_values(primals)
-        out, tout = prim.jvp(xp, primals, tangents, **params)
+        out, tout = push(prim, primals, tangents, params)
         if prim.multiple_results:
             return tuple(self._box(o, t) for o, t in zip(out, tout))
         return self._box(out, tout)
@@ -280,3 +317,45 @@ def jvp_call(fun: Any, primals: list, tangents: list) -> tuple[Any, Any]:
                 res_p.append(o)
                 res_t.append(Zero(o))
     return res_p, res_t
+
+
+def replay(tape: list, in_ids: list, in_tangents: list, out_ids: list, outs: list) -> list:
+    """Forward mode over a recorded reverse-mode tape: the output tangents.
+
+    The tape (:mod:`._reverse`) holds every primitive application that depends on
+    the inputs, with its primal operands and outputs, in creation order.  Pushing
+    tangents through it node by node gives the JVP without evaluating the function
+    again (elementwise and reduction rules reuse the recorded outputs).  A tangent
+    is dropped after its last use, so a basis of tangents is not kept alive for
+    the whole tape.  Tapes with custom-rule nodes are not replayable (see
+    :func:`._reverse.replayable`).
+    """
+    tan: dict = {i: t for i, t in zip(in_ids, in_tangents)
+                 if i is not None and t is not None and type(t) is not Zero}
+    keep = set(out_ids)
+    last: dict = {}
+    for k, node in enumerate(tape):
+        for i in node.in_ids:
+            if i is not None:
+                last[i] = k
+    for k, node in enumerate(tape):
+        ids = node.in_ids
+        ts = [None if i is None else tan.get(i) for i in ids]
+        for i in ids:
+            if i is not None and last.get(i) == k and i not in keep:
+                tan.pop(i, None)
+        if all(t is None for t in ts):
+            continue
+        prim, primals = node.prim, node.primals
+        tangents = [(Zero(p) if hasattr(p, "shape") else None) if t is None else t
+                    for t, p in zip(ts, primals)]
+        _, tout = push(prim, primals, tangents, node.params, node.out)
+        if prim.multiple_results:
+            for i, t in zip(node.out_ids, tout):
+                if t is not None and type(t) is not Zero and (i in last or i in keep):
+                    tan[i] = t
+        else:
+            i = node.out_ids[0]
+            if tout is not None and type(tout) is not Zero and (i in last or i in keep):
+                tan[i] = tout
+    return [tan.get(i, Zero(o)) if i is not None else Zero(o) for i, o in zip(out_ids, outs)]

@@ -160,7 +160,37 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
     return [acc.get(i, Zero(like)) if i is not None else Zero(like) for i, like in zip(in_ids, likes)]
 
 
-def vjp_call(fun: Any, primals: list) -> tuple[list, Any]:
+class Pullback:
+    """The pullback of a recorded evaluation: call it with output cotangents.
+
+    It also pushes tangents *forward* through the same tape (:meth:`forward`), so a
+    caller that recorded the function once (``jacobian(mode="auto")``, ``jacfwd``)
+    can run forward mode without evaluating it again.
+    """
+
+    __slots__ = ("trace", "out_ids", "in_ids", "primals", "outs")
+
+    def __init__(self, trace: ReverseTrace, out_ids: list, in_ids: list, primals: list,
+                 outs: list):
+        self.trace, self.out_ids, self.in_ids = trace, out_ids, in_ids
+        self.primals, self.outs = primals, outs
+
+    def __call__(self, cts: list) -> list:
+        return backward(self.trace, self.out_ids, cts, self.in_ids, self.primals)
+
+    @property
+    def replayable(self) -> bool:
+        """Whether :meth:`forward` applies (no custom-rule nodes on the tape)."""
+        return all(node.custom is None for node in self.trace.tape)
+
+    def forward(self, tangents: list) -> list:
+        """The output tangents for input ``tangents`` (forward mode over the tape)."""
+        from ._jvp import replay
+
+        return replay(self.trace.tape, self.in_ids, tangents, self.out_ids, self.outs)
+
+
+def vjp_call(fun: Any, primals: list) -> tuple[list, Pullback]:
     """Run ``fun(*flat_primals)`` recording a tape; return outputs and a pullback."""
     with new_main(ReverseTrace) as main:
         trace: ReverseTrace = main.trace
@@ -177,8 +207,4 @@ def vjp_call(fun: Any, primals: list) -> tuple[list, Any]:
             else:
                 res.append(o)
                 out_ids.append(None)
-
-    def pullback(cts: list) -> list:
-        return backward(trace, out_ids, cts, in_ids, primals)
-
-    return res, pullback
+    return res, Pullback(trace, out_ids, in_ids, primals, res)

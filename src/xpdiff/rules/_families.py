@@ -14,6 +14,7 @@ from typing import Any
 from .._array import Tracer
 from .._backend import namespace_of
 from .._core import Zero, instantiate, primitive
+from .._jvp import partials_tangent
 
 EXPORTS: dict[str, Callable] = {}
 
@@ -239,17 +240,7 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
 
     def jvp(xp, primals, tangents):
         out = p.bind(*primals)
-        acc = None
-        for t, d in zip(tangents, partials):
-            if t is None or d is None or isinstance(t, Zero):
-                continue
-            term = scaled(xp, t, d(xp, primals, out))
-            acc = term if acc is None else xp.add(acc, term)
-        if acc is None:
-            return out, Zero(out)
-        if tuple(acc.shape) != tuple(out.shape):
-            acc = xp.broadcast_to(acc, out.shape)
-        return out, acc
+        return out, partials_tangent(xp, partials, primals, tangents, out)
 
     def vjp(xp, g, out, primals, needs):
         res = []
