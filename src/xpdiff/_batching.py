@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._array import Tracer
-from ._core import Primitive, RuleError, Trace, new_main
+from ._core import Primitive, RuleError, Trace, namespace_for_values, new_main
 
 
 class BatchTracer(Tracer):
@@ -49,7 +49,6 @@ class BatchTrace(Trace):
             return self.lift(out)
         if prim.batch is None:
             raise RuleError(f"Batching rule for '{prim.name}' not implemented (vmap / batch_ndim)")
-        from ._namespace import namespace_for_values
 
         xp = namespace_for_values(vals)
         out, out_b = prim.batch(xp, vals, batched, self.main.data["size"], **params)

@@ -191,6 +191,29 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
 _bind = bind
 
 
+_RULES_NS: dict[type, Any] = {}  # raw array type -> the namespace rules receive
+
+
+def namespace_for_values(vals: Any) -> Any:
+    """The namespace for rules applied to ``vals`` (the backend of the first array),
+    cached per raw array type: this runs once per rule application."""
+    for v in vals:
+        t = type(v)
+        x = v
+        while t in TRACER_TYPES:
+            x = x._inner
+            t = type(x)
+        ns = _RULES_NS.get(t)
+        if ns is not None:
+            return ns
+        if _backend.is_array(x):
+            from ._namespace import namespace_for
+
+            ns = _RULES_NS[t] = namespace_for(_backend.namespace_of(x), rules=True)
+            return ns
+    raise TypeError("no array among the operands")
+
+
 def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:
     a0 = args[0]
     xp = _backend._NS_CACHE.get(type(a0)) or _backend.namespace_of(a0)

@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from ._array import Tracer
-from ._core import Primitive, RuleError, Trace, Zero, new_main
+from ._batching import BatchTracer
+from ._core import Primitive, RuleError, Trace, Zero, namespace_for_values, new_main
 
 
 class JVPTracer(Tracer):
@@ -58,7 +59,6 @@ class Diag:
         return Diag(scale, self.main, self.shape, self.like, self.start, self.count, diag, terms)
 
     def _xp(self) -> Any:
-        from ._namespace import namespace_for_values
 
         return namespace_for_values([self.like])
 
@@ -82,7 +82,6 @@ class Diag:
 
     def dense(self) -> Any:
         """The tangent as a basis-batched array (materialised once)."""
-        from ._batching import BatchTracer
 
         return BatchTracer(self.main, self.value(), True)
 
@@ -114,7 +113,6 @@ def _plus(xp: Any, a: Any, b: Any, like: Any) -> Any:
 
 
 def _basis_dense(t: Any, main: Any) -> bool:
-    from ._batching import BatchTracer
 
     return isinstance(t, BatchTracer) and t._main is main and bool(t._b)
 
@@ -146,7 +144,6 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
                 return None
         else:
             return None
-    from ._namespace import namespace_for_values
 
     xp = namespace_for_values(primals)
     scale, has_diag, terms = None, False, []
@@ -175,7 +172,6 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
                  out: Any = None) -> Any:
     """A reduction over the whole (per-sample) array of a structured tangent: a small
     dense tangent ``(count,) + out.shape``."""
-    from ._batching import BatchTracer
     from .rules._families import norm_axes
 
     (t,) = tangents
@@ -186,7 +182,6 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
         return None
     if any(math.prod(tuple(c.shape[1:])) != 1 for c, _ in t.terms):
         return None
-    from ._namespace import namespace_for_values
 
     xp = namespace_for_values(primals)
     if out is None:
@@ -217,11 +212,19 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     return out, BatchTracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)
 
 
+def scaled(xp: Any, t: Any, d: Any) -> Any:
+    """``t * d``, skipping the multiplication for the constants 1 and -1."""
+    if isinstance(d, (int, float)):
+        if d == 1:
+            return t
+        if d == -1:
+            return xp.negative(t)
+    return xp.multiply(t, d)
+
+
 def partials_tangent(xp: Any, partials: tuple, primals: list, tangents: list, out: Any) -> Any:
     """The output tangent of an elementwise primitive from its partial derivatives:
     ``sum_i t_i * d_i`` (only the partials of non-zero tangents are computed)."""
-    from .rules._families import scaled
-
     acc = None
     for t, d in zip(tangents, partials):
         if t is None or d is None or isinstance(t, Zero):
@@ -253,7 +256,6 @@ def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any 
         if res is not None:
             return res
         tangents = _densify(tangents)
-    from ._namespace import namespace_for_values
 
     xp = namespace_for_values(primals)
     if out is not None and prim.partials is not None and not params:

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _core
 from ._array import Tracer
-from ._backend import backend_namespace, is_array, namespace_of
+from ._backend import backend_namespace, is_array
 from .rules import EXPORTS
 from .rules.creation import backend_creation
 from .rules.indexing import _getitem_fn as _getitem
@@ -337,14 +337,7 @@ def namespace_for(bk: Any, api_version: str | None = None, *, rules: bool = Fals
     return ns
 
 
-def namespace_for_values(vals: Any) -> Namespace:
-    """The namespace for rules applied to ``vals`` (the backend of the first array)."""
-    for v in vals:
-        if isinstance(v, Tracer):
-            return namespace_for(v._backend(), rules=True)
-        if is_array(v):
-            return namespace_for(namespace_of(v), rules=True)
-    raise TypeError("no array among the operands")
+namespace_for_values = _core.namespace_for_values  # cached per array type
 
 
 _DEVICE_CREATION = ("arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros")

@@ -14,7 +14,7 @@ from typing import Any
 from .._array import Tracer
 from .._backend import namespace_of
 from .._core import Zero, instantiate, primitive
-from .._jvp import partials_tangent
+from .._jvp import partials_tangent, scaled
 
 EXPORTS: dict[str, Callable] = {}
 
@@ -212,16 +212,6 @@ def align_data(ctx, ops, has, core: int = 0) -> list:
 def data_broadcast(ctx, ops, has, **params):
     """Data rule of a broadcasting (elementwise) op: see :func:`align_data`."""
     return align_data(ctx, ops, has), params
-
-
-def scaled(xp: Any, t: Any, d: Any) -> Any:
-    """``t * d``, skipping the multiplication for the constants 1 and -1."""
-    if isinstance(d, (int, float)):
-        if d == 1:
-            return t
-        if d == -1:
-            return xp.negative(t)
-    return xp.multiply(t, d)
 
 
 def elementwise(name: str, partials: tuple | None, impl: Callable | None = None):

@@ -6,7 +6,7 @@ import math
 
 from .._array import Tracer
 from .._backend import fix_result, namespace_of
-from .._core import bind
+from .._core import bind, namespace_for_values
 from ._families import _SCALARS, elementwise, export, operands
 
 # Rules use the namespace's functions, not operators: a raw backend array on the
@@ -223,7 +223,6 @@ def isin(x1, x2, /, *, invert=False):
         bk = namespace_of(x1)
         if hasattr(bk, "isin"):
             return fix_result(bk.isin(x1, x2, invert=invert))
-    from .._namespace import namespace_for_values
 
     xp = namespace_for_values((x1, x2))
     hits = xp.any(xp.equal(xp.expand_dims(x1, axis=-1), xp.reshape(x2, (-1,))), axis=-1)
