@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _chunking
+from xpdiff import _api, _chunking
 
 xp = xd.numpy
 
@@ -36,17 +38,70 @@ def spy(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("jac", [xd.jacfwd, xd.jacrev])
-def test_max_memory_chunks_and_matches(jac, spy):
-    x = np.random.default_rng(0).standard_normal((16, 40))
+@pytest.fixture
+def sample_spy(monkeypatch):
+    """The (start, stop) of every chunk of samples a batch_ndim Jacobian runs."""
+    calls = []
+    orig = _api._sample_chunks
+
+    def wrapped(chunk, *a, **k):
+        def counted(s, e):
+            calls.append((s, e))
+            return chunk(s, e)
+
+        return orig(counted, *a, **k)
+
+    monkeypatch.setattr(_api, "_sample_chunks", wrapped)
+    return calls
+
+
+def _peak(fn):
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("jac", [xd.jacfwd, xd.jacrev, xd.jacobian])
+def test_max_memory_chunks_samples_in_place_and_matches(jac, sample_spy):
+    x = np.random.default_rng(0).standard_normal((64, 40))
     full = jac(_mixing, batch_ndim=1, max_memory=10**12)(x)
-    result_bytes = full.size * 8
-    budget = result_bytes + 200_000  # room for a few basis vectors of intermediates only
-    spy.clear()
-    J = jac(_mixing, batch_ndim=1, max_memory=budget)(x)
+    assert sample_spy == []  # one pass when it fits
+    budget = 2 * full.nbytes
+    J, peak = _peak(lambda: jac(_mixing, batch_ndim=1, max_memory=budget)(x))
     np.testing.assert_allclose(J, full, rtol=1e-12, atol=1e-12)
-    sizes = spy[0]  # the basis (the data vmap's own run comes last)
-    assert len(sizes) > 1 and sum(sizes) == 40, spy
+    starts = [s for s, _ in sample_spy]
+    assert len(sample_spy) > 2 and starts == sorted(starts), sample_spy
+    assert sum(e - s for s, e in sample_spy) == 64 and sample_spy[-1][1] == 64
+    assert peak <= 1.1 * budget, (peak, budget)  # the rows are written in place
+
+
+def test_basis_chunked_when_one_sample_does_not_fit(spy, sample_spy):
+    x = np.random.default_rng(0).standard_normal((2, 300))
+    full = xd.jacfwd(_mixing, batch_ndim=1, max_memory=10**12)(x)
+    spy.clear()
+    J = xd.jacfwd(_mixing, batch_ndim=1, max_memory=full.nbytes + 400_000)(x)
+    np.testing.assert_allclose(J, full, rtol=1e-12, atol=1e-12)
+    basis = [sizes for sizes in spy if sum(sizes) == 300]
+    assert any(len(sizes) > 1 for sizes in basis), spy
+
+
+def test_sample_chunks_under_an_outer_transformation_concatenate():
+    x = np.random.default_rng(2).standard_normal((16, 10))
+
+    def total(s):
+        J = xd.jacfwd(_mixing, batch_ndim=1, max_memory=2 * 16 * 10 * 10 * 8)(x * s)
+        return xp.sum(J)
+
+    s0 = np.asarray(1.3)
+    g = xd.grad(total)(s0)
+    eps = 1e-6
+    fd = (float(total(s0 + eps)) - float(total(s0 - eps))) / (2 * eps)
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
 
 
 def test_auto_budget_runs_one_pass_when_it_fits(spy):

@@ -7,13 +7,14 @@ the user's batched code seen through the data view.
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
 from . import _chunking, _tree
 from ._array import Tracer
-from ._backend import backend_namespace, check_same_backend, is_array
+from ._backend import backend_namespace, check_same_backend, is_array, update
 from ._batching import BatchTrace, BatchTracer, vmap_call
 from ._core import XpdiffError, Zero, instantiate, new_main
 from ._dataview import DataTrace, DataTracer
@@ -522,8 +523,10 @@ def _data_split(args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str)
 
 
 def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k: int,
-                data_argnums: Any, fname: str) -> Callable:
-    """``inner(per_sample_f, argnums, has_aux)`` computed per sample under ``vmap``."""
+                data_argnums: Any, fname: str, max_memory: Any = None) -> Callable:
+    """``inner(per_sample_f, argnums, has_aux, n_samples)`` computed per sample under
+    ``vmap``; when a single pass might not fit ``max_memory`` (or the automatic
+    budget), the samples are chunked (:func:`_sample_chunks`)."""
     if not isinstance(k, int) or k < 0:
         raise ValueError(f"{fname}: batch_ndim must be a non-negative int, got {k!r}")
 
@@ -565,12 +568,74 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
 
         some = next(x for (ls, _), fl in zip(per_arg, is_data) for x, d in zip(ls, fl) if d)
         index = _ns_of(some).arange(nB, device=some.device)
-        jac = inner(per_sample, nums if not single else nums[0], has_aux, nB)
-        res = vmap(jac, in_axes=tuple(in_axes) + (0,))(*flat_args, index)
-        leaves, tdef = _tree.flatten(res)
+        a = nums if not single else nums[0]
+        axes = tuple(in_axes) + (0,)
+
+        def chunk(s, e):
+            if (s, e) == (0, nB):
+                sub, idx = flat_args, index
+            else:
+                sub = []
+                for arg, flags in zip(flat_args, is_data):
+                    leaves, td = _tree.flatten(arg)
+                    sub.append(_tree.unflatten(td, [x[s:e, ...] if d else x
+                                                    for x, d in zip(leaves, flags)]))
+                idx = index[s:e]
+            return _tree.flatten(vmap(inner(per_sample, a, has_aux, e - s), in_axes=axes)(*sub, idx))
+
+        split = False
+        try:
+            with _chunking.split_mode("samples" if nB > 1 else "basis"):
+                leaves, tdef = chunk(0, nB)
+        except _chunking.ChunkSamples as e:  # free the aborted pass's tape at once
+            traceback.clear_frames(e.__traceback__)
+            split = True
+        if split:
+            leaves, tdef = _sample_chunks(chunk, nB, some, max_memory, fname)
         return _tree.unflatten(tdef, [_ns_of(r).reshape(r, B + tuple(r.shape[1:])) for r in leaves])
 
     return run
+
+
+SAMPLE_CHUNK_MARGIN = 1.5  # a chunk's peak per sample may exceed the first chunk's
+
+
+def _sample_chunks(chunk: Callable, nB: int, like: Any, max_memory: Any, fname: str) -> tuple:
+    """A ``batch_ndim`` Jacobian whose single pass might not fit, computed over chunks
+    of samples sized from a measured first chunk; at top level each chunk's rows are
+    written into the result in place (no concatenation copy)."""
+    budget = _chunking.budget(like, max_memory)
+    first = min(nB, _chunking.FIRST_CHUNK)
+    with _chunking.split_mode("sized"):
+        (leaves0, tdef), peak = _chunking.peak_of(like, lambda: chunk(0, first))
+    per_result = sum(_chunking.nbytes(tuple(x.shape), x) for x in leaves0) / first
+    total = int(per_result * nB)
+    _chunking.check_result_fits(fname, total, budget, "Jacobian")
+    per = max((peak or 0) / first, per_result)
+    room = budget - total
+    if room < per:  # not even one sample's pass fits beside the result: chunk the basis
+        with _chunking.split_mode("basis"):
+            return chunk(0, nB)
+    size = max(1, int(room // (SAMPLE_CHUNK_MARGIN * per)))
+    in_place = not any(isinstance(x, Tracer) for x in leaves0)
+    outs: list = []
+    pieces: list = [leaves0]
+    if in_place:
+        for x in leaves0:
+            xp = _ns_of(x)
+            out = xp.empty((nB,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+            outs.append(update(out, (slice(0, first), Ellipsis), x))
+    with _chunking.split_mode("sized"):
+        for s in range(first, nB, size):
+            e = min(nB, s + size)
+            leaves, _ = chunk(s, e)
+            if in_place:
+                outs = [update(o, (slice(s, e), Ellipsis), x) for o, x in zip(outs, leaves)]
+            else:
+                pieces.append(leaves)
+    if in_place:
+        return outs, tdef
+    return [_concat0([p[j] for p in pieces]) for j in range(len(leaves0))], tdef
 
 
 def _unview(y: Any, main: Any, B: tuple, where: str) -> Any:
@@ -594,7 +659,8 @@ def _jac_api(core: Callable, fname: str) -> Callable:
             def inner(g, a, h, nB):
                 return core(g, a, h, chunk_size, fname, max_memory, nB)
 
-            return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname))
+            return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname,
+                                        max_memory))
         return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory))
 
     return transform
@@ -668,7 +734,7 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     if batch_ndim:
         inner = lambda g, a, h, nB: _jacauto0(g, a, h, chunk_size, "jacobian", max_memory, nB)  # noqa: E731
         return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums,
-                                    "jacobian"))
+                                    "jacobian", max_memory))
     return wraps(f)(_jacauto0(f, argnums, has_aux, chunk_size, "jacobian", max_memory))
 
 
@@ -722,7 +788,8 @@ def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
         return _jacfwd0(inner, a, h, chunk_size, "hessian", max_memory, nB)
 
     if batch_ndim:
-        return wraps(f)(_with_batch(core, f, argnums, False, batch_ndim, data_argnums, "hessian"))
+        return wraps(f)(_with_batch(core, f, argnums, False, batch_ndim, data_argnums, "hessian",
+                                    max_memory))
     return wraps(f)(core(f, argnums, False))
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 AUTO_FRACTION = 0.5
@@ -33,6 +35,34 @@ FIRST_CHUNK = 8
 
 class ChunkMemoryError(MemoryError):
     """The result of a transformation cannot fit in the memory budget."""
+
+
+class ChunkSamples(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a ``batch_ndim`` Jacobian whose single pass might not fit: the
+    caller then runs the samples in chunks (each sample's blocks are independent,
+    so a chunk of samples needs no cross-chunk work and writes its rows in place)."""
+
+
+class _SplitState(threading.local):
+    def __init__(self) -> None:
+        self.mode = "basis"
+
+
+_SPLIT = _SplitState()
+
+
+@contextmanager
+def split_mode(mode: str) -> Iterator[None]:
+    """How :func:`needs_chunking` answers "yes" while active: ``"basis"`` (chunk the
+    basis: the default), ``"samples"`` (raise :class:`ChunkSamples`: ``batch_ndim``
+    prefers chunking samples) or ``"sized"`` (never: the samples were chunked to a
+    measured size already)."""
+    prev = _SPLIT.mode
+    _SPLIT.mode = mode
+    try:
+        yield
+    finally:
+        _SPLIT.mode = prev
 
 
 def _kind(x: Any) -> str:
@@ -116,7 +146,12 @@ def needs_chunking(n: int, sizes: int, mult: int, itemsize: int, result_bytes: i
     """
     if budget_bytes is None:
         return False
-    return n * LIVE_FACTOR * mult * sizes * itemsize + result_bytes > budget_bytes
+    need = n * LIVE_FACTOR * mult * sizes * itemsize + result_bytes > budget_bytes
+    if need and _SPLIT.mode != "basis":
+        if _SPLIT.mode == "samples":
+            raise ChunkSamples
+        return False
+    return need
 
 
 def run_chunks(n: int, run: Callable[[int, int], list], chunk_size: int | None,

@@ -134,6 +134,14 @@ def new_main(trace_type: type, **data: Any) -> Iterator[MainTrace]:
     finally:
         main.alive = False
         _STACK.pop()
+        # break the main <-> trace cycle, so what the trace holds (a reverse tape and
+        # its intermediates) is freed by reference counting as soon as nothing else
+        # needs it, not at the next cyclic garbage collection
+        main.trace.main = _DEAD
+
+
+_DEAD = MainTrace(-1, lambda main: None, {})  # what a finished trace points to
+_DEAD.alive = False
 
 
 class Trace:

@@ -368,6 +368,9 @@ def _parser() -> argparse.ArgumentParser:
         help="limit every peer to this many CPU threads (default: library defaults)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory of the per-sample Jacobians, default and with "
+                             "max_memory = 2 x (result + inputs) (writes <out>/memory.md)")
     parser.add_argument("--modes", action="store_true",
                         help="only time xpdiff's jacfwd against jacrev and report the mode "
                              "jacobian(mode='auto') picks (writes <out>/modes.md)")
@@ -378,6 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry (``xpdiff bench`` / ``python -m xpdiff.bench``)."""
     args = _parser().parse_args(argv)
     sizes = SIZES if args.size == "all" else (args.size,)
+    if args.memory:
+        from .memory import run_memory
+        from .memory import write as write_memory
+
+        path = write_memory(run_memory(repeat=args.repeat), args.out)
+        print(path.read_text(encoding="utf-8"))
+        return 0
     if args.modes:
         from .modes import run_modes, write
 

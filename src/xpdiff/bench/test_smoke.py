@@ -75,3 +75,15 @@ def test_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
     assert "hessian" in capsys.readouterr().out
     assert (tmp_path / "cpu.md").exists()
+
+
+def test_memory_report_small(tmp_path: Path) -> None:
+    from xpdiff.bench.memory import PER_SAMPLE, run_memory, write
+
+    rows = run_memory("small", repeat=1)
+    assert [r["workload"] for r in rows] == list(PER_SAMPLE)
+    for r in rows:
+        assert r["peak"] >= r["result"] > 0  # the result itself is allocated in the call
+        assert r["peak_bounded"] > 0 and r["time_bounded"] > 0
+    text = write(rows, tmp_path).read_text(encoding="utf-8")
+    assert "| mlp-jac (small) |" in text

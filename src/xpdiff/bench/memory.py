@@ -1,0 +1,113 @@
+"""Peak memory of per-sample Jacobians (``xpdiff bench --memory``).
+
+For each per-sample workload of the benchmark (large size, NumPy, float32) this
+measures the peak bytes NumPy allocates during one ``jacobian(f, batch_ndim=1)``
+call (``tracemalloc``: NumPy reports its allocations to it), as a multiple of the
+result's size plus the inputs', once with the default budget (half of the free
+memory: one pass) and once with ``max_memory`` set to twice the result plus the
+inputs, which makes xpdiff run the samples in chunks (and the basis, if one
+sample does not fit).  Times are medians of untraced calls; both results are
+checked equal.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .modes import CASES
+from .workloads import make_workload
+
+PER_SAMPLE = ("elementwise-jac", "mlp-jac", "bmm-jac", "softmax-jac", "per-sample-grad")
+
+
+def _peak(fn: Callable[[], Any]) -> tuple[Any, int]:
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        out = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak - base
+
+
+def _median_time(fn: Callable[[], Any], repeat: int) -> float:
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def run_memory(size: str = "large", repeat: int = 5) -> list[dict]:
+    """Peak memory and time of each per-sample Jacobian, default and bounded."""
+    import xpdiff as xd
+
+    xp = xd.numpy
+    rows = []
+    for name in PER_SAMPLE:
+        body, batched, consts, argnums, k = CASES[name]
+        inputs = make_workload(name, size).make_inputs(np.random.default_rng(0))
+        cargs = [inputs[c] for c in consts]
+        args = [inputs[b] for b in batched]
+
+        def f(*a, _body=body, _c=cargs):
+            return _body(xp, *a, *_c)
+
+        in_bytes = sum(v.nbytes for v in inputs.values())
+        default = xd.jacobian(f, argnums=argnums, batch_ndim=k)
+        ref, peak = _peak(lambda: default(*args))
+        res_bytes = ref.nbytes
+        budget = 2 * (res_bytes + in_bytes)
+        bounded = xd.jacobian(f, argnums=argnums, batch_ndim=k, max_memory=budget)
+        out, peak_b = _peak(lambda: bounded(*args))
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6 * float(np.max(np.abs(ref))))
+        rows.append({
+            "workload": name, "size": size, "result": res_bytes, "inputs": in_bytes,
+            "peak": peak, "time": _median_time(lambda: default(*args), repeat),
+            "budget": budget, "peak_bounded": peak_b,
+            "time_bounded": _median_time(lambda: bounded(*args), repeat),
+        })
+    return rows
+
+
+def _mib(b: float) -> str:
+    return f"{b / 2**20:.2f} MiB"
+
+
+def markdown(rows: list[dict]) -> str:
+    from .report import format_time
+
+    lines = ["# Peak memory of per-sample Jacobians", "",
+             "Peak bytes allocated by NumPy during one `jacobian(f, batch_ndim=1)` call "
+             "(tracemalloc), over the result's size plus the inputs'; *bounded*: the same "
+             "call with `max_memory` = 2 × (result + inputs), which makes xpdiff run the "
+             "samples in chunks. "
+             "Times are medians of untraced calls in the same run; the two results agree.",
+             "", "| workload | result | inputs | peak (default) | ratio | time | "
+             "peak (bounded) | ratio | time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        base = r["result"] + r["inputs"]
+        lines.append(
+            f"| {r['workload']} ({r['size']}) | {_mib(r['result'])} | {_mib(r['inputs'])} | "
+            f"{_mib(r['peak'])} | {r['peak'] / base:.2f}× | {format_time(r['time'])} | "
+            f"{_mib(r['peak_bounded'])} | {r['peak_bounded'] / base:.2f}× | "
+            f"{format_time(r['time_bounded'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[dict], out_dir: str | Path) -> Path:
+    path = Path(out_dir) / "memory.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(rows), encoding="utf-8")
+    return path
