@@ -67,7 +67,7 @@ from .report import (
     markdown,
     plot,
 )
-from .timing import QUICK, TimingConfig, agreement, measure, write_floor
+from .timing import QUICK, TimingConfig, agreement, keep_freed_memory, measure, write_floor
 from .workloads import SIZES, WORKLOAD_NAMES, Workload, workloads
 
 __all__ = ["WORKLOAD_NAMES", "main", "run", "run_workload"]
@@ -228,6 +228,7 @@ def run(
     workload_names: Sequence[str] | None = None,
     command: str | None = None,
     threads: int | None = None,
+    malloc: str = "keep",
 ) -> list[dict[str, Any]]:
     """Run the benchmark suite and return one result row per workload and size.
 
@@ -258,6 +259,11 @@ def run(
         limit CPU threads of every peer (NumPy's BLAS and OpenMP pools via
         threadpoolctl, ``torch.set_num_threads``, single-threaded XLA when 1);
         ``None`` keeps the libraries' defaults.
+    malloc:
+        ``"keep"`` (default): glibc's malloc keeps freed memory for the rest of
+        the process, for every peer alike (:func:`~xpdiff.bench.timing.keep_freed_memory`),
+        so repeated calls do not page-fault fresh memory; ``"default"`` leaves the
+        allocator alone.
 
     Returns
     -------
@@ -276,6 +282,7 @@ def run(
     peer_list = expand_peers(peers)
     cases = workloads(tuple(sizes), workload_names)
 
+    allocator = keep_freed_memory() if malloc == "keep" else None
     load = load_average()
     warning = _env_warning()
     if warning and progress:
@@ -294,7 +301,7 @@ def run(
             bar.close()
         if out_dir is not None:  # inside the limits: the report lists them
             command = command or _call_text(sizes, peers, backend)
-            write_outputs(rows, runtime, Path(out_dir), command, load)
+            write_outputs(rows, runtime, Path(out_dir), command, load, allocator)
     return rows
 
 
@@ -320,12 +327,14 @@ def write_outputs(
     out_dir: Path,
     command: str,
     load: tuple[float, float, float] | None = None,
+    allocator: str | None = None,
 ) -> dict[str, Path]:
     """Write the markdown report, the plot and raw JSON; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = "cpu" if runtime.backend == "numpy" else "gpu"
     info = machine_info(runtime.versions(), runtime.backend, load)
     info["threads"] = runtime.threads
+    info["allocator"] = allocator or "the C library's default malloc settings"
     paths = {"markdown": out_dir / f"{prefix}.md", "json": out_dir / f"{prefix}.json"}
     paths["markdown"].write_text(markdown(rows, info, command) + "\n", encoding="utf-8")
     paths["json"].write_text(
@@ -368,6 +377,9 @@ def _parser() -> argparse.ArgumentParser:
         help="limit every peer to this many CPU threads (default: library defaults)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: glibc malloc keeps freed memory for reuse, for every peer "
+                             "(no page faults on repeated calls); default: leave it alone")
     parser.add_argument("--memory", action="store_true",
                         help="peak memory of the per-sample Jacobians, default and with "
                              "max_memory = 2 x (result + inputs) (writes <out>/memory.md)")
@@ -381,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry (``xpdiff bench`` / ``python -m xpdiff.bench``)."""
     args = _parser().parse_args(argv)
     sizes = SIZES if args.size == "all" else (args.size,)
+    if (args.memory or args.modes) and args.malloc == "keep":
+        keep_freed_memory()  # as for the peer comparison
     if args.memory:
         from .memory import run_memory
         from .memory import write as write_memory
@@ -411,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workload_names=names,
         command=command,
         threads=args.threads,
+        malloc=args.malloc,
     )
     _print_summary(rows)
     if args.out:

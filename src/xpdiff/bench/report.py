@@ -140,6 +140,8 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
     lines += ["## Machine", ""]
     lines += [f"- CPU: {info['cpu']}; {info['cores']} logical cores"]
     lines += [f"- Platform: {info['platform']}"]
+    if info.get("allocator"):
+        lines += [f"- Allocator: {info['allocator']}"]
     threads = info.get("threads")
     if threads is None:
         lines += ["- Threads: each library's default"]

@@ -133,3 +133,37 @@ def agreement(results: dict[str, list[np.ndarray]], preference: Sequence[str]) -
     if len(groups[best]) == 1:
         return {p: False for p in peers}
     return {p: p in groups[best] for p in peers}
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory() -> str | None:
+    """Make glibc's malloc keep freed memory in the process for the rest of the run.
+
+    By default glibc returns large freed blocks to the operating system (``mmap``
+    for blocks over a threshold that adapts to the process's history, heap
+    trimming), so every call of an eager library page-faults fresh memory again:
+    on the benchmark machine that doubled the MLP gradient's time, and made
+    timings depend on what ran before.  ``mallopt(M_MMAP_MAX, 0)`` and a huge
+    ``M_TRIM_THRESHOLD`` keep freed memory for reuse, for every peer in the
+    process alike (the environment variables ``MALLOC_MMAP_MAX_=0`` and
+    ``MALLOC_TRIM_THRESHOLD_=...`` do the same for a whole program).  Returns a
+    description for the report, or ``None`` where glibc is not the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    if not (mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_MAX, 0)):
+        return None
+    return "glibc malloc keeps freed memory (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)"
