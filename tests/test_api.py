@@ -451,6 +451,56 @@ def test_softmax_jacobian_is_diagonal_plus_low_rank(backend):
                                atol=1e-14)
 
 
+def _mm(a, b):
+    t = a if isinstance(a, xd._array.Tracer) else b
+    return t.__array_namespace__().matmul(a, b)  # (strict arrays refuse ``raw @ tracer``)
+
+
+def _ns(v):
+    return v.__array_namespace__()
+
+
+_MATMUL_BASIS_CASES = {  # name: (f(A, B, v), argument shape, batch_ndim)
+    "A @ x": (lambda A, B, v: _mm(A, v), (4,), 0),
+    "sin(x) @ B": (lambda A, B, v: _mm(_ns(v).sin(v), B), (4,), 0),
+    "X @ B": (lambda A, B, v: _mm(v, B), (3, 4), 0),
+    "A2 @ exp(X)": (lambda A, B, v: _mm(A[:2, :3], _ns(v).exp(v)), (3, 4), 0),
+    "tanh(X) @ B, batch_ndim": (lambda A, B, v: _mm(_ns(v).tanh(v), B), (6, 3, 4), 1),
+    "tanh(x @ B), batch_ndim": (lambda A, B, v: _ns(v).tanh(_mm(v, B)), (7, 4), 1),
+}
+
+
+@pytest.mark.parametrize("case", list(_MATMUL_BASIS_CASES))
+def test_matmul_of_an_identity_basis_is_written_from_the_other_operand(case, backend, monkeypatch):
+    from xpdiff import _core
+
+    f, shape, k = _MATMUL_BASIS_CASES[case]
+    g = rng(3)
+    A, B = backend.asarray(g.standard_normal((5, 4))), backend.asarray(g.standard_normal((4, 2)))
+    v = backend.asarray(g.standard_normal(shape))
+
+    def h(v):
+        return f(A, B, v)
+
+    products = []
+    raw = _core.eval_raw
+
+    def counting(prim, args, params):
+        if prim.name == "matmul":
+            products.append(tuple(a.shape for a in args))
+        return raw(prim, args, params)
+
+    monkeypatch.setattr(_core, "eval_raw", counting)
+    J = xd.jacfwd(h, batch_ndim=k)(v)
+    assert len(products) == 1, products  # the primal product only: none with a basis
+    monkeypatch.setattr(_core, "eval_raw", raw)
+    want = xd.jacrev(h, batch_ndim=k)(v)
+    np.testing.assert_allclose(backend.to_numpy(J), backend.to_numpy(want), atol=1e-14)
+    # a chunked basis (partial identities) takes the general rule and agrees
+    Jc = xd.jacfwd(h, batch_ndim=k, chunk_size=2)(v)
+    np.testing.assert_allclose(backend.to_numpy(Jc), backend.to_numpy(want), atol=1e-14)
+
+
 def test_python_control_flow_on_constants_is_allowed():
     # a comparison carries no derivative: bool() of it is fine (as in eager JAX/torch)
     def f(x):

@@ -48,7 +48,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable", "partials", "reduce_deriv")
+                 "differentiable", "partials", "reduce_deriv", "basis_jvp")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
                  data=None, multiple_results: bool = False, differentiable: bool = True):
@@ -63,6 +63,9 @@ class Primitive:
         self.partials = None  # elementwise families: per-operand derivatives (see _jvp.Diag)
         # reductions: derivative d(xp, x, out_keepdims, axis) of the reduced value (1 = linear)
         self.reduce_deriv = None
+        # linear maps of a structured identity basis (see _jvp.push): the dense output
+        # tangent written directly (no materialised basis, no product with it), or None
+        self.basis_jvp = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"

@@ -253,6 +253,8 @@ def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any 
             res = _diag_rule(prim, primals, tangents, params, out)
         elif prim.reduce_deriv is not None:
             res = _reduce_rule(prim, primals, tangents, params, out)
+        elif prim.basis_jvp is not None:
+            res = _basis_rule(prim, primals, tangents, params, out)
         if res is not None:
             return res
         tangents = _densify(tangents)
@@ -261,6 +263,28 @@ def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any 
     if out is not None and prim.partials is not None and not params:
         return out, partials_tangent(xp, prim.partials, primals, tangents, out)
     return prim.jvp(xp, primals, tangents, **params)
+
+
+def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
+                out: Any = None) -> Any:
+    """A primitive with a ``basis_jvp`` rule applied to one pure scaled identity
+    basis (a :class:`Diag` without low-rank terms, over the full basis) while its
+    other operands carry no tangent: the rule writes the dense output tangent
+    directly (e.g. ``A @ x`` with ``x``'s basis gives the columns of ``A``)."""
+    pos = [i for i, t in enumerate(tangents) if t is not None and not isinstance(t, Zero)]
+    if len(pos) != 1:
+        return None
+    t = tangents[pos[0]]
+    if type(t) is not Diag or t.terms or not t.diag or t.start != 0 or \
+            t.count != math.prod(t.shape):
+        return None
+    xp = namespace_for_values(primals)
+    if out is None:
+        out = prim.bind(*primals, **params)
+    val = prim.basis_jvp(xp, primals, pos[0], t.scale, out, **params)
+    if val is None:
+        return None
+    return out, BatchTracer(t.main, val, True)
 
 
 class JVPTrace(Trace):

@@ -129,6 +129,38 @@ _matmul = primitive("matmul", _matmul_impl, jvp=_matmul_jvp,
                     vjp=_matmul_vjp, batch=_matmul_batch, data=_matmul_data)
 
 
+def _matmul_basis_jvp(xp, p, i, scale, out):
+    """Output tangents of ``a @ b`` for the full identity basis of operand ``i``
+    (scaled by ``scale``, ``None`` = ones), the other operand constant:
+    ``(n,) + out.shape``, written once from the other operand (no basis is formed
+    and no product with it is computed)."""
+    a, b = p
+    x, other = (a, b) if i == 0 else (b, a)
+    if x.ndim > 2 or other.ndim != 2:
+        return None
+    if x.ndim == 1:  # tangent j of a @ b is row j of b; of A @ x it is column j of A
+        rows = other if i == 0 else xp.matrix_transpose(other)
+        return rows if scale is None else xp.multiply(rows, xp.expand_dims(scale, axis=-1))
+    if i == 0:  # a (M, K): tangent (m', k) is e_m' (x) b[k, :]
+        M, K = x.shape
+        P = other.shape[-1]
+        eye = xp.reshape(xp.eye(M, dtype=out.dtype, device=out.device), (M, 1, M, 1))
+        val = xp.multiply(eye, xp.reshape(other, (1, K, 1, P)))
+        if scale is not None:
+            val = xp.multiply(val, xp.reshape(scale, (M, K, 1, 1)))
+        return xp.reshape(val, (M * K, M, P))
+    K, P = x.shape  # b (K, P): tangent (k', p') is a[:, k'] (x) e_p'
+    M = other.shape[0]
+    eye = xp.reshape(xp.eye(P, dtype=out.dtype, device=out.device), (1, P, 1, P))
+    val = xp.multiply(xp.reshape(xp.matrix_transpose(other), (K, 1, M, 1)), eye)
+    if scale is not None:
+        val = xp.multiply(val, xp.reshape(scale, (K, P, 1, 1)))
+    return xp.reshape(val, (K * P, M, P))
+
+
+_matmul.basis_jvp = _matmul_basis_jvp
+
+
 @export
 def matmul(x1, x2, /):
     """Matrix product with the standard's broadcasting and 1-d rules.
