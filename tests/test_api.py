@@ -493,12 +493,24 @@ def test_matmul_of_an_identity_basis_is_written_from_the_other_operand(case, bac
     monkeypatch.setattr(_core, "eval_raw", counting)
     J = xd.jacfwd(h, batch_ndim=k)(v)
     assert len(products) == 1, products  # the primal product only: none with a basis
+    products.clear()
+    Jr = xd.jacrev(h, batch_ndim=k)(v)  # a structured basis of output cotangents
+    assert len(products) == 1, products
     monkeypatch.setattr(_core, "eval_raw", raw)
-    want = xd.jacrev(h, batch_ndim=k)(v)
-    np.testing.assert_allclose(backend.to_numpy(J), backend.to_numpy(want), atol=1e-14)
-    # a chunked basis (partial identities) takes the general rule and agrees
+    # a chunked basis (partial identities) takes the general rules and agrees
+    want = xd.jacrev(h, batch_ndim=k, chunk_size=2)(v)
     Jc = xd.jacfwd(h, batch_ndim=k, chunk_size=2)(v)
-    np.testing.assert_allclose(backend.to_numpy(Jc), backend.to_numpy(want), atol=1e-14)
+    for got in (J, Jr, Jc):
+        np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), atol=1e-14)
+
+
+def test_reverse_jacobian_of_elementwise_map_stays_diagonal(backend):
+    xn = rng(4).standard_normal((16, 8))
+    J, seen = _bound(lambda: xd.jacrev(lambda x: xd.numpy.sin(x) * x + x, batch_ndim=1)(
+        backend.asarray(xn)))
+    assert "diag_embed" in seen and "matmul" not in seen
+    d = np.cos(xn) * xn + np.sin(xn) + 1
+    np.testing.assert_allclose(backend.to_numpy(J), d[:, :, None] * np.eye(8), rtol=1e-12)
 
 
 def test_python_control_flow_on_constants_is_allowed():

@@ -456,6 +456,24 @@ def _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, 
             m, m + n_in, mult, _chunking.itemsize(outs[0]), rb, budget):
         budget = None  # one pass
 
+    if len(outs) == 1 and (budget is None or chunk_size is not None and chunk_size >= m):
+        # one pass over the whole basis of one output: a structured cotangent basis
+        o = outs[0]
+        with new_main(BatchTrace, size=m) as bmain:
+            cts = pullback([Diag(None, bmain, tuple(o.shape), o)] + [None] * n_aux)
+            Js = []
+            for x, c in zip(ins, cts):
+                if type(c) is Diag and c.shape == tuple(x.shape):
+                    Js.append(_diag_jacobian(c, bmain, o, x))
+                    continue
+                if isinstance(c, Zero):
+                    rows = _ns_of(x).zeros((m,) + tuple(x.shape), dtype=x.dtype, device=x.device)
+                else:
+                    rows = _basis_main_values(c, bmain, m)
+                Js.append(_ns_of(rows).reshape(rows, tuple(o.shape) + tuple(x.shape)))
+        J = _tree.unflatten(flat.out_def, [flat.pack_in(Js, single)])
+        return (J, aux) if has_aux else J
+
     def run(s, e):
         basis = [_eye_block(o, m, s, e, offs[j], tuple(o.shape)) for j, o in enumerate(outs)]
 

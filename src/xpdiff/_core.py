@@ -48,7 +48,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable", "partials", "reduce_deriv", "basis_jvp")
+                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
                  data=None, multiple_results: bool = False, differentiable: bool = True):
@@ -66,6 +66,7 @@ class Primitive:
         # linear maps of a structured identity basis (see _jvp.push): the dense output
         # tangent written directly (no materialised basis, no product with it), or None
         self.basis_jvp = None
+        self.basis_vjp = None  # the same for an identity basis of output cotangents
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"

@@ -385,3 +385,75 @@ def replay(tape: list, in_ids: list, in_tangents: list, out_ids: list, outs: lis
             if tout is not None and type(tout) is not Zero and (i in last or i in keep):
                 tan[i] = tout
     return [tan.get(i, Zero(o)) if i is not None else Zero(o) for i, o in zip(out_ids, outs)]
+
+
+# --- structured cotangents: reverse mode over an identity basis ---------------------------
+
+def _pure(t: Diag) -> bool:
+    """A scaled identity over the full basis (no low-rank terms, not a chunk)."""
+    return t.diag and not t.terms and t.start == 0 and t.count == math.prod(t.shape)
+
+
+def pull_structured(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
+                    params: dict) -> list | None:
+    """Operand cotangents of one application of ``prim`` for a structured output
+    cotangent ``g`` (a scaled identity basis over the output, as ``jacrev`` sweeps
+    it), keeping the structure where the primitive allows: an elementwise
+    primitive scales it by its partial derivative (operands shaped like the
+    output); a primitive with a ``basis_vjp`` rule (``matmul``) writes the dense
+    cotangents from the other operand.  ``None``: the caller densifies ``g``."""
+    if params or not _pure(g):
+        return None
+    xp = namespace_for_values(primals)
+    if prim.partials is not None:
+        res: list = []
+        for x, d, need in zip(primals, prim.partials, needs):
+            if not need or d is None:
+                res.append(None)
+                continue
+            if tuple(x.shape) != g.shape or x.dtype != out.dtype:
+                return None  # broadcast or real-of-complex operands: the dense rule
+            s = _times(xp, g.scale, d(xp, primals, out))
+            if isinstance(s, (int, float)):
+                s = xp.multiply(xp.ones_like(out), s)
+            elif s is not None and tuple(s.shape) != g.shape:
+                s = xp.broadcast_to(s, g.shape)
+            res.append(g.replace(s, True, ()))
+        return res
+    if prim.basis_vjp is not None:
+        res = []
+        for i, need in enumerate(needs):
+            if not need:
+                res.append(None)
+                continue
+            val = prim.basis_vjp(xp, primals, i, g.scale, out)
+            if val is None:
+                return None
+            res.append(BatchTracer(g.main, val, True))
+        return res
+    return None
+
+
+def add_structured(a: Any, b: Any) -> Any:
+    """``a + b`` for cotangents where either may be structured."""
+    if type(a) is Diag and type(b) is Diag and _pure(a) and _pure(b) and a.main is b.main \
+            and a.shape == b.shape:
+        xp = a._xp()
+        return a.replace(_plus(xp, a.scale, b.scale, a.like), True, ())
+    if type(a) is Diag:
+        a = a.dense()
+    if type(b) is Diag:
+        b = b.dense()
+    return add_fn()(a, b)
+
+
+_ADD: list = []
+
+
+def add_fn() -> Any:
+    """xpdiff's ``add`` (imported once, lazily: the namespace imports this module)."""
+    if not _ADD:
+        from ._namespace import add
+
+        _ADD.append(add)
+    return _ADD[0]

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ._array import Tracer
-from ._core import Primitive, RuleError, Trace, Zero, bind, new_main
+from ._core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
+from ._jvp import Diag, _densify, add_structured, pull_structured, replay
 
 
 class ReverseTracer(Tracer):
@@ -115,16 +116,22 @@ class ReverseTrace(Trace):
 
 
 def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes: list) -> list:
-    """Sweep the tape once from the outputs; return the cotangents of ``in_ids``."""
-    from ._namespace import add, namespace_for_values
+    """Sweep the tape once from the outputs; return the cotangents of ``in_ids``.
+
+    An output cotangent may be a structured identity basis (:class:`._jvp.Diag`,
+    from ``jacrev``): nodes that can keep the structure do
+    (:func:`._jvp.pull_structured`), the others get it densified."""
+    from ._namespace import add
 
     acc: dict[int, Any] = {}
+    structured = any(type(c) is Diag for c in cts)
+    plus = add_structured if structured else add
 
     def accum(i: int, c: Any) -> None:
         if c is None or type(c) is Zero:
             return
         prev = acc.get(i)
-        acc[i] = c if prev is None else add(prev, c)
+        acc[i] = c if prev is None else plus(prev, c)
 
     for i, c in zip(out_ids, cts):
         if i is not None:
@@ -145,6 +152,19 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                 continue
         node_ids = node.in_ids
         needs = [i is not None for i in node_ids]
+        if structured:
+            if gs is None and type(g) is Diag and node.custom is None:
+                in_cts = pull_structured(node.prim, g, node.out, node.primals, needs, node.params)
+                if in_cts is not None:
+                    for i, c in zip(node_ids, in_cts):
+                        if i is not None and c is not None and type(c) is not Zero:
+                            prev = get(i)
+                            acc[i] = c if prev is None else plus(prev, c)
+                    continue
+            if gs is None:
+                g = _densify([g])[0]
+            else:
+                gs = _densify(gs)
         if node.custom is not None:
             in_cts = node.custom([g] if gs is None else gs, node)
         else:
@@ -156,7 +176,7 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
         for i, c in zip(node_ids, in_cts):
             if i is not None and c is not None and type(c) is not Zero:
                 prev = get(i)
-                acc[i] = c if prev is None else add(prev, c)
+                acc[i] = c if prev is None else plus(prev, c)
     return [acc.get(i, Zero(like)) if i is not None else Zero(like) for i, like in zip(in_ids, likes)]
 
 
@@ -185,8 +205,6 @@ class Pullback:
 
     def forward(self, tangents: list) -> list:
         """The output tangents for input ``tangents`` (forward mode over the tape)."""
-        from ._jvp import replay
-
         return replay(self.trace.tape, self.in_ids, tangents, self.out_ids, self.outs)
 
 

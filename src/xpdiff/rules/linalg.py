@@ -161,6 +161,47 @@ def _matmul_basis_jvp(xp, p, i, scale, out):
 _matmul.basis_jvp = _matmul_basis_jvp
 
 
+def _matmul_basis_vjp(xp, p, i, scale, out):
+    """Cotangents of operand ``i`` of ``a @ b`` for the identity basis of output
+    cotangents (scaled by ``scale``): ``(n_out,) + operand.shape``, written once
+    from the other operand (row ``m`` of ``A @ x``'s Jacobian is ``A[m, :]``)."""
+    a, b = p
+    if a.ndim > 2 or b.ndim > 2 or (a.ndim == 1 and b.ndim == 1):
+        return None
+    s = scale
+    if a.ndim == 1:  # out (P,) = x @ B
+        K, P = b.shape
+        if i == 0:  # basis p: B[:, p]
+            val = xp.matrix_transpose(b)
+            return val if s is None else xp.multiply(val, xp.reshape(s, (P, 1)))
+        eye = xp.reshape(xp.eye(P, dtype=out.dtype, device=out.device), (P, 1, P))
+        val = xp.multiply(xp.reshape(a, (1, K, 1)), eye)  # basis p: x (x) e_p
+        return val if s is None else xp.multiply(val, xp.reshape(s, (P, 1, 1)))
+    if b.ndim == 1:  # out (M,) = A @ x
+        M, K = a.shape
+        if i == 1:  # basis m: A[m, :]
+            return a if s is None else xp.multiply(a, xp.reshape(s, (M, 1)))
+        eye = xp.reshape(xp.eye(M, dtype=out.dtype, device=out.device), (M, M, 1))
+        val = xp.multiply(eye, xp.reshape(b, (1, 1, K)))  # basis m: e_m (x) x
+        return val if s is None else xp.multiply(val, xp.reshape(s, (M, 1, 1)))
+    M, K = a.shape  # out (M, P) = A @ B
+    P = b.shape[1]
+    if i == 0:  # basis (m, p): e_m (x) B[:, p]
+        eye = xp.reshape(xp.eye(M, dtype=out.dtype, device=out.device), (M, 1, M, 1))
+        val = xp.multiply(eye, xp.reshape(xp.matrix_transpose(b), (1, P, 1, K)))
+        if s is not None:
+            val = xp.multiply(val, xp.reshape(s, (M, P, 1, 1)))
+        return xp.reshape(val, (M * P, M, K))
+    eye = xp.reshape(xp.eye(P, dtype=out.dtype, device=out.device), (1, P, 1, P))
+    val = xp.multiply(xp.reshape(a, (M, 1, K, 1)), eye)  # basis (m, p): A[m, :] (x) e_p
+    if s is not None:
+        val = xp.multiply(val, xp.reshape(s, (M, P, 1, 1)))
+    return xp.reshape(val, (M * P, K, P))
+
+
+_matmul.basis_vjp = _matmul_basis_vjp
+
+
 @export
 def matmul(x1, x2, /):
     """Matrix product with the standard's broadcasting and 1-d rules.
