@@ -129,6 +129,36 @@ _matmul = primitive("matmul", _matmul_impl, jvp=_matmul_jvp,
                     vjp=_matmul_vjp, batch=_matmul_batch, data=_matmul_data)
 
 
+def _eye_kron(xp, B, M, like):
+    """``out[m', r, m, q] = (m == m') * B[r, q]``, shape ``(M, R, M, Q)``, written with
+    contiguous inner loops of length ``M * Q`` (a broadcast product over the short
+    axes would run inner loops of length ``Q`` only)."""
+    R, Q = B.shape
+    Bt = xp.reshape(xp.broadcast_to(xp.reshape(B, (R, 1, Q)), (R, M, Q)), (1, R, M * Q))
+    E = xp.reshape(xp.eye(M, dtype=like.dtype, device=like.device), (M, M, 1))
+    E = xp.reshape(xp.broadcast_to(E, (M, M, Q)), (M, 1, M * Q))
+    return xp.reshape(xp.multiply(E, Bt), (M, R, M, Q))
+
+
+def _kron_eye(xp, C, P, like):
+    """``out[q, p', r, p] = C[r, q] * (p == p')``, shape ``(Q, P, R, P)``, with
+    contiguous inner loops of length ``R * P``."""
+    R, Q = C.shape
+    Ct = xp.reshape(xp.matrix_transpose(C), (Q, R, 1))
+    Ct = xp.reshape(xp.broadcast_to(Ct, (Q, R, P)), (Q, 1, R * P))
+    D = xp.reshape(xp.eye(P, dtype=like.dtype, device=like.device), (P, 1, P))
+    D = xp.reshape(xp.broadcast_to(D, (P, R, P)), (1, P, R * P))
+    return xp.reshape(xp.multiply(Ct, D), (Q, P, R, P))
+
+
+def _scaled_rows(xp, val, scale, n):
+    """``val`` as ``(n, ...)`` rows, row ``j`` times ``scale`` (flattened) ``[j]``."""
+    val = xp.reshape(val, (n,) + tuple(val.shape[2:]))
+    if scale is None:
+        return val
+    return xp.multiply(val, xp.reshape(scale, (n,) + (1,) * (val.ndim - 1)))
+
+
 def _matmul_basis_jvp(xp, p, i, scale, out):
     """Output tangents of ``a @ b`` for the full identity basis of operand ``i``
     (scaled by ``scale``, ``None`` = ones), the other operand constant:
@@ -142,20 +172,9 @@ def _matmul_basis_jvp(xp, p, i, scale, out):
         rows = other if i == 0 else xp.matrix_transpose(other)
         return rows if scale is None else xp.multiply(rows, xp.expand_dims(scale, axis=-1))
     if i == 0:  # a (M, K): tangent (m', k) is e_m' (x) b[k, :]
-        M, K = x.shape
-        P = other.shape[-1]
-        eye = xp.reshape(xp.eye(M, dtype=out.dtype, device=out.device), (M, 1, M, 1))
-        val = xp.multiply(eye, xp.reshape(other, (1, K, 1, P)))
-        if scale is not None:
-            val = xp.multiply(val, xp.reshape(scale, (M, K, 1, 1)))
-        return xp.reshape(val, (M * K, M, P))
-    K, P = x.shape  # b (K, P): tangent (k', p') is a[:, k'] (x) e_p'
-    M = other.shape[0]
-    eye = xp.reshape(xp.eye(P, dtype=out.dtype, device=out.device), (1, P, 1, P))
-    val = xp.multiply(xp.reshape(xp.matrix_transpose(other), (K, 1, M, 1)), eye)
-    if scale is not None:
-        val = xp.multiply(val, xp.reshape(scale, (K, P, 1, 1)))
-    return xp.reshape(val, (K * P, M, P))
+        return _scaled_rows(xp, _eye_kron(xp, b, a.shape[0], out), scale, math.prod(a.shape))
+    # b (K, P): tangent (k', p') is a[:, k'] (x) e_p'
+    return _scaled_rows(xp, _kron_eye(xp, a, b.shape[1], out), scale, math.prod(b.shape))
 
 
 _matmul.basis_jvp = _matmul_basis_jvp
@@ -184,19 +203,11 @@ def _matmul_basis_vjp(xp, p, i, scale, out):
         eye = xp.reshape(xp.eye(M, dtype=out.dtype, device=out.device), (M, M, 1))
         val = xp.multiply(eye, xp.reshape(b, (1, 1, K)))  # basis m: e_m (x) x
         return val if s is None else xp.multiply(val, xp.reshape(s, (M, 1, 1)))
-    M, K = a.shape  # out (M, P) = A @ B
-    P = b.shape[1]
+    n = math.prod(out.shape)  # out (M, P) = A @ B
     if i == 0:  # basis (m, p): e_m (x) B[:, p]
-        eye = xp.reshape(xp.eye(M, dtype=out.dtype, device=out.device), (M, 1, M, 1))
-        val = xp.multiply(eye, xp.reshape(xp.matrix_transpose(b), (1, P, 1, K)))
-        if s is not None:
-            val = xp.multiply(val, xp.reshape(s, (M, P, 1, 1)))
-        return xp.reshape(val, (M * P, M, K))
-    eye = xp.reshape(xp.eye(P, dtype=out.dtype, device=out.device), (1, P, 1, P))
-    val = xp.multiply(xp.reshape(a, (M, 1, K, 1)), eye)  # basis (m, p): A[m, :] (x) e_p
-    if s is not None:
-        val = xp.multiply(val, xp.reshape(s, (M, P, 1, 1)))
-    return xp.reshape(val, (M * P, K, P))
+        return _scaled_rows(xp, _eye_kron(xp, xp.matrix_transpose(b), a.shape[0], out), s, n)
+    # basis (m, p): A[m, :] (x) e_p
+    return _scaled_rows(xp, _kron_eye(xp, xp.matrix_transpose(a), b.shape[1], out), s, n)
 
 
 _matmul.basis_vjp = _matmul_basis_vjp
