@@ -41,12 +41,25 @@ def _as_array(x: Any, fname: str, what: str) -> Any:
                     f"{type(x).__name__}")
 
 
+_FLOAT_DTYPES: set = set()  # (dtype type, dtype) pairs known to be floating point
+
+
 def _check_float(x: Any, fname: str, what: str) -> None:
+    dt = x.dtype
+    key = (type(dt), dt)  # dtypes of two libraries never compare
+    try:
+        if key in _FLOAT_DTYPES:
+            return
+    except TypeError:  # an unhashable dtype: no caching
+        key = None
     bk = x._backend() if isinstance(x, Tracer) else _ns_of(x)._backend
-    if not bk.isdtype(x.dtype, ("real floating", "complex floating")):
-        raise TypeError(f"{fname}: {what} has dtype {x.dtype}; only floating-point arrays can be "
-                        f"differentiated. Cast it first, e.g. x.astype(float64) / "
-                        f"xp.astype(x, xp.float64)")
+    if bk.isdtype(dt, ("real floating", "complex floating")):
+        if key is not None:
+            _FLOAT_DTYPES.add(key)
+        return
+    raise TypeError(f"{fname}: {what} has dtype {x.dtype}; only floating-point arrays can be "
+                    f"differentiated. Cast it first, e.g. x.astype(float64) / "
+                    f"xp.astype(x, xp.float64)")
 
 
 def _argnums(argnums: ArgNums, nargs: int, fname: str) -> tuple[tuple[int, ...], bool]:
@@ -456,6 +469,14 @@ def _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, 
             m, m + n_in, mult, _chunking.itemsize(outs[0]), rb, budget):
         budget = None  # one pass
 
+    if len(outs) == 1 and m == 1:  # a scalar output (per sample): one plain pullback
+        o = outs[0]
+        xp = _ns_of(o)
+        cts = pullback([xp.ones_like(o)] + [None] * n_aux)
+        Js = [_ns_of(x).reshape(instantiate(_ns_of(x), c), tuple(o.shape) + tuple(x.shape))
+              for x, c in zip(ins, cts)]
+        J = _tree.unflatten(flat.out_def, [flat.pack_in(Js, single)])
+        return (J, aux) if has_aux else J
     if len(outs) == 1 and (budget is None or chunk_size is not None and chunk_size >= m):
         # one pass over the whole basis of one output: a structured cotangent basis
         o = outs[0]

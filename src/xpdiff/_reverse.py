@@ -13,7 +13,7 @@ from typing import Any
 
 from ._array import Tracer
 from ._core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
-from ._jvp import Diag, _densify, add_structured, pull_structured, replay
+from ._jvp import Diag, _densify, add_fn, add_structured, pull_structured, replay
 
 
 class ReverseTracer(Tracer):
@@ -121,11 +121,9 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
     An output cotangent may be a structured identity basis (:class:`._jvp.Diag`,
     from ``jacrev``): nodes that can keep the structure do
     (:func:`._jvp.pull_structured`), the others get it densified."""
-    from ._namespace import add
-
     acc: dict[int, Any] = {}
     structured = any(type(c) is Diag for c in cts)
-    plus = add_structured if structured else add
+    plus = add_structured if structured else add_fn()
 
     def accum(i: int, c: Any) -> None:
         if c is None or type(c) is Zero:
