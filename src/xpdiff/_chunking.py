@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ._core import TRACER_TYPES
+
 AUTO_FRACTION = 0.5
 FIRST_CHUNK = 8
 
@@ -66,9 +68,7 @@ def split_mode(mode: str) -> Iterator[None]:
 
 
 def _kind(x: Any) -> str:
-    from ._array import Tracer
-
-    while isinstance(x, Tracer):
+    while type(x) in TRACER_TYPES:
         x = x._inner
     mod = type(x).__module__.split(".")[0]
     return mod
@@ -196,8 +196,12 @@ _ITEMSIZE: dict = {}
 def itemsize(like: Any) -> int:
     """Bytes per element of ``like``'s dtype (cached per dtype)."""
     dt = like.dtype
-    key = (type(dt).__module__, str(dt))  # dtypes of different libraries never compare
-    size = _ITEMSIZE.get(key)
+    key = (type(dt), dt)  # dtypes of different libraries never compare
+    try:
+        size = _ITEMSIZE.get(key)
+    except TypeError:  # an unhashable dtype
+        key = (type(dt).__module__, str(dt))
+        size = _ITEMSIZE.get(key)
     if size is None:
         from ._namespace import namespace_for_values
 
