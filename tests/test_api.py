@@ -564,3 +564,21 @@ def test_transformations_in_threads_are_independent():
     for i, J in results.items():
         v = float(i + 1)
         np.testing.assert_allclose(J[0], (np.cos(v) * v + np.sin(v)) * np.eye(3), rtol=1e-12)
+
+
+def test_auto_mode_rule():
+    from xpdiff._api import auto_mode
+
+    A = rng(5).standard_normal((6, 6))
+    x, xs = rng(6).standard_normal(6), rng(7).standard_normal((3, 6))
+    assert auto_mode(lambda x: xp.concat([x, x]), (x,)) == "fwd"  # fewer inputs
+    assert auto_mode(lambda x: xp.sum(x * x), (x,)) == "rev"  # fewer outputs
+    # equal sizes: reverse when its structured basis survives every node ...
+    assert auto_mode(lambda x: xp.tanh(A @ x) + x, (x,)) == "rev"
+    assert auto_mode(lambda x: xp.sin(x) * x, (xs,), batch_ndim=1) == "rev"
+    # ... else forward, whose structure survives reductions (softmax)
+    assert auto_mode(_softmax, (xs,), batch_ndim=1) == "fwd"
+    assert auto_mode(lambda x: x * xp.sum(x), (x,)) == "fwd"
+    for f, a, k in [(lambda x: xp.tanh(A @ x) + x, x, 0), (_softmax, xs, 1)]:
+        np.testing.assert_allclose(xd.jacobian(f, batch_ndim=k)(a), xd.jacfwd(f, batch_ndim=k)(a),
+                                   atol=1e-14)

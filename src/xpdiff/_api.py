@@ -7,6 +7,7 @@ the user's batched code seen through the data view.
 from __future__ import annotations
 
 import math
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -442,7 +443,9 @@ def _jacauto0(f, argnums, has_aux, chunk_size, fname="jacobian", max_memory=None
         res, pullback = vjp_call(flat, flat.flat_in)
         n_in = sum(math.prod(x.shape) for x in flat.flat_in)
         n_out = sum(math.prod(getattr(o, "shape", ())) for o in res[:flat.n_out])
-        if _pick_mode(n_in, n_out) == "fwd":  # forward mode over the recorded tape
+        mode = _pick_mode(n_in, n_out, pullback, flat.n_out)
+        _AUTO.mode = mode
+        if mode == "fwd":  # forward mode over the recorded tape
             fwd = _jacfwd0(f, argnums, has_aux, chunk_size, fname, max_memory, mult)
             return fwd(*args, _recorded=(flat, res, pullback))
         return _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, mult)
@@ -777,29 +780,51 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     return wraps(f)(_jacauto0(f, argnums, has_aux, chunk_size, "jacobian", max_memory))
 
 
+class _AutoState(threading.local):
+    mode: str | None = None
+
+
+_AUTO = _AutoState()  # the mode the last jacobian(mode="auto") call in this thread took
+
+
 def auto_mode(f: Callable, args: tuple, argnums: ArgNums = 0, has_aux: bool = False,
-              batch_ndim: int = 0, data_argnums: Any = None) -> tuple[str, int]:
-    """The mode ``jacobian(mode="auto")`` picks for ``f`` at ``args``, and the
-    per-sample output size: ``"fwd"`` when the per-sample input size is at most the
-    per-sample output size, else ``"rev"``.  Evaluates ``f`` once."""
-    nums, _ = _argnums(argnums, len(args), "jacobian")
-    k = batch_ndim
-    if k:  # validate before running f once for the output size
-        _, is_data, per_arg = _data_split(args, k, data_argnums, nums, "jacobian")
-    else:
-        is_data = [[False] * len(_tree.flatten(a)[0]) for a in args]
-        per_arg = [_tree.flatten(a) for a in args]
-    # per-sample sizes: data leaves lose their data dims, shared leaves do not
-    n_in = sum(math.prod(tuple(x.shape)[k:] if d else tuple(x.shape))
-               for i in nums for x, d in zip(per_arg[i][0], is_data[i]) if hasattr(x, "shape"))
-    n_out = sum(math.prod(tuple(s)[k:]) for s in _eval_shape(f, args, has_aux))
-    return _pick_mode(n_in, n_out), n_out
+              batch_ndim: int = 0, data_argnums: Any = None) -> str:
+    """The mode (``"fwd"`` or ``"rev"``) ``jacobian(mode="auto")`` takes for ``f`` at
+    ``args`` (it computes the Jacobian once and reports the choice)."""
+    _AUTO.mode = None
+    jacobian(f, argnums, has_aux, batch_ndim=batch_ndim, data_argnums=data_argnums)(*args)
+    return _AUTO.mode
 
 
-def _pick_mode(n_in: int, n_out: int) -> str:
-    """The auto rule: a JVP per input element against a VJP sweep per output element
-    (ties go forward, which also keeps elementwise structure symbolic)."""
-    return "fwd" if n_in <= n_out else "rev"
+def _pick_mode(n_in: int, n_out: int, pullback: Any = None, n_outputs: int = 1) -> str:
+    """The auto rule: a JVP per input element against a VJP sweep per output element.
+
+    Ties go to reverse mode when its sweep keeps the identity basis structured at
+    every recorded node (elementwise ops on same-shaped operands, ``matmul``): its
+    rows come out in the Jacobian's own layout.  Otherwise ties go forward, whose
+    structured tangents also survive reductions (diagonal plus low rank, as in a
+    softmax)."""
+    if n_in != n_out:
+        return "fwd" if n_in < n_out else "rev"
+    if pullback is not None and n_outputs == 1 and _reverse_structured(pullback.trace.tape):
+        return "rev"
+    return "fwd"
+
+
+def _reverse_structured(tape: list) -> bool:
+    """Whether a structured cotangent basis stays structured through every node."""
+    for node in tape:
+        prim = node.prim
+        if node.custom is not None or node.params or prim.multiple_results:
+            return False
+        if prim.partials is not None:
+            shape = tuple(node.out.shape)
+            if any(i is not None and tuple(p.shape) != shape
+                   for i, p in zip(node.in_ids, node.primals)):
+                return False
+        elif prim.basis_vjp is None:
+            return False
+    return True
 
 
 def _eval_shape(f, args, has_aux):

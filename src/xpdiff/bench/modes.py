@@ -53,7 +53,7 @@ def run_modes(sizes: tuple[str, ...] = ("small", "large"), repeat: int = 5) -> l
             kw = {"argnums": argnums, "batch_ndim": k}
             t_fwd = _median_time(lambda: xd.jacfwd(f, **kw)(*args), repeat)
             t_rev = _median_time(lambda: xd.jacrev(f, **kw)(*args), repeat)
-            pick, _ = auto_mode(f, tuple(args), argnums, False, k)
+            pick = auto_mode(f, tuple(args), argnums, False, k)
             faster = "fwd" if t_fwd <= t_rev else "rev"
             rows.append({"workload": name, "size": size, "fwd": t_fwd, "rev": t_rev,
                          "auto": pick, "faster": faster,
@@ -65,8 +65,10 @@ def markdown(rows: list[dict]) -> str:
     from .report import format_time
 
     lines = ["# jacobian(mode=\"auto\") against the measured modes", "",
-             "`auto` picks forward mode when the per-sample input size is at most the per-sample "
-             "output size (see docs/performance.md). Times are medians of xpdiff's `jacfwd` and "
+             "`auto` picks forward mode when the per-sample input size is below the per-sample "
+             "output size, reverse mode when above; at equal sizes, reverse mode when its sweep "
+             "keeps the identity basis structured through every recorded operation, else "
+             "forward (see docs/performance.md). Times are medians of xpdiff's `jacfwd` and "
              "`jacrev` in one run; *cost* is the picked mode's time over the faster one's.", "",
              "| workload | size | jacfwd | jacrev | auto picks | faster | cost |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
