@@ -119,6 +119,9 @@ def _matmul_impl(bk, a, b):
         K, N = b.shape[-2], b.shape[-1]
         lead = tuple(b.shape[:-2])
         L = math.prod(lead)
+        if N == 1:  # stacked vectors: (L, K) @ A^T gives the products as rows, no copies
+            out = bk.matmul(bk.reshape(b, (L, K)), bk.matrix_transpose(a))
+            return bk.reshape(out, lead + (a.shape[0], 1))
         cols = bk.reshape(bk.permute_dims(bk.reshape(b, (L, K, N)), (1, 0, 2)), (K, L * N))
         out = bk.reshape(bk.matmul(a, cols), (a.shape[0], L, N))
         return bk.reshape(bk.permute_dims(out, (1, 0, 2)), lead + (a.shape[0], N))
