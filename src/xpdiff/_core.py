@@ -226,13 +226,22 @@ def namespace_for_values(vals: Any) -> Any:
     raise TypeError("no array among the operands")
 
 
+_NS_OF_TYPE = _backend._NS_CACHE
+_ARRAY_TYPES: set = set()  # result types that need no fixing (filled as seen)
+
+
 def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:
     a0 = args[0]
-    xp = _backend._NS_CACHE.get(type(a0)) or _backend.namespace_of(a0)
+    xp = _NS_OF_TYPE.get(type(a0)) or _backend.namespace_of(a0)
     out = prim.impl(xp, *args, **params)
     if prim.multiple_results:
         return tuple(_backend.fix_result(o) for o in out)
-    return _backend.fix_result(out)
+    if type(out) in _ARRAY_TYPES:
+        return out
+    fixed = _backend.fix_result(out)
+    if fixed is out and type(out) in _NS_OF_TYPE:
+        _ARRAY_TYPES.add(type(out))
+    return fixed
 
 
 class Zero:
