@@ -193,8 +193,10 @@ def _matmul_basis_vjp(xp, p, i, scale, out):
     s = scale
     if a.ndim == 1:  # out (P,) = x @ B
         K, P = b.shape
-        if i == 0:  # basis p: B[:, p]
-            val = xp.matrix_transpose(b)
+        if i == 0:  # basis p: B[:, p], as a row-major copy (NumPy lays the results of
+            # broadcasting against a transposed view out transposed too, and the
+            # products downstream would then copy whole per-sample stacks)
+            val = xp.reshape(xp.reshape(xp.matrix_transpose(b), (K * P,)), (P, K))
             return val if s is None else xp.multiply(val, xp.reshape(s, (P, 1)))
         eye = xp.reshape(xp.eye(P, dtype=out.dtype, device=out.device), (P, 1, P))
         val = xp.multiply(xp.reshape(a, (1, K, 1)), eye)  # basis p: x (x) e_p
