@@ -80,8 +80,10 @@ _BINARY_NODIFF = ["floor_divide", "equal", "not_equal", "less", "less_equal", "g
 
 
 def _dpow_base(xp, a, b, y):
-    # b * a**(b-1), with 0 where b == 0 (so 0**0 has derivative 0)
-    return xp.multiply(b, xp.where(xp.equal(b, 0.0), 0.0, xp.pow(a, xp.subtract(b, 1.0))))
+    # b * a**(b-1), with 0 where b == 0 (so 0**0 has derivative 0): the exponent is
+    # masked (b = 0 -> a**0 = 1, times b = 0), so a scalar b costs a scalar select
+    b1 = xp.where(xp.equal(b, 0.0), 1.0, b)
+    return xp.multiply(b, xp.pow(a, xp.subtract(b1, 1.0)))
 
 
 def _dpow_exp(xp, a, b, y):
