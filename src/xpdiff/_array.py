@@ -49,11 +49,11 @@ class Tracer:
     # --- array attributes ----------------------------------------------------------
     @property
     def dtype(self) -> Any:
-        return self._inner.dtype
+        return self._a.dtype  # (the value one level down has this tracer's dtype)
 
     @property
     def device(self) -> Any:
-        return self._inner.device
+        return self._a.device
 
     @property
     def ndim(self) -> int:

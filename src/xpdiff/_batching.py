@@ -34,29 +34,31 @@ class BatchTrace(Trace):
         return BatchTracer(self.main, x, False)
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
+        main = self.main
         vals, batched = [], []
+        anyb = False
         for a in args:
-            if isinstance(a, BatchTracer) and a._main is self.main:
+            if type(a) is BatchTracer and a._main is main:
                 vals.append(a._a)
                 batched.append(a._b)
+                anyb = anyb or a._b
             else:
                 vals.append(a)
                 batched.append(False)
-        if not any(batched):
+        if not anyb:
             out = prim.bind(*vals, **params)
             if prim.multiple_results:
-                return tuple(self.lift(o) for o in out)
-            return self.lift(out)
+                return tuple(BatchTracer(main, o, False) for o in out)
+            return BatchTracer(main, out, False)
         if prim.batch is None:
             raise RuleError(f"Batching rule for '{prim.name}' not implemented (vmap / batch_ndim)")
-
         xp = namespace_for_values(vals)
-        out, out_b = prim.batch(xp, vals, batched, self.main.data["size"], **params)
+        out, out_b = prim.batch(xp, vals, batched, main.data["size"], **params)
         if prim.multiple_results:
             if isinstance(out_b, bool):
                 out_b = [out_b] * len(out)
-            return tuple(BatchTracer(self.main, o, bool(b)) for o, b in zip(out, out_b))
-        return BatchTracer(self.main, out, bool(out_b))
+            return tuple(BatchTracer(main, o, bool(b)) for o, b in zip(out, out_b))
+        return BatchTracer(main, out, bool(out_b))
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_passthrough(self, args)

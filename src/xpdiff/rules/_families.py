@@ -177,9 +177,13 @@ def batch_broadcast(prim):
     """Batching rule of a broadcasting op: align per-example ranks, batch axis first."""
 
     def rule(xp, vals, batched, size, **params):
-        ranks = [v.ndim - b for v, b in zip(vals, batched) if is_arraylike(v)]
-        r = max(ranks)
-        new = [pad_batched(xp, v, r) if b else v for v, b in zip(vals, batched)]
+        r = -1  # the per-example rank of the result
+        for v, b in zip(vals, batched):
+            nd = getattr(v, "ndim", None)
+            if nd is not None and nd - b > r:
+                r = nd - b
+        new = [pad_batched(xp, v, r) if b and v.ndim - 1 < r else v
+               for v, b in zip(vals, batched)]
         return prim.bind(*new, **params), True
 
     return rule
