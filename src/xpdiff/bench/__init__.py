@@ -67,7 +67,7 @@ from .report import (
     markdown,
     plot,
 )
-from .timing import QUICK, TimingConfig, agreement, keep_freed_memory, measure, write_floor
+from .timing import QUICK, Timer, TimingConfig, agreement, keep_freed_memory, write_floor
 from .workloads import SIZES, WORKLOAD_NAMES, Workload, workloads
 
 __all__ = ["WORKLOAD_NAMES", "main", "run", "run_workload"]
@@ -135,34 +135,59 @@ def run_workload(
         "result_shapes": {},
     }
     results: dict[str, list[np.ndarray]] = {}
+    timers: dict[str, Timer] = {}
+    outcomes: dict[str, str] = {}
+
+    def failed(peer: str, exc: Exception) -> None:
+        if isinstance(exc, PeerUnavailable):
+            row["unavailable"][peer] = str(exc)
+            outcomes[peer] = "unavailable"
+        else:  # a failing peer must not stop the suite
+            row["errors"][peer] = f"{type(exc).__name__}: {exc}"[:300]
+            outcomes[peer] = "error"
+        timers.pop(peer, None)
+
+    # 1. build, warm up and calibrate every peer
     for peer in peers:
-        label = f"{workload.key} {peer}"
-        if progress is not None:
-            progress.start(label)
         builder = workload.builders.get(peer)
         reason = runtime.availability(peer)
         if reason is not None:
             row["unavailable"][peer] = reason
-            outcome = "unavailable"
+            outcomes[peer] = "unavailable"
         elif builder is None:
             if peer in ("xpdiff", *SELECTABLE_PEERS):
                 row["skipped"].append(peer)
-            outcome = "n/a"
+            outcomes[peer] = "n/a"
         else:
             gc.collect()
             try:
                 call = builder(runtime, peer, inputs)
-                median, samples, out = measure(call, lambda o, p=peer: runtime.sync(p, o), config)
-                arrays = to_numpy(out)
-            except PeerUnavailable as exc:
-                row["unavailable"][peer] = str(exc)
-                outcome = "unavailable"
-            except Exception as exc:  # noqa: BLE001 - a failing peer must not stop the suite
-                row["errors"][peer] = f"{type(exc).__name__}: {exc}"[:300]
-                outcome = "error"
+                timers[peer] = Timer(call, lambda o, p=peer: runtime.sync(p, o), config)
+            except Exception as exc:  # noqa: BLE001
+                failed(peer, exc)
+    # 2. measure in rounds: one measurement of every peer per round
+    while any(not t.done for t in timers.values()):
+        for peer, timer in list(timers.items()):
+            if not timer.done:
+                try:
+                    timer.step()
+                except Exception as exc:  # noqa: BLE001
+                    failed(peer, exc)
+    # 3. results
+    for peer in peers:
+        label = f"{workload.key} {peer}"
+        if progress is not None:
+            progress.start(label)
+        timer = timers.get(peer)
+        if timer is not None:
+            try:
+                arrays = to_numpy(timer.out)
+            except Exception as exc:  # noqa: BLE001
+                failed(peer, exc)
             else:
+                median = timer.median
                 row["times"][peer] = median
-                row["samples"][peer] = samples
+                row["samples"][peer] = timer.times
                 row["result_shapes"][peer] = [list(a.shape) for a in arrays]
                 if peer != "numpy-fwd":
                     results[peer] = arrays
@@ -171,9 +196,10 @@ def run_workload(
                     note = "; ".join(filter(None, [note, "runs on the CPU (NumPy only)"]))
                 if note:
                     row["notes"][peer] = note
-                outcome = format_time(median)
+                outcomes[peer] = format_time(median)
         if progress is not None:
-            progress.done(label, outcome)
+            progress.done(label, outcomes.get(peer, "n/a"))
+    timers.clear()
 
     row["agree"] = agreement(results, _PREFERENCE)
     reference = next((results[p] for p, ok in row["agree"].items() if ok is not False), None)

@@ -21,7 +21,9 @@ OPENBLAS_VARS: tuple[str, ...] = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _METHOD = (
     "Each cell is the median wall time of one call (`time.perf_counter`) after "
     "warm-up calls (which include JIT compilation for `jax-jit`); calls faster than "
-    "a few milliseconds are looped and averaged per measurement. JAX results are "
+    "a few milliseconds are looped and averaged per measurement. The peers of a "
+    "workload are measured in interleaved rounds (one measurement of each per round), "
+    "so a slow spell of the machine affects all of them alike. JAX results are "
     "waited for with `block_until_ready()`. Input conversion and building the "
     "transformed functions are not timed. All peers get the same NumPy inputs "
     "(small sizes float64, large sizes float32), and all results are converted to "

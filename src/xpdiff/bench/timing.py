@@ -39,6 +39,53 @@ class TimingConfig:
 QUICK = TimingConfig(repeat=3, warmup=1, min_time=0.001, budget=4.0)
 
 
+class Timer:
+    """Interleavable timing of one call: warm-up and loop calibration at creation,
+    then one measurement per :meth:`step`.
+
+    The benchmark steps the timers of all peers of a workload in turns (round
+    robin), so a slow spell of the machine hits every peer alike instead of
+    whichever happened to run then.
+    """
+
+    def __init__(self, call: Callable[[], Any], sync: Callable[[Any], None],
+                 config: TimingConfig) -> None:
+        self.call, self.sync = call, sync
+        for _ in range(max(1, config.warmup)):
+            sync(call())
+        t0 = time.perf_counter()  # calibrate the inner loop count from one timed call
+        out = call()
+        sync(out)
+        single = time.perf_counter() - t0
+        self.number = 1
+        if single < config.min_time:
+            self.number = int(min(1_000_000, max(1, config.min_time / max(single, 1e-9))))
+        self.repeat = config.repeat
+        per_measurement = max(single, 1e-9) * self.number
+        if per_measurement * self.repeat > config.budget:
+            self.repeat = max(1, int(config.budget / per_measurement))
+        self.times: list[float] = [] if self.number > 1 else [single]
+        self.out = out
+
+    @property
+    def done(self) -> bool:
+        return len(self.times) >= self.repeat
+
+    def step(self) -> None:
+        """One measurement (the mean over ``number`` calls)."""
+        call, sync = self.call, self.sync
+        t0 = time.perf_counter()
+        for _ in range(self.number):
+            out = call()
+            sync(out)
+        self.times.append((time.perf_counter() - t0) / self.number)
+        self.out = out
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
 def measure(
     call: Callable[[], Any], sync: Callable[[Any], None], config: TimingConfig
 ) -> tuple[float, list[float], Any]:
