@@ -577,7 +577,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
         B, is_data, per_arg = _data_split(args, k, data_argnums, nums, fname)
         nB = math.prod(B)
         where = f"{fname}(batch_ndim={k})"
-        flat_args, in_axes = [], []
+        arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
         for (leaves, tdef), flags in zip(per_arg, is_data):
             new = []
             for x, d in zip(leaves, flags):
@@ -586,8 +586,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
                     new.append(xp.reshape(x, (nB,) + tuple(x.shape[k:])))
                 else:
                     new.append(x)
-            flat_args.append(_tree.unflatten(tdef, new))
-            in_axes.append(_tree.unflatten(tdef, [0 if d else None for d in flags]))
+            arg_leaves.append((new, tdef))
 
         def per_sample(*a):
             *a, index = a
@@ -611,19 +610,30 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
         some = next(x for (ls, _), fl in zip(per_arg, is_data) for x, d in zip(ls, fl) if d)
         index = _ns_of(some).arange(nB, device=some.device)
         a = nums if not single else nums[0]
-        axes = tuple(in_axes) + (0,)
+        flags_flat = [d for flags in is_data for d in flags] + [True]
 
         def chunk(s, e):
-            if (s, e) == (0, nB):
-                sub, idx = flat_args, index
-            else:
-                sub = []
-                for arg, flags in zip(flat_args, is_data):
-                    leaves, td = _tree.flatten(arg)
-                    sub.append(_tree.unflatten(td, [x[s:e, ...] if d else x
-                                                    for x, d in zip(leaves, flags)]))
-                idx = index[s:e]
-            return _tree.flatten(vmap(inner(per_sample, a, has_aux, e - s), in_axes=axes)(*sub, idx))
+            """The per-sample Jacobians of samples ``s:e``: leaves (samples first), treedef."""
+            whole = (s, e) == (0, nB)
+            vals = [x if whole or not d else x[s:e, ...]
+                    for (leaves, _), flags in zip(arg_leaves, is_data)
+                    for x, d in zip(leaves, flags)]
+            vals.append(index if whole else index[s:e])
+            jac = inner(per_sample, a, has_aux, e - s)
+            out_def: list = []
+
+            def flat_f(*xs):  # vmap's work without its argument checks (done above)
+                args, pos = [], 0
+                for leaves, td in arg_leaves:
+                    args.append(_tree.unflatten(td, list(xs[pos:pos + len(leaves)])))
+                    pos += len(leaves)
+                ol, od = _tree.flatten(jac(*args, xs[-1]))
+                out_def.append(od)
+                return ol
+
+            outs, ob = vmap_call(flat_f, vals, flags_flat, e - s)
+            return ([o if b else _ns_of(o).broadcast_to(o, (e - s,) + tuple(o.shape))
+                     for o, b in zip(outs, ob)], out_def[-1])
 
         split = False
         try:
