@@ -74,17 +74,13 @@ class Tracer:
         return _ns().permute_dims(self, (1, 0))
 
     def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
-        from ._namespace import namespace_for
-
-        return namespace_for(self._backend(), api_version)
+        return _ns().namespace_for(self._backend(), api_version)
 
     def _backend(self) -> Any:
-        x = self
+        x = self._a
         while isinstance(x, Tracer):
-            x = x._inner
-        from ._backend import namespace_of
-
-        return namespace_of(x)
+            x = x._a
+        return _namespace_of(x)
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> Any:
         if device == self.device:
@@ -179,6 +175,15 @@ class Tracer:
 
 
 _NS_MODULE: list = []
+
+
+def _namespace_of(x: Any) -> Any:
+    """The raw backend namespace of a raw array (``_backend.namespace_of``, cached)."""
+    from . import _backend
+
+    global _namespace_of
+    _namespace_of = _backend.namespace_of
+    return _namespace_of(x)
 
 
 def _ns() -> Any:
