@@ -56,6 +56,7 @@ def test_run_small_without_peers(tmp_path: Path) -> None:
         progress=False,
         quick=True,
         workload_names=["elementwise-jac", "per-sample-grad", "overhead"],
+        malloc="default",  # (keep the test process's allocator as it is)
     )
     assert [r["workload"] for r in rows] == ["elementwise-jac", "per-sample-grad", "overhead"]
     for row in rows:
@@ -67,11 +68,13 @@ def test_run_small_without_peers(tmp_path: Path) -> None:
     assert rows[2]["times"]["numpy-fwd"] > 0
     text = (tmp_path / "cpu.md").read_text(encoding="utf-8")
     assert "OPENBLAS_CORETYPE" in text and "| elementwise-jac | small |" in text
+    assert "- Allocator: the C library's default malloc settings" in text
     assert json.loads((tmp_path / "cpu.json").read_text(encoding="utf-8"))["rows"]
 
 
 def test_cli_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--size", "small", "--peers", "", "--quick", "--workloads", "hessian"]
+    argv = ["--size", "small", "--peers", "", "--quick", "--workloads", "hessian",
+            "--malloc", "default"]
     assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
     assert "hessian" in capsys.readouterr().out
     assert (tmp_path / "cpu.md").exists()
@@ -87,3 +90,12 @@ def test_memory_report_small(tmp_path: Path) -> None:
         assert r["peak_bounded"] > 0 and r["time_bounded"] > 0
     text = write(rows, tmp_path).read_text(encoding="utf-8")
     assert "| mlp-jac (small) |" in text
+
+
+def test_keep_freed_memory_in_a_fresh_process() -> None:
+    code = ("from xpdiff.bench.timing import keep_freed_memory; print(keep_freed_memory())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    text = out.stdout.strip()
+    if text == "None":
+        pytest.skip("the C library is not glibc (no mallopt)")
+    assert "M_MMAP_MAX=0" in text and "M_TRIM_THRESHOLD" in text
