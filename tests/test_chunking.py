@@ -130,3 +130,18 @@ def test_bad_budget_and_chunk_size():
         xd.jacfwd(_mixing, max_memory=-1)(np.ones(3))
     with pytest.raises(ValueError, match="chunk_size"):
         xd.jacfwd(_mixing, chunk_size=0)(np.ones(3))
+
+
+def test_sample_chunks_stay_on_the_device(backend, sample_spy):
+    x = backend.asarray(np.random.default_rng(3).standard_normal((32, 12)))
+
+    def f(x):
+        ns = x.__array_namespace__()
+        return ns.tanh(x) * ns.sum(x * x, axis=-1, keepdims=True)
+
+    full = xd.jacrev(f, batch_ndim=1, max_memory=10**12)(x)
+    J = xd.jacrev(f, batch_ndim=1, max_memory=2 * 32 * 12 * 12 * 8)(x)
+    assert len(sample_spy) > 1
+    if backend.device is not None:
+        assert J.device == backend.device
+    np.testing.assert_allclose(backend.to_numpy(J), backend.to_numpy(full), rtol=1e-12, atol=1e-12)
