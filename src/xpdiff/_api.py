@@ -381,6 +381,8 @@ def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
     shape = tuple(x.shape)
     n = math.prod(shape)
     if not t.terms:
+        if not t.diag:  # a structured zero
+            return xp.zeros(shape + shape, dtype=o.dtype, device=o.device)
         if t.scale is None:
             return xp.reshape(xp.eye(n, dtype=o.dtype, device=o.device), shape + shape)
         return diag_block(t.scale, shape)

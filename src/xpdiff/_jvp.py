@@ -159,6 +159,8 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
             terms.extend((c, _times(xp, w, dv)) for c, w in t.terms)
         else:  # a small dense tangent broadcast over the primal: a low-rank term
             terms.append((t._a, dv if not (isinstance(dv, (int, float)) and dv == 1) else None))
+    if not has_diag and not terms:  # no operand with a tangent has a derivative
+        return out, Zero(out)
     if len(terms) > MAX_TERMS:
         return None
     if isinstance(scale, (int, float)):
