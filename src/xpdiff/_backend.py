@@ -61,6 +61,15 @@ def fix_result(x: Any) -> Any:
     return x
 
 
+def outer_product(bk: Any, a: Any, b: Any) -> Any:
+    """``a @ b`` for stacks with a contracted size of 1, ``(..., M, 1) @ (..., 1, N)``:
+    NumPy's ``einsum`` writes it about 30% faster than its broadcast multiply (whose
+    inner loops are only ``N`` long); other libraries multiply."""
+    if type(a) is _np.ndarray and type(b) is _np.ndarray:
+        return _np.einsum("...ik,...kj->...ij", a, b)
+    return bk.multiply(a, b)
+
+
 def device_of(x: Any) -> Any:
     """The device of a raw backend array."""
     return array_api_compat.device(x)

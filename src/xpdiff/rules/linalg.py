@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from .._backend import outer_product
 from .._core import Zero, instantiate, primitive
 from ._families import align_data, backend_of, export, norm_axis, pad_batched, unbroadcast
 from .fft import conj_, is_complex
@@ -104,9 +105,9 @@ def _matmul_data(ctx, ops, has):
 
 def _matmul_impl(bk, a, b):
     if a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == 1 and b.shape[-2] == 1:
-        # an outer product (contracted size 1) is a broadcast multiply: much faster
-        # than a batched matmul with a unit inner dim
-        return bk.multiply(a, b)
+        # an outer product (contracted size 1): much faster as a broadcast product
+        # than as a batched matmul with a unit inner dim
+        return outer_product(bk, a, b)
     if a.ndim > 2 and b.ndim == 2:
         # a stack of matrices times one matrix is one large matrix product (vmap
         # turns vectors into stacks of 1-row matrices: thousands of tiny products)
