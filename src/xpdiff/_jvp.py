@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import _core
 from ._array import Tracer
 from ._batching import BatchTracer
 from ._core import Primitive, RuleError, Trace, Zero, namespace_for_values, new_main
@@ -215,12 +216,19 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
 
 
 def scaled(xp: Any, t: Any, d: Any) -> Any:
-    """``t * d``, skipping the multiplication for the constants 1 and -1."""
+    """``t * d``, skipping the multiplication for the constants 1 and -1.
+
+    Two raw arrays of one library (the innermost level, e.g. a first-order
+    gradient) multiply through the backend's ``multiply`` directly: what ``bind``
+    would reach anyway, without the dispatch."""
     if isinstance(d, (int, float)):
         if d == 1:
             return t
         if d == -1:
             return xp.negative(t)
+    tt = type(t)
+    if tt is type(d) and tt in _core._ARRAY_TYPES:
+        return _core._backend.fix_result(_core._NS_OF_TYPE[tt].multiply(t, d))
     return xp.multiply(t, d)
 
 
