@@ -76,27 +76,31 @@ def make(steps):
     return f
 
 
+def _inputs(prog, lead=()):
+    shape, steps, seed = prog
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-1.5, 1.5, lead + shape), rng.uniform(-1.5, 1.5, lead + shape)
+    return make(steps), x, y
+
+
 @settings(max_examples=60, deadline=None)
 @given(programs())
 def test_random_compositions_fwd_rev_fd(prog):
-    shape, steps, seed = prog
-    rng = np.random.default_rng(seed)
-    x, y = rng.uniform(-1.5, 1.5, shape), rng.uniform(-1.5, 1.5, shape)
-    f = make(steps)
+    f, x, y = _inputs(prog)
     Jf = xd.jacfwd(f, argnums=(0, 1))(x, y)
     Jr = xd.jacrev(f, argnums=(0, 1))(x, y)
     for a, b in zip(Jf, Jr):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    # one argument: structured identity bases in both modes, against the dense blocks
+    np.testing.assert_allclose(xd.jacfwd(f)(x, y), Jr[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(xd.jacrev(f)(x, y), Jr[0], rtol=1e-9, atol=1e-9)
     check_grads(f, (x, y), order=1)
 
 
 @settings(max_examples=30, deadline=None)
 @given(programs())
 def test_random_compositions_batch_ndim(prog):
-    shape, steps, seed = prog
-    rng = np.random.default_rng(seed)
-    x, y = rng.uniform(-1.5, 1.5, (3,) + shape), rng.uniform(-1.5, 1.5, (3,) + shape)
-    f = make(steps)
+    f, x, y = _inputs(prog, lead=(3,))
     for mode in ("fwd", "rev"):
         J = xd.jacobian(f, argnums=(0, 1), batch_ndim=1, mode=mode)(x, y)
         for b in range(3):
@@ -108,10 +112,7 @@ def test_random_compositions_batch_ndim(prog):
 @settings(max_examples=20, deadline=None)
 @given(programs())
 def test_random_compositions_second_order(prog):
-    shape, steps, seed = prog
-    rng = np.random.default_rng(seed)
-    x, y = rng.uniform(-1.5, 1.5, shape), rng.uniform(-1.5, 1.5, shape)
-    f = make(steps)
+    f, x, y = _inputs(prog)
     g = lambda x: xd.numpy.sum(xd.numpy.sin(f(x, y)))
     H1 = xd.hessian(g)(x)
     H2 = xd.jacrev(xd.grad(g))(x)

@@ -839,13 +839,6 @@ def _reverse_structured(tape: list) -> bool:
     return True
 
 
-def _eval_shape(f, args, has_aux):
-    out = f(*args)
-    if has_aux:
-        out = out[0]
-    return [tuple(y.shape) for y in _tree.flatten(out)[0]]
-
-
 def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
             chunk_size: int | None = None, max_memory: int | None = None,
             data_argnums: int | Sequence[int] | None = None) -> Callable:

@@ -12,6 +12,8 @@ import math
 import operator
 from typing import Any
 
+from ._backend import namespace_of as _namespace_of
+
 _LOST = (
     "{what} on an array that carries derivative information would drop the derivative; "
     "use xpdiff.stop_gradient(x) first, or read the value outside the transformation"
@@ -19,7 +21,10 @@ _LOST = (
 
 
 class Tracer:
-    """Base of all traced arrays (one subclass per interpreter, no extra slots)."""
+    """Base of all traced arrays (one subclass per interpreter, no extra slots).
+
+    ``_a`` is always a value one level down with this tracer's dtype and device
+    (the primal, or the batched value); ``_b`` is the interpreter's own datum."""
 
     __slots__ = ("_main", "_a", "_b", "__weakref__")
     __array_priority__ = 1000
@@ -40,11 +45,6 @@ class Tracer:
     @property
     def shape(self) -> tuple[int, ...]:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    @property
-    def _inner(self) -> Any:
-        """A value one level down that has this tracer's dtype and device."""
-        return self._a
 
     # --- array attributes ----------------------------------------------------------
     @property
@@ -104,7 +104,7 @@ class Tracer:
         raise TypeError(_LOST.format(what="__dlpack__"))
 
     def __dlpack_device__(self) -> Any:
-        return self._inner.__dlpack_device__()
+        return self._a.__dlpack_device__()
 
     def _constant_value(self) -> Any:
         """The value one level down if this tracer is a constant of its transformation
@@ -175,15 +175,6 @@ class Tracer:
 
 
 _NS_MODULE: list = []
-
-
-def _namespace_of(x: Any) -> Any:
-    """The raw backend namespace of a raw array (``_backend.namespace_of``, cached)."""
-    from . import _backend
-
-    global _namespace_of
-    _namespace_of = _backend.namespace_of
-    return _namespace_of(x)
 
 
 def _ns() -> Any:

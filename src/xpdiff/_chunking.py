@@ -69,7 +69,7 @@ def split_mode(mode: str) -> Iterator[None]:
 
 def _kind(x: Any) -> str:
     while type(x) in TRACER_TYPES:
-        x = x._inner
+        x = x._a
     mod = type(x).__module__.split(".")[0]
     return mod
 

@@ -213,7 +213,7 @@ def namespace_for_values(vals: Any) -> Any:
         t = type(v)
         x = v
         while t in TRACER_TYPES:
-            x = x._inner
+            x = x._a
             t = type(x)
         ns = _RULES_NS.get(t)
         if ns is not None:

@@ -12,57 +12,31 @@ checked equal.
 
 from __future__ import annotations
 
-import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .modes import CASES
-from .workloads import make_workload
+from .._chunking import peak_of
+from .modes import case_function
+from .timing import median_time
 
 PER_SAMPLE = ("elementwise-jac", "mlp-jac", "bmm-jac", "softmax-jac", "per-sample-grad")
 
 
 def _peak(fn: Callable[[], Any]) -> tuple[Any, int]:
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        out = fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return out, peak - base
-
-
-def _median_time(fn: Callable[[], Any], repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    out, peak = peak_of(np.empty(0), fn)  # (a NumPy array: tracemalloc watches the allocator)
+    return out, int(peak or 0)
 
 
 def run_memory(size: str = "large", repeat: int = 5) -> list[dict]:
     """Peak memory and time of each per-sample Jacobian, default and bounded."""
     import xpdiff as xd
 
-    xp = xd.numpy
     rows = []
     for name in PER_SAMPLE:
-        body, batched, consts, argnums, k = CASES[name]
-        inputs = make_workload(name, size).make_inputs(np.random.default_rng(0))
-        cargs = [inputs[c] for c in consts]
-        args = [inputs[b] for b in batched]
-
-        def f(*a, _body=body, _c=cargs):
-            return _body(xp, *a, *_c)
-
+        f, args, argnums, k, inputs = case_function(name, size)
         in_bytes = sum(v.nbytes for v in inputs.values())
         default = xd.jacobian(f, argnums=argnums, batch_ndim=k)
         ref, peak = _peak(lambda: default(*args))
@@ -73,9 +47,9 @@ def run_memory(size: str = "large", repeat: int = 5) -> list[dict]:
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6 * float(np.max(np.abs(ref))))
         rows.append({
             "workload": name, "size": size, "result": res_bytes, "inputs": in_bytes,
-            "peak": peak, "time": _median_time(lambda: default(*args), repeat),
+            "peak": peak, "time": median_time(lambda: default(*args), repeat),
             "budget": budget, "peak_bounded": peak_b,
-            "time_bounded": _median_time(lambda: bounded(*args), repeat),
+            "time_bounded": median_time(lambda: bounded(*args), repeat),
         })
     return rows
 

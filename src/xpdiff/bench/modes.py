@@ -4,13 +4,13 @@ mode ``auto`` picks next to the measured times (``xpdiff bench --modes``)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .timing import median_time
 from .workloads import bmm, elementwise, make_workload, mixing_map, mlp, per_sample_loss, softmax
 
 # name -> (body, batched argument names, constant names, argnums, batch_ndim)
@@ -24,14 +24,18 @@ CASES: dict[str, tuple[Callable, list[str], list[str], int, int]] = {
 }
 
 
-def _median_time(fn: Callable[[], Any], repeat: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+def case_function(name: str, size: str) -> tuple[Callable, list, int, int, dict]:
+    """``(f, args, argnums, batch_ndim, inputs)`` of a case on xpdiff's NumPy namespace."""
+    import xpdiff as xd
+
+    body, batched, consts, argnums, k = CASES[name]
+    inputs = make_workload(name, size).make_inputs(np.random.default_rng(0))
+    cargs = [inputs[c] for c in consts]
+
+    def f(*a: Any) -> Any:
+        return body(xd.numpy, *a, *cargs)
+
+    return f, [inputs[b] for b in batched], argnums, k, inputs
 
 
 def run_modes(sizes: tuple[str, ...] = ("small", "large"), repeat: int = 5) -> list[dict]:
@@ -39,20 +43,13 @@ def run_modes(sizes: tuple[str, ...] = ("small", "large"), repeat: int = 5) -> l
     import xpdiff as xd
     from xpdiff._api import auto_mode
 
-    xp = xd.numpy
     rows = []
-    for name, (body, batched, consts, argnums, k) in CASES.items():
+    for name in CASES:
         for size in sizes:
-            inputs = make_workload(name, size).make_inputs(np.random.default_rng(0))
-            cargs = [inputs[c] for c in consts]
-            args = [inputs[b] for b in batched]
-
-            def f(*a, _body=body, _c=cargs):
-                return _body(xp, *a, *_c)
-
+            f, args, argnums, k, _ = case_function(name, size)
             kw = {"argnums": argnums, "batch_ndim": k}
-            t_fwd = _median_time(lambda: xd.jacfwd(f, **kw)(*args), repeat)
-            t_rev = _median_time(lambda: xd.jacrev(f, **kw)(*args), repeat)
+            t_fwd = median_time(lambda: xd.jacfwd(f, **kw)(*args), repeat)
+            t_rev = median_time(lambda: xd.jacrev(f, **kw)(*args), repeat)
             pick = auto_mode(f, tuple(args), argnums, False, k)
             faster = "fwd" if t_fwd <= t_rev else "rev"
             rows.append({"workload": name, "size": size, "fwd": t_fwd, "rev": t_rev,

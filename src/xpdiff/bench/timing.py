@@ -93,30 +93,22 @@ def measure(
 
     Returns ``(median seconds per call, per-measurement seconds, last result)``.
     """
-    for _ in range(max(1, config.warmup)):
-        sync(call())
+    timer = Timer(call, sync, config)
+    while not timer.done:
+        timer.step()
+    return timer.median, timer.times, timer.out
 
-    # Calibrate the inner loop count from one more (timed) call.
-    t0 = time.perf_counter()
-    out = call()
-    sync(out)
-    single = time.perf_counter() - t0
-    number = 1
-    if single < config.min_time:
-        number = int(min(1_000_000, max(1, config.min_time / max(single, 1e-9))))
-    repeat = config.repeat
-    per_measurement = max(single, 1e-9) * number
-    if per_measurement * repeat > config.budget:
-        repeat = max(1, int(config.budget / per_measurement))
 
-    times: list[float] = [] if number > 1 else [single]
-    while len(times) < repeat:
-        t0 = time.perf_counter()
-        for _ in range(number):
-            out = call()
-            sync(out)
-        times.append((time.perf_counter() - t0) / number)
-    return statistics.median(times), times, out
+def median_time(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of ``repeat`` single calls of ``fn`` after one warm-up call
+    (xpdiff-only reports: ``--modes``, ``--memory``)."""
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(statistics.median(ts))
 
 
 def write_floor(arrays: Sequence[np.ndarray], config: TimingConfig, xp: Any = np) -> float:
