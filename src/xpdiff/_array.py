@@ -13,6 +13,7 @@ import operator
 from typing import Any
 
 from ._backend import namespace_of as _namespace_of
+from .backend.numpy_dispatch import call_function, call_ufunc
 
 _LOST = (
     "{what} on an array that carries derivative information would drop the derivative; "
@@ -28,7 +29,6 @@ class Tracer:
 
     __slots__ = ("_main", "_a", "_b", "__weakref__")
     __array_priority__ = 1000
-    __array_ufunc__ = None  # NumPy's binary operators return NotImplemented: ours run
 
     def __init__(self, main: Any, a: Any, b: Any):
         self._main = main
@@ -75,6 +75,13 @@ class Tracer:
 
     def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
         return _ns().namespace_for(self._backend(), api_version)
+
+    # --- NumPy's dispatch protocols: plain NumPy code runs through the standard -------
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return call_ufunc(self.__array_namespace__(), ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        return call_function(self.__array_namespace__(), func, args, kwargs)
 
     def _backend(self) -> Any:
         x = self._a
