@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import math
 import operator
+import os
+import sys
 from typing import Any
 
 from ._backend import namespace_of as _namespace_of
 from .backend.numpy_dispatch import call_function, call_ufunc
 
-_LOST = (
-    "{what} on an array that carries derivative information would drop the derivative; "
-    "use xpdiff.stop_gradient(x) first, or read the value outside the transformation"
-)
+_LOST = "{what} on an array that carries derivative information would drop the derivative; {fix}"
+
+# array methods of NumPy/torch that the standard has as functions: x.sum() -> xp.sum(x)
+_METHOD_FIXES = {
+    "flatten": "xp.reshape(x, (-1,))", "ravel": "xp.reshape(x, (-1,))", "dot": "x @ y (xp.matmul)",
+    "transpose": "xp.permute_dims(x, axes), or x.mT / x.T", "cumsum": "xp.cumulative_sum(x, axis=...)",
+    "cumprod": "xp.cumulative_prod(x, axis=...)", "copy": "xp.asarray(x, copy=True)",
+    "conjugate": "xp.conj(x)", "swapaxes": "xp.permute_dims(x, axes)", "view": "xp.reshape(x, shape)",
+    "squeeze": "xp.squeeze(x, axis=...)", "fill": "x[...] = value", "numel": "x.size",
+    "dim": "x.ndim", "unsqueeze": "xp.expand_dims(x, axis=...)",
+    "amax": "xp.max(x)", "amin": "xp.min(x)", "sort": "xp.sort(x)", "nonzero": "xp.nonzero(x)",
+}
+_ESCAPES = ("item", "tolist", "numpy", "tobytes", "get", "cpu", "detach")
 
 
 class Tracer:
@@ -29,6 +40,8 @@ class Tracer:
 
     __slots__ = ("_main", "_a", "_b", "__weakref__")
     __array_priority__ = 1000
+    # how to read a value without its derivative (the eager DiffArray says `.value`)
+    _escape_fix = "use xpdiff.stop_gradient(x) first, or read the value outside the transformation"
 
     def __init__(self, main: Any, a: Any, b: Any):
         self._main = main
@@ -102,16 +115,30 @@ class Tracer:
 
     # --- escapes: refuse to silently drop derivatives ------------------------------
     def __array__(self, *a: Any, **k: Any) -> Any:
-        raise TypeError(_LOST.format(what="Converting to a NumPy array (__array__)")
+        raise TypeError(_lost(self, "Converting to a NumPy array (__array__)")
                         + "; if a NumPy array is being indexed with a traced index (W[idx]), "
                           "write xp.asarray(W)[idx] or xp.take(W, idx, axis=0)")
 
     def __dlpack__(self, /, *, stream: Any = None, max_version: Any = None,
                    dl_device: Any = None, copy: bool | None = None) -> Any:
-        raise TypeError(_LOST.format(what="__dlpack__"))
+        raise TypeError(_lost(self, "__dlpack__"))
 
     def __dlpack_device__(self) -> Any:
         return self._a.__dlpack_device__()
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for attributes the array object does not have (x.sum(), x.item())
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if name in _ESCAPES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}: "
+                                 + _lost(self, f"x.{name}()"))
+        fix = _METHOD_FIXES.get(name)
+        if fix is None and hasattr(_ns().namespace_for(self._backend(), None), name):
+            fix = f"xp.{name}(x, ...)"
+        hint = (f": the array API standard has it as a function, not an array method; write {fix} "
+                f"with xp = x.__array_namespace__()") if fix else ""
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{hint}")
 
     def _constant_value(self) -> Any:
         """The value one level down if this tracer is a constant of its transformation
@@ -129,33 +156,33 @@ class Tracer:
     def __float__(self) -> float:
         v = self._concrete()
         if v is None:
-            raise TypeError(_LOST.format(what="float()"))
+            raise TypeError(_lost(self, "float()"))
         return float(v)
 
     def __int__(self) -> int:
         v = self._concrete()
         if v is None:
-            raise TypeError(_LOST.format(what="int()"))
+            raise TypeError(_lost(self, "int()"))
         return int(v)
 
     def __complex__(self) -> complex:
-        raise TypeError(_LOST.format(what="complex()"))
+        raise TypeError(_lost(self, "complex()"))
 
     def __index__(self) -> int:
         v = self._concrete()
         if v is None:
-            raise TypeError(_LOST.format(what="__index__"))
+            raise TypeError(_lost(self, "__index__"))
         return operator.index(v)
 
     def __bool__(self) -> bool:
         v = self._concrete()
         if v is None:
-            raise TypeError(_LOST.format(what="bool() (e.g. `if x:` on a traced array)"))
+            raise TypeError(_lost(self, "bool() (e.g. `if x:` on a traced array)"))
         return bool(v)
 
     def __iter__(self) -> Any:
         if self._concrete() is None or not self.shape:
-            raise TypeError(_LOST.format(what="Iterating") + "; index explicitly, e.g. x[i]")
+            raise TypeError(_lost(self, "Iterating") + "; index explicitly, e.g. x[i]")
         return (self[i] for i in range(self.shape[0]))
 
     def __len__(self) -> int:
@@ -179,6 +206,16 @@ class Tracer:
         object.__setattr__(self, "__class__", type(new))
         self._main, self._a, self._b = new._main, new._a, new._b
         return self
+
+
+def _lost(x: Tracer, what: str) -> str:
+    msg = _LOST.format(what=what, fix=type(x)._escape_fix)
+    if what.startswith("Converting to a NumPy array") and "scipy" in sys.modules \
+            and os.environ.get("SCIPY_ARRAY_API") != "1":
+        msg += ("; inside SciPy or scikit-learn this happens when their array API support is off: "
+                "set the environment variable SCIPY_ARRAY_API=1 before importing them (and "
+                "sklearn.set_config(array_api_dispatch=True) for scikit-learn)")
+    return msg
 
 
 _NS_MODULE: list = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from . import _backend
@@ -25,6 +26,25 @@ class XpdiffError(Exception):
 
 class MixingError(XpdiffError, ValueError):
     """An operation mixes samples under ``batch_ndim`` (see docs/concepts.md)."""
+
+
+# The operation the user called, while a composite (mean, var, sort, tile, ...) binds the
+# primitives it is built from: errors about those primitives name it instead.
+USER_OP: ContextVar[str | None] = ContextVar("xpdiff_user_op", default=None)
+
+
+@contextmanager
+def op_context(name: str) -> Iterator[None]:
+    """Errors raised by the primitives bound inside name the composite ``name`` (what the
+    user called); the outermost composite wins."""
+    if USER_OP.get() is not None:
+        yield
+        return
+    token = USER_OP.set(name)
+    try:
+        yield
+    finally:
+        USER_OP.reset(token)
 
 
 class RuleError(XpdiffError, NotImplementedError):

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from ._array import Tracer
-from ._core import MixingError, Primitive, Trace
+from ._core import USER_OP, MixingError, Primitive, Trace
 
 
 class DataTracer(Tracer):
@@ -95,12 +95,13 @@ class DataTrace(Trace):
             else:
                 ops.append(a)
                 has.append(False)
+        op = USER_OP.get() or prim.name
         if prim.data is None:
             raise MixingError(
-                f"{d['where']}: '{prim.name}' has no rule for batch_ndim (data dims); "
+                f"{d['where']}: '{op}' has no rule for batch_ndim (data dims); "
                 f"use xpdiff.vmap over a per-sample function instead"
             )
-        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], prim.name)
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op)
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:

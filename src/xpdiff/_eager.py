@@ -91,6 +91,7 @@ class DiffArray(Tracer):
     """
 
     __slots__ = ()
+    _escape_fix = "read the plain array with .value (float(E.value) for a scalar)"
 
     def __new__(cls, value: Any, /, *, batch_ndim: int = 0) -> DiffArray:
         return _leaf(value, batch_ndim)

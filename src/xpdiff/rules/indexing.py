@@ -34,7 +34,7 @@ from contextlib import contextmanager
 
 from .._array import Tracer
 from .._backend import set_at
-from .._core import MixingError, XpdiffError, Zero, instantiate, primitive
+from .._core import MixingError, XpdiffError, Zero, instantiate, op_context, primitive
 from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
 _FULL = slice(None)
@@ -80,16 +80,6 @@ def fresh(x):
     y = object.__new__(type(x))
     y._main, y._a, y._b = x._main, x._a, x._b
     return y
-
-
-@contextmanager
-def op_context(name):
-    """Prefix the ``MixingError`` raised by a composite's inner primitives with the
-    composite's own name (what the user called)."""
-    try:
-        yield
-    except MixingError as e:
-        raise MixingError(f"{name}: {e}") from None
 
 
 # --- keys ------------------------------------------------------------------------------------

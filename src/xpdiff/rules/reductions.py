@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .._core import primitive
+from .._core import op_context, primitive
 from ._families import batch_axis_param, data_axis_param, export, norm_axes, norm_axis
 
 
@@ -171,7 +171,8 @@ def _count(x, axis):
 @export
 def mean(x, /, *, axis=None, keepdims=False):
     """Arithmetic mean over ``axis``."""
-    return _div(sum(x, axis=axis, keepdims=keepdims), _count(x, axis))
+    with op_context("mean"):
+        return _div(sum(x, axis=axis, keepdims=keepdims), _count(x, axis))
 
 
 @export
@@ -179,9 +180,10 @@ def var(x, /, *, axis=None, correction=0.0, keepdims=False):
     """Variance over ``axis`` with ``correction`` degrees of freedom removed."""
     from .elementwise import PRIMS
 
-    d = PRIMS["subtract"].bind(x, mean(x, axis=axis, keepdims=True))
-    ss = sum(PRIMS["square"].bind(d), axis=axis, keepdims=keepdims)
-    return _div(ss, _count(x, axis) - correction)
+    with op_context("var"):
+        d = PRIMS["subtract"].bind(x, mean(x, axis=axis, keepdims=True))
+        ss = sum(PRIMS["square"].bind(d), axis=axis, keepdims=keepdims)
+        return _div(ss, _count(x, axis) - correction)
 
 
 @export
@@ -189,7 +191,8 @@ def std(x, /, *, axis=None, correction=0.0, keepdims=False):
     """Standard deviation (``sqrt(var)``; its derivative is infinite where var is 0)."""
     from .elementwise import PRIMS
 
-    return PRIMS["sqrt"].bind(var(x, axis=axis, correction=correction, keepdims=keepdims))
+    with op_context("std"):
+        return PRIMS["sqrt"].bind(var(x, axis=axis, correction=correction, keepdims=keepdims))
 
 
 def _arg_impl(name):
