@@ -336,7 +336,7 @@ def test_batch_ndim_errors():
     (lambda x: xp.sum(x), "'sum'"),
     (lambda x: xp.reshape(x, (-1,)), "'reshape'"),
     (lambda x: x.T @ x, "'permute_dims'"),
-    (lambda x: xp.mean(x, axis=0, keepdims=True) - x, "'sum'"),
+    (lambda x: xp.mean(x, axis=0, keepdims=True) - x, "'mean'"),
     (lambda x: xp.cumulative_sum(x, axis=0), "'cumulative_sum'"),
     (lambda x: x[0, ...] * x, "'getitem'"),
     (lambda x: xp.flip(x, axis=0), "'flip'"),

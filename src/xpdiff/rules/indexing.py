@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from contextlib import contextmanager
 
 from .._array import Tracer
 from .._backend import set_at
-from .._core import MixingError, XpdiffError, Zero, instantiate, op_context, primitive
+from .._core import XpdiffError, Zero, instantiate, op_context, primitive
 from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
 _FULL = slice(None)
