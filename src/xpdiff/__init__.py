@@ -11,6 +11,7 @@ any array-API backend, computed on the arrays' device.
 (8, 4, 4)
 """
 
+from . import scaleout  # noqa: E402  (the Dask handler; never imports Dask)
 from ._api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
 from ._core import MixingError, RuleError, XpdiffError
 from ._custom import custom_jvp, custom_vjp
@@ -29,5 +30,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError", "custom_jvp", "custom_vjp",
-           "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "namespace", "stop_gradient",
+           "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "namespace", "scaleout", "stop_gradient",
            "value_and_grad", "vjp", "vmap"]

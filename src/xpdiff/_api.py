@@ -146,6 +146,26 @@ class _Flat:
         return trees[0] if single else tuple(trees)
 
 
+# --- lazy arrays: a registration slot filled by the scale-out layer ------------------------
+
+# Handlers for lazy, chunked arrays (Dask), registered at import by xpdiff.scaleout (the
+# transforms never import it).  Each is called as ``handler(fname, f, options, args)`` before a
+# transform runs and returns NotImplemented unless an argument is one of its arrays.
+LAZY_HANDLERS: list[Callable] = []
+
+
+def _lazy_aware(fname: str, f: Callable, options: dict, run: Callable) -> Callable:
+    @wraps(f)
+    def call(*args: Any) -> Any:
+        for handler in LAZY_HANDLERS:
+            out = handler(fname, f, options, args)
+            if out is not NotImplemented:
+                return out
+        return run(*args)
+
+    return call
+
+
 # --- jvp / vjp -----------------------------------------------------------------------------
 
 def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
@@ -245,7 +265,7 @@ def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> 
         g = flat.pack_in(cts, single)
         return ((out, aux), g) if has_aux else (out, g)
 
-    return vg
+    return _lazy_aware("value_and_grad", f, dict(argnums=argnums, has_aux=has_aux), vg)
 
 
 def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
@@ -709,13 +729,15 @@ def _jac_api(core: Callable, fname: str) -> Callable:
                   batch_ndim: int = 0, chunk_size: int | None = None,
                   max_memory: int | None = None,
                   data_argnums: int | Sequence[int] | None = None) -> Callable:
+        options = dict(argnums=argnums, has_aux=has_aux, batch_ndim=batch_ndim, chunk_size=chunk_size,
+                       max_memory=max_memory, data_argnums=data_argnums)
         if batch_ndim:
             def inner(g, a, h, nB):
                 return core(g, a, h, chunk_size, fname, max_memory, nB)
 
-            return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums, fname,
-                                        max_memory))
-        return wraps(f)(core(f, argnums, has_aux, chunk_size, fname, max_memory))
+            return _lazy_aware(fname, f, options, _with_batch(inner, f, argnums, has_aux, batch_ndim,
+                                                              data_argnums, fname, max_memory))
+        return _lazy_aware(fname, f, options, core(f, argnums, has_aux, chunk_size, fname, max_memory))
 
     return transform
 
@@ -785,11 +807,13 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     if mode == "rev":
         return jacrev(f, argnums, has_aux, **kw)
 
+    options = dict(argnums=argnums, has_aux=has_aux, mode=mode, **kw)
     if batch_ndim:
         inner = lambda g, a, h, nB: _jacauto0(g, a, h, chunk_size, "jacobian", max_memory, nB)  # noqa: E731
-        return wraps(f)(_with_batch(inner, f, argnums, has_aux, batch_ndim, data_argnums,
-                                    "jacobian", max_memory))
-    return wraps(f)(_jacauto0(f, argnums, has_aux, chunk_size, "jacobian", max_memory))
+        return _lazy_aware("jacobian", f, options, _with_batch(inner, f, argnums, has_aux, batch_ndim,
+                                                               data_argnums, "jacobian", max_memory))
+    return _lazy_aware("jacobian", f, options, _jacauto0(f, argnums, has_aux, chunk_size, "jacobian",
+                                                         max_memory))
 
 
 class _AutoState(threading.local):
@@ -856,10 +880,12 @@ def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
         inner = _jacrev0(g, a, h, chunk_size, "hessian", max_memory, nB)
         return _jacfwd0(inner, a, h, chunk_size, "hessian", max_memory, nB)
 
+    options = dict(argnums=argnums, batch_ndim=batch_ndim, chunk_size=chunk_size, max_memory=max_memory,
+                   data_argnums=data_argnums)
     if batch_ndim:
-        return wraps(f)(_with_batch(core, f, argnums, False, batch_ndim, data_argnums, "hessian",
-                                    max_memory))
-    return wraps(f)(core(f, argnums, False))
+        return _lazy_aware("hessian", f, options, _with_batch(core, f, argnums, False, batch_ndim,
+                                                              data_argnums, "hessian", max_memory))
+    return _lazy_aware("hessian", f, options, core(f, argnums, False))
 
 
 # --- vmap ----------------------------------------------------------------------------------
@@ -939,7 +965,8 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
             res.append(o)
         return _tree.unflatten(od, res)
 
-    return vf
+    return _lazy_aware("vmap", f, dict(in_axes=in_axes, out_axes=out_axes, chunk_size=chunk_size,
+                                       max_memory=max_memory), vf)
 
 
 __all__ = ["grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "value_and_grad", "vjp",

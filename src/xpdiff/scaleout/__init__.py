@@ -1,0 +1,211 @@
+"""Scale-out: the transforms on Dask arrays, one in-memory engine run per chunk.
+
+Layer: above the transforms (beside the custom rules and the eager API); it may
+import the transforms and everything below them, and nothing above.  Importing
+it never imports Dask: it registers a handler in the transforms' slot for lazy
+arrays, which looks for ``dask.array`` in ``sys.modules`` (no Dask array can
+exist before Dask is imported) and only then loads :mod:`xpdiff.scaleout.dask`.
+
+* ``xd.jacobian(f, batch_ndim=k)(x)`` (and ``jacfwd``, ``jacrev``, ``hessian``,
+  ``vmap``) with a Dask array ``x`` returns a lazy Dask array chunked like ``x``
+  along its data dims: one task per chunk, each running the in-memory engine.
+* :func:`value_and_grad` and :func:`grad` here take a per-sample loss and say how
+  the samples' losses add up (``reduce="sum"`` or ``"mean"``); on Dask arrays the
+  per-chunk gradients are combined by a tree reduction.  ``xd.grad`` itself
+  cannot know that a loss over a Dask array splits over chunks and says so.
+
+See docs/scaleout.md.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import _api, _tree
+
+INSTALL_HINT = 'pip install "xpdiff[dask]"'
+
+
+class RechunkWarning(UserWarning):
+    """Differentiation dims of a Dask argument were split over several chunks and
+    had to be merged (a rechunk); issued once per array layout."""
+
+
+def _dask_array_type() -> Any:
+    mod = sys.modules.get("dask.array")
+    return None if mod is None else getattr(mod, "Array", None)
+
+
+def _has_dask(args: Any) -> bool:
+    array = _dask_array_type()
+    return array is not None and any(isinstance(x, array) for x in _tree.flatten(args)[0])
+
+
+def _impl() -> Any:
+    try:
+        from . import dask as impl  # loads Dask: only reached once a Dask array exists
+    except ImportError as e:
+        raise ImportError(f"xpdiff's Dask support needs Dask and distributed: {INSTALL_HINT} "
+                          f"({e})") from e
+    return impl
+
+
+def _handler(fname: str, f: Callable, options: dict, args: tuple) -> Any:
+    if not _has_dask(args):
+        return NotImplemented
+    return _impl().transform(fname, f, options, args)
+
+
+_api.LAZY_HANDLERS.append(_handler)
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False, *,
+                   reduce: str = "sum", batch_ndim: int = 1,
+                   data_argnums: int | Sequence[int] | None = None,
+                   split_every: int | None = None) -> Callable:
+    """The total of a per-sample loss and its gradient, on NumPy/CuPy or Dask arrays.
+
+    ``f`` is batched code returning one loss per sample (shape ``B``, the first
+    ``batch_ndim`` dims of the data arguments, as for ``hessian(batch_ndim=k)``);
+    it must not mix samples (checked: ``MixingError``).  The loss differentiated is
+    ``sum(f(...))`` (``reduce="sum"``) or ``mean(f(...))`` (``reduce="mean"``).
+    On Dask arrays each data chunk's gradient is one task and the chunks' gradients
+    of shared arguments are added by Dask's tree reduction (``split_every`` as in
+    ``dask.array.sum``); gradients with respect to data arguments stay chunked like
+    them.  Results are lazy Dask arrays then, in-memory arrays otherwise.
+
+    Args:
+        f: the per-sample loss (``(loss, aux)`` with ``has_aux``; ``aux`` keeps the data dims).
+        argnums: the arguments to differentiate.
+        has_aux: ``f`` returns ``(per_sample_loss, aux)``.
+        reduce: ``"sum"`` or ``"mean"`` over all samples.
+        batch_ndim: number of leading data dims.
+        data_argnums: which arguments carry the data dims (default as in ``xd.jacobian``).
+        split_every: fan-in of the tree reduction (Dask's default when None).
+
+    Returns:
+        ``(total, gradient)``, or ``((total, aux), gradient)`` with ``has_aux``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> def loss(w, x):                       # one squared error per sample
+    ...     return (x @ w - 1.0) ** 2
+    >>> w, x = np.array([1.0, 2.0]), np.ones((4, 2))
+    >>> xd.scaleout.value_and_grad(loss, reduce="mean", data_argnums=1)(w, x)
+    (array(4.), array([4., 4.]))
+    """
+    if reduce not in ("sum", "mean"):
+        raise ValueError(f"scaleout.value_and_grad: reduce must be 'sum' or 'mean', got {reduce!r}")
+    if not isinstance(batch_ndim, int) or batch_ndim < 1:
+        raise ValueError(f"scaleout.value_and_grad: batch_ndim must be a positive int (the data dims "
+                         f"the loss is summed over), got {batch_ndim!r}")
+
+    def vg(*args: Any) -> Any:
+        if _has_dask(args):
+            return _impl().value_and_grad(f, args, argnums, has_aux, reduce, batch_ndim, data_argnums,
+                                          split_every)
+        fname = "scaleout.value_and_grad"
+        nums = _api._argnums(argnums, len(args), fname)[0]
+        lay = Layout(args, batch_ndim, data_argnums, nums, fname)
+        check_per_sample(f, lay.first_sample(), argnums, has_aux, lay, fname)
+        return _api.value_and_grad(total_loss(f, has_aux, reduce, batch_ndim, lay.n_samples), argnums,
+                                   has_aux)(*args)
+
+    return vg
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False, *, reduce: str = "sum",
+         batch_ndim: int = 1, data_argnums: int | Sequence[int] | None = None,
+         split_every: int | None = None) -> Callable:
+    """The gradient of the total of a per-sample loss: :func:`value_and_grad` without the value.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.scaleout.grad(lambda w, x: (x @ w) ** 2, data_argnums=1)(np.array([1.0]), np.ones((3, 1)))
+    array([6.])
+    """
+    vg = value_and_grad(f, argnums, has_aux, reduce=reduce, batch_ndim=batch_ndim,
+                        data_argnums=data_argnums, split_every=split_every)
+
+    def g(*args: Any) -> Any:
+        (_, aux), gr = vg(*args) if has_aux else ((None, None), vg(*args)[1])
+        return (gr, aux) if has_aux else gr
+
+    return g
+
+
+class Layout:
+    """Which leaves of ``args`` carry the ``k`` leading data dims (the in-memory engine's rule,
+    applied to the whole arrays), and the ``data_argnums`` that gives every block the same
+    answer: explicit when each argument's array leaves are all data or all shared; otherwise
+    None, and :meth:`check_block` verifies each block."""
+
+    def __init__(self, args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str):
+        self.k, self.fname, self.nums = k, fname, nums
+        self.B, flags, per_arg = _api._data_split(args, k, data_argnums, nums, fname)
+        self.n_samples = math.prod(self.B)
+        self.leaves, self.treedef = _tree.flatten(args)
+        self.is_data = [d for fl in flags for d in fl]
+        if data_argnums is not None:
+            self.block_dn = data_argnums
+            return
+        dn: list | None = []
+        for i, ((leaves, _), fl) in enumerate(zip(per_arg, flags)):
+            arrays = [d for x, d in zip(leaves, fl) if hasattr(x, "shape")]
+            if any(arrays) and not all(arrays):
+                dn = None
+                break
+            if any(arrays):
+                dn.append(i)
+        self.block_dn = None if dn is None else tuple(dn)
+
+    def check_block(self, block_args: tuple) -> None:
+        """Raise if the engine would classify a block's leaves differently from the whole's."""
+        if self.block_dn is None:
+            check_block(block_args, self.k, self.nums, self.fname, tuple(self.is_data))
+
+    def first_sample(self) -> tuple:
+        """``args`` with every data leaf cut to its first sample (in-memory leaves only)."""
+        cut = (slice(0, 1),) * self.k
+        return _tree.unflatten(self.treedef, [x[cut] if d else x
+                                              for x, d in zip(self.leaves, self.is_data)])
+
+
+def check_block(block_args: tuple, k: int, nums: tuple, fname: str, is_data: tuple) -> None:
+    """Raise unless the engine's default rule marks the same leaves of ``block_args`` as data."""
+    _, flags, _ = _api._data_split(block_args, k, None, nums, fname)
+    if tuple(d for fl in flags for d in fl) != is_data:
+        raise ValueError(f"{fname}: in a block of the data, a shared argument's leading dims equal the "
+                         f"block's data dims, so it would be taken for data; pass data_argnums, or "
+                         f"rechunk the data dims")
+
+
+def total_loss(f: Callable, has_aux: bool, reduce: str, k: int, n: int) -> Callable:
+    """``sum(f(...))``, or the sum divided by the total sample count ``n`` for a mean."""
+
+    def total(*args: Any) -> Any:
+        out = f(*args)
+        if has_aux:
+            out, aux = out
+        if getattr(out, "ndim", None) != k:
+            raise ValueError(f"scaleout.value_and_grad: f must return one loss per sample (an array of "
+                             f"the {k} data dims), got shape {tuple(getattr(out, 'shape', ()))}")
+        xp = out.__array_namespace__()
+        s = xp.sum(out)
+        if reduce == "mean":
+            s = s / n
+        return (s, aux) if has_aux else s
+
+    return total
+
+
+def check_per_sample(f: Callable, sample_args: tuple, argnums: Any, has_aux: bool, lay: Layout,
+                     fname: str) -> None:
+    """Run ``f`` on one sample under the data view (``jacrev(batch_ndim=k)``): an operation that
+    mixes samples raises ``MixingError`` here, before any real work."""
+    lay.check_block(sample_args)
+    _api.jacrev(f, argnums, has_aux, batch_ndim=lay.k, data_argnums=lay.block_dn)(*sample_args)
+
+
+__all__ = ["INSTALL_HINT", "RechunkWarning", "grad", "value_and_grad"]

@@ -1,0 +1,299 @@
+"""The transforms on Dask arrays: one in-memory engine run per data chunk.
+
+Layer: scale-out, above the transforms; imports the public transforms and the
+pytree helpers below them.  Loaded only once a Dask array exists (see
+:mod:`xpdiff.scaleout`); importing it without Dask raises an ImportError that names
+the ``xpdiff[dask]`` extra.
+
+Every call builds a graph at once, without computing real data:
+
+1. The arguments' leaves are sorted into *data* leaves (the first ``k`` dims are
+   the data dims ``B``, the in-memory engine's rule applied to the whole arrays)
+   and *shared* ones (weights, constants).  Data leaves keep their chunks along
+   ``B``; their differentiation dims are merged into one chunk (a
+   :class:`RechunkWarning`, once per layout, states the cost).  Shared leaves enter
+   the graph once, as a single ``dask.delayed`` value every task depends on.
+2. The in-memory transform runs on a stand-in block of one sample built with the
+   Dask array's meta namespace (NumPy, CuPy, ...): that gives the output
+   shapes and dtypes and raises ``MixingError`` for an operation that mixes
+   samples, before any task runs.
+3. ``dask.array.blockwise`` maps the same in-memory transform over the data
+   chunks: one task per chunk, output chunks equal to the input's along ``B``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from . import INSTALL_HINT
+
+try:
+    import dask
+    import dask.array as da
+    from dask.array.utils import meta_from_array
+    from dask.base import tokenize
+except ImportError as e:  # only reached when Dask is missing: name the extra
+    raise ImportError(f"xpdiff's Dask support needs Dask and distributed: {INSTALL_HINT}") from e
+
+import array_api_compat
+import numpy as np
+
+from .. import _api, _tree
+from . import Layout, RechunkWarning, check_block, check_per_sample, total_loss
+
+_WARNED: set = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover
+
+
+def _merge(x: da.Array, dims: tuple, fname: str, what: str, k: int) -> da.Array:
+    """``x`` with ``dims`` in one chunk each; warns once per layout, with the cost."""
+    split = tuple(d for d in dims if len(x.chunks[d]) > 1)
+    if not split:
+        return x
+    key = (fname, tuple(x.shape), x.chunks, split)
+    with _WARNED_LOCK:
+        first = key not in _WARNED
+        _WARNED.add(key)
+    if first:
+        item = x.dtype.itemsize
+        before = math.prod(max(c) for c in x.chunks) * item
+        merged = tuple(x.shape[d] if d in split else max(x.chunks[d]) for d in range(x.ndim))
+        after = math.prod(merged) * item
+        per = "per data chunk" if k else "in one task"
+        warnings.warn(
+            f"{fname}: {what} (shape {tuple(x.shape)}) has its differentiation dims {split} split over "
+            f"{math.prod(len(x.chunks[d]) for d in split)} chunks; they are merged into one chunk "
+            f"{per} (a rechunk: chunks of up to {_human(after)} instead of {_human(before)}, the "
+            f"array moved once). Rechunk it yourself, x.rechunk({{{', '.join(f'{d}: -1' for d in split)}}}), "
+            f"to choose where that happens.", RechunkWarning, stacklevel=5)
+    return x.rechunk({d: -1 for d in split})
+
+
+def _standin(x: Any, k: int) -> Any:
+    """A one-sample block (all of ``x`` when ``k == 0``) of ``x``'s dtype, in its meta's namespace."""
+    shape = (1,) * k + tuple(x.shape[k:])
+    if not isinstance(x, da.Array):
+        return x[(slice(0, 1),) * k] if k else x
+    xp = array_api_compat.array_namespace(x._meta)
+    if xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        return xp.full(shape, 0.5, dtype=x.dtype)
+    return xp.ones(shape, dtype=x.dtype)
+
+
+def _block(spec: tuple, packed: tuple, *blocks: Any) -> Any:
+    """One task: the leaves of this chunk, the shared leaves, the in-memory transform."""
+    is_data, single = spec
+    run, shared = packed
+    it_shared, it_blocks = iter(shared), iter(blocks)
+    leaves = [next(it_blocks) if d else next(it_shared) for d in is_data]
+    out = _tree.flatten(run(leaves))[0]
+    return out[0] if single else tuple(out)
+
+
+def _call(fname: str, run: Callable, leaves: list, is_data: list, k: int,
+          reduced: Callable[[int], bool] = lambda i: False) -> tuple[list, Any]:
+    """The lazy outputs (leaves, treedef) of ``run(leaves)`` mapped over the data chunks.
+
+    ``reduced(i)``: output leaf ``i`` has one element per chunk along the data dims
+    (a partial sum to be reduced), not the chunk's samples.
+    """
+    if k == 0:
+        is_data = [False] * len(leaves)
+    data = []
+    ref = next((x for x, d in zip(leaves, is_data) if d and isinstance(x, da.Array)), None)
+    for j, (x, d) in enumerate(zip(leaves, is_data)):
+        if not d:
+            continue
+        if not isinstance(x, da.Array):  # an in-memory data leaf: chunked like the Dask ones
+            chunks = (ref.chunks[:k] if ref is not None else tuple(x.shape[:k])) + tuple(x.shape[k:])
+            x = da.from_array(x, chunks=chunks)
+        data.append(_merge(x, tuple(range(k, x.ndim)), fname, f"argument leaf {j}", k))
+    shared = []
+    for j, (x, d) in enumerate(zip(leaves, is_data)):
+        if d:
+            continue
+        if isinstance(x, da.Array):
+            x = _merge(x, tuple(range(x.ndim)), fname, f"shared argument leaf {j}", 0)
+        shared.append(x)
+
+    # stand-in run: shapes, dtypes, MixingError -- before any task exists
+    out = run([_standin(x, k if d else 0) for x, d in zip(leaves, is_data)])
+    out_leaves, out_def = _tree.flatten(out)
+    for y in out_leaves:
+        if not hasattr(y, "shape") or y.ndim < k:
+            raise TypeError(f"{fname}: on Dask arrays every output must be an array keeping the {k} data "
+                            f"dims first, got {type(y).__name__}")
+    metas = [meta_from_array(y, ndim=y.ndim) for y in out_leaves]
+
+    packed = dask.delayed((run, shared), pure=False)  # shared arguments: once in the graph
+    single = len(out_leaves) == 1
+    spec = (tuple(is_data), single)
+    token = tokenize(fname, packed.key, *(x.name for x in data))
+    name = f"xpdiff-{fname}-{token}"
+
+    if k == 0:  # no data dims: one task on the whole arrays
+        d = dask.delayed(_block, pure=True)(spec, packed, dask_key_name=name)
+        parts = [d] if single else [d[i] for i in range(len(out_leaves))]
+        return [da.from_delayed(p, tuple(y.shape), meta=m) for p, y, m in
+                zip(parts, out_leaves, metas)], out_def
+
+    bind = tuple(f"b{i}" for i in range(k))
+    pairs: list = []
+    for j, x in enumerate(data):
+        pairs += [x, bind + tuple(f"x{j}_{m}" for m in range(x.ndim - k))]
+
+    def layout(i: int, y: Any) -> tuple:
+        new = tuple(f"y{i}_{m}" for m in range(y.ndim - k))
+        adjust = {b: 1 for b in bind} if reduced(i) else None
+        return bind + new, dict(zip(new, y.shape[k:])), adjust
+
+    if single:
+        ind, new_axes, adjust = layout(0, out_leaves[0])
+        res = da.blockwise(_block, ind, spec, None, packed, None, *pairs, new_axes=new_axes,
+                           adjust_chunks=adjust, meta=metas[0], name=name, concatenate=True)
+        return [res], out_def
+    tup = da.blockwise(_block, bind, spec, None, packed, None, *pairs,
+                       meta=np.empty((0,) * k, dtype=object), name=name, concatenate=True)
+    res = []
+    for i, (y, m) in enumerate(zip(out_leaves, metas)):
+        ind, new_axes, adjust = layout(i, y)
+        res.append(da.blockwise(operator.getitem, ind, tup, bind, i, None, new_axes=new_axes,
+                                adjust_chunks=adjust, meta=m, name=f"getitem-{i}-{token}"))
+    return res, out_def
+
+
+# --- the transforms --------------------------------------------------------------------------
+
+def _run_transform(fname: str, f: Callable, options: dict, treedef: Any, check: Any,
+                   leaves: list) -> Any:
+    args = _tree.unflatten(treedef, leaves)
+    if check is not None:
+        check(args)
+    return getattr(_api, fname)(f, **options)(*args)
+
+
+def _run_vmap(f: Callable, treedef: Any, mapped: tuple, options: dict, leaves: list) -> Any:
+    def flat_f(*xs: Any) -> Any:
+        return f(*_tree.unflatten(treedef, list(xs)))
+
+    return _api.vmap(flat_f, in_axes=tuple(0 if m else None for m in mapped), out_axes=0,
+                     **options)(*leaves)
+
+
+def transform(fname: str, f: Callable, options: dict, args: tuple) -> Any:
+    """``fname`` (a public transform's name) of ``f`` with ``options`` at ``args``, some of
+    which are Dask arrays: the lazy result (see the module's docstring)."""
+    if fname == "value_and_grad":
+        j = next(i for i, a in enumerate(args) if any(isinstance(x, da.Array)
+                                                      for x in _tree.flatten(a)[0]))
+        raise TypeError(
+            f"grad/value_and_grad: argument {j} is a Dask array, and a loss over it need not split over "
+            f"its chunks. Write the loss per sample (one value per sample, batched code) and use "
+            f"xd.scaleout.value_and_grad(per_sample_loss, reduce='sum' or 'mean', batch_ndim=k) or "
+            f"xd.scaleout.grad(...): each chunk's gradient is one task, added by a tree reduction")
+    if fname == "vmap":
+        return _vmap(f, options, args)
+    k = options["batch_ndim"]
+    nums = _api._argnums(options["argnums"], len(args), fname)[0]
+    if k:
+        lay = Layout(args, k, options["data_argnums"], nums, fname)
+        leaves, treedef, is_data = lay.leaves, lay.treedef, lay.is_data
+        check = None if lay.block_dn is not None else partial(check_block, k=k, nums=nums, fname=fname,
+                                                              is_data=tuple(is_data))
+        options = dict(options, data_argnums=lay.block_dn)
+    else:
+        leaves, treedef = _tree.flatten(args)
+        is_data, check = [False] * len(leaves), None
+    run = partial(_run_transform, fname, f, options, treedef, check)
+    out, out_def = _call(fname, run, leaves, is_data, k)
+    return _tree.unflatten(out_def, out)
+
+
+def _vmap(f: Callable, options: dict, args: tuple) -> Any:
+    axes = _tree.broadcast_prefix(options["in_axes"], args, "vmap(in_axes)")
+    leaves, treedef = _tree.flatten(args)
+    moved, mapped = [], []
+    for x, ax in zip(leaves, axes):
+        mapped.append(ax is not None)
+        if ax is None:
+            moved.append(x)
+            continue
+        if not hasattr(x, "shape") or not -x.ndim <= ax < x.ndim:
+            raise ValueError(f"vmap: in_axes={ax} does not fit an argument leaf "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        if not isinstance(x, da.Array):
+            x = da.from_array(x, chunks=tuple(x.shape))
+        moved.append(da.moveaxis(x, ax, 0))
+    sizes = {x.shape[0] for x, m in zip(moved, mapped) if m}
+    if len(sizes) != 1:
+        raise ValueError("vmap: in_axes maps no argument, or mapped axes of different sizes; all mapped "
+                         "arguments must share the mapped size")
+    opts = {key: options[key] for key in ("chunk_size", "max_memory")}
+    run = partial(_run_vmap, f, treedef, tuple(mapped), opts)
+    out, out_def = _call("vmap", run, moved, mapped, 1)
+    oax = _tree.broadcast_prefix(options["out_axes"], _tree.unflatten(out_def, out), "vmap(out_axes)")
+    res = []
+    for o, ax in zip(out, oax):
+        if ax is None:
+            raise ValueError("vmap: out_axes=None is only valid for outputs that are not mapped; "
+                             "xpdiff always maps outputs, use an int")
+        res.append(o if ax % o.ndim == 0 else da.moveaxis(o, 0, ax))
+    return _tree.unflatten(out_def, res)
+
+
+# --- gradients of sums and means over the data --------------------------------------------
+
+def _run_grad(f: Callable, treedef: Any, argnums: Any, has_aux: bool, reduce: str, k: int, n: int,
+              shared_grad: tuple, check: Any, leaves: list) -> Any:
+    args = _tree.unflatten(treedef, leaves)
+    if check is not None:
+        check(args)
+    vg = _api.value_and_grad(total_loss(f, has_aux, reduce, k, n), argnums, has_aux)(*args)
+    (value, aux), g = vg if has_aux else ((vg[0], None), vg[1])
+    xp = array_api_compat.array_namespace(value)
+    g_leaves, g_def = _tree.flatten(g)
+    g_leaves = [xp.reshape(x, (1,) * k + tuple(x.shape)) if s else x
+                for x, s in zip(g_leaves, shared_grad)]
+    return xp.reshape(value, (1,) * k), _tree.unflatten(g_def, g_leaves), aux
+
+
+def value_and_grad(f: Callable, args: tuple, argnums: Any, has_aux: bool, reduce: str, k: int,
+                   data_argnums: Any, split_every: int | None) -> Any:
+    """:func:`xpdiff.scaleout.value_and_grad` on Dask arguments (lazy results)."""
+    fname = "scaleout.value_and_grad"
+    nums, single = _api._argnums(argnums, len(args), fname)
+    lay = Layout(args, k, data_argnums, nums, fname)
+    shared_grad = []
+    for i in nums:
+        start = sum(len(_tree.flatten(a)[0]) for a in args[:i])
+        count = len(_tree.flatten(args[i])[0])
+        shared_grad += [not d for d in lay.is_data[start:start + count]]
+    check = None if lay.block_dn is not None else partial(check_block, k=k, nums=nums, fname=fname,
+                                                          is_data=tuple(lay.is_data))
+    # per-sample check on a one-sample stand-in: MixingError before any task runs
+    standin = [_standin(x, k if d else 0) for x, d in zip(lay.leaves, lay.is_data)]
+    check_per_sample(f, _tree.unflatten(lay.treedef, standin), argnums, has_aux, lay, fname)
+
+    run = partial(_run_grad, f, lay.treedef, argnums, has_aux, reduce, k, lay.n_samples,
+                  tuple(shared_grad), check)
+    ng = len(shared_grad)
+    reduced = lambda i: i == 0 or (1 <= i <= ng and shared_grad[i - 1])  # noqa: E731
+    out, out_def = _call(fname, run, lay.leaves, lay.is_data, k, reduced)
+    axes = tuple(range(k))
+    out = [da.sum(x, axis=axes, split_every=split_every) if reduced(i) else x for i, x in enumerate(out)]
+    value, g, aux = _tree.unflatten(out_def, out)
+    return ((value, aux), g) if has_aux else (value, g)
