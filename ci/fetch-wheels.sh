@@ -9,6 +9,11 @@
 #   PY_VERSIONS   CPython versions to fetch compiled wheels for (default "3.10 3.11 3.12 3.13")
 #   PLATFORMS     manylinux tags tried for compiled wheels (default: manylinux_2_17..2_28 x86_64)
 #
+# Also builds the xpdiff wheel from this tree and records the tree's source hash
+# (ci/source-hash.sh) beside it: gpu-check.sh installs that wheel only where the tree
+# it runs in has the same sources (else it uses src/ and says so).  Rerun this script
+# after changing src/ and before a GPU run.
+#
 # Pure-Python wheels (py3-none-any) are fetched once; optree, the only compiled one,
 # once per Python version, so the script does not need to know the GPU machine's
 # Python. Versions are pinned to what the test suite runs with here; gpu-check.sh
@@ -46,5 +51,9 @@ for v in $PY_VERSIONS; do
         fi
     done
 done
+echo "building the xpdiff wheel from this tree"
+rm -f "$DIR"/xpdiff-*.whl
+python -m pip wheel -q --no-deps -w "$DIR" .
+ci/source-hash.sh > "$DIR/xpdiff.source-hash"
 ls -1 "$DIR"
 du -sh "$DIR"

@@ -8,10 +8,28 @@ that NumPy's OpenBLAS runs the kernel it detects for this CPU::
 (or ``xpdiff bench ...`` once the CLI entry is wired).  The report header
 states whether either variable was set.  Options:
 
-``--size small|large|all``
-    problem sizes (default all).
-``--peers jax,jax-jit,torch,autograd``
-    which peers to compare against (default all; missing ones are skipped).
+``--size small|large|all|gpu``
+    problem sizes (default all).  ``gpu``: sizes that fill the device, the
+    largest array of each workload about ``--result-bytes`` (default 1/64 of the
+    GPU's memory; see :mod:`xpdiff.bench.gpu`), in float32 and float64.
+``--dtype float32|float64|both``
+    run every workload in this dtype (default: float64 for small, float32 for
+    large, both for gpu).
+``--result-bytes N``
+    the size of the largest array of each workload at ``--size gpu``.
+``--peak-memory``
+    also measure the peak memory of one call of every peer (CuPy pool hook,
+    ``torch.cuda.max_memory_allocated``, JAX ``memory_stats``; tracemalloc on
+    NumPy).
+``--deadline SECONDS``
+    start no workload after this many seconds (the rest is reported as not run).
+``--name NAME``
+    file names of the report (default ``cpu``, or ``gpu`` with ``--backend cupy``).
+    The report (markdown and JSON) is rewritten after every workload, so a run
+    stopped early keeps what it measured.
+``--peers xpdiff-jit,jax,jax-jit,torch,autograd``
+    which peers to compare against (default all; missing ones are skipped;
+    ``xpdiff-jit`` is "not available" while xpdiff has no ``jit``).
 ``--out DIR``
     where ``cpu.md``, ``cpu.png`` and ``cpu.json`` go (``gpu.*`` with
     ``--backend cupy``); default ``docs/benchmarks``.
@@ -45,12 +63,14 @@ import gc
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .gpu import DEFAULT_FRACTION, device_total_memory, peak_bytes, release_memory
 from .peers import (
     PEER_ORDER,
     SELECTABLE_PEERS,
@@ -68,13 +88,15 @@ from .report import (
     plot,
 )
 from .timing import QUICK, Timer, TimingConfig, agreement, keep_freed_memory, write_floor
-from .workloads import SIZES, WORKLOAD_NAMES, Workload, workloads
+from .workloads import SIZES, WORKLOAD_NAMES, Workload, gpu_workloads, workloads
 
 __all__ = ["WORKLOAD_NAMES", "main", "run", "run_workload"]
 
 #: Agreement ties are broken in favour of the established libraries.
-_PREFERENCE = ("jax", "torch", "autograd", "jax-jit", "torch-backward", "xpdiff")
-_FASTEST_EXCLUDES = ("xpdiff", "numpy-fwd")
+_PREFERENCE = ("jax", "torch", "autograd", "jax-jit", "torch-backward", "xpdiff", "xpdiff-jit")
+_FASTEST_EXCLUDES = ("xpdiff", "xpdiff-jit", "numpy-fwd")
+#: ``--result-bytes`` on the CPU when not given (``--size gpu`` with NumPy: a rehearsal)
+_CPU_RESULT_BYTES = 1 << 20
 _SEED = 20240601
 
 
@@ -87,6 +109,8 @@ class _Progress:
         self._total = total
         self._enabled = enabled
         if enabled:
+            if not sys.stderr.isatty():  # a log file: plain lines
+                return
             try:
                 from tqdm import tqdm
             except ImportError:
@@ -104,6 +128,12 @@ class _Progress:
         elif self._enabled:
             print(f"[{self._done}/{self._total}] {label}: {result}", flush=True)
 
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        elif self._enabled:
+            print(text, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -115,8 +145,10 @@ def run_workload(
     peers: Sequence[str],
     config: TimingConfig,
     progress: _Progress | None = None,
+    peak_memory: bool = False,
 ) -> dict[str, Any]:
-    """Time one workload for every peer and return its result row."""
+    """Time one workload for every peer and return its result row (with
+    ``peak_memory``, also the peak bytes of one call of every peer: ``row["memory"]``)."""
     inputs = workload.make_inputs(np.random.default_rng(_SEED))
     row: dict[str, Any] = {
         "workload": workload.name,
@@ -133,6 +165,8 @@ def run_workload(
         "notes": {},
         "agree": {},
         "result_shapes": {},
+        "memory": {},
+        "memory_notes": {},
     }
     results: dict[str, list[np.ndarray]] = {}
     timers: dict[str, Timer] = {}
@@ -162,7 +196,15 @@ def run_workload(
             gc.collect()
             try:
                 call = builder(runtime, peer, inputs)
-                timers[peer] = Timer(call, lambda o, p=peer: runtime.sync(p, o), config)
+                sync = lambda o, p=peer: runtime.sync(p, o)  # noqa: E731
+                timers[peer] = Timer(call, sync, config)
+                if peak_memory:  # one more call, warm, watched
+                    lib = runtime.library(peer)
+                    handle = runtime.get(peer) if lib in ("jax", "torch") else None
+                    peak, why = peak_bytes(lib, runtime.backend, call, sync, handle)
+                    row["memory"][peer] = peak
+                    if why:
+                        row["memory_notes"][peer] = why
             except Exception as exc:  # noqa: BLE001
                 failed(peer, exc)
     # 2. measure in rounds: one measurement of every peer per round
@@ -255,24 +297,30 @@ def run(
     command: str | None = None,
     threads: int | None = None,
     malloc: str = "keep",
+    dtypes: Sequence[str] | None = None,
+    result_bytes: int | None = None,
+    peak_memory: bool = False,
+    deadline: float | None = None,
+    name: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the benchmark suite and return one result row per workload and size.
 
     Parameters
     ----------
     sizes:
-        any of ``"small"``, ``"large"``.
+        any of ``"small"``, ``"large"``, ``"gpu"`` (sizes from ``result_bytes``).
     peers:
-        subset of ``("jax", "jax-jit", "torch", "autograd")``; ``None`` for all.
-        xpdiff always runs when importable; ``torch`` adds plain
+        subset of ``("xpdiff-jit", "jax", "jax-jit", "torch", "autograd")``;
+        ``None`` for all.  xpdiff always runs when importable; ``torch`` adds plain
         ``.backward()`` and NumPy forward-only timings on the overhead workload.
     repeat:
         timed measurements per peer and workload (the median is reported).
     out_dir:
         directory for ``cpu.md`` / ``cpu.png`` / ``cpu.json`` (``gpu.*`` for the
-        cupy backend); ``None`` writes nothing.
+        cupy backend, ``<name>.*`` with ``name``); ``None`` writes nothing.  The
+        markdown and JSON are rewritten after every workload.
     progress:
-        show a progress bar (tqdm) or progress lines.
+        show a progress bar (tqdm on a terminal) or progress lines.
     backend:
         ``"numpy"`` or ``"cupy"``.
     quick:
@@ -290,13 +338,27 @@ def run(
         the process, for every peer alike (:func:`~xpdiff.bench.timing.keep_freed_memory`),
         so repeated calls do not page-fault fresh memory; ``"default"`` leaves the
         allocator alone.
+    dtypes:
+        run every workload in each of these dtypes (``None``: float64 for small,
+        float32 for large, both for gpu).
+    result_bytes:
+        ``sizes=("gpu",)``: bytes of each workload's largest array (default 1/64 of
+        the GPU's memory; 1 MiB on the CPU).
+    peak_memory:
+        also record the peak memory of one call of every peer (``row["memory"]``).
+    deadline:
+        seconds after which no further workload starts; the ones left are listed
+        in the report as not run.
+    name:
+        file names of the report.
 
     Returns
     -------
     list of dict
         keys include ``workload, size, dtype, times`` (peer -> median seconds),
-        ``floor_s, agree, errors, ratio_fastest, ratio_jax_jit, ratio_floor``.
+        ``floor_s, agree, errors, ratio_fastest, ratio_jax_jit, ratio_floor, memory``.
     """
+    start = time.monotonic()
     config = QUICK if quick else TimingConfig()
     config = TimingConfig(
         repeat=max(1, min(repeat, config.repeat) if quick else repeat),
@@ -306,7 +368,7 @@ def run(
     )
     runtime = Runtime(backend=backend, threads=threads)
     peer_list = expand_peers(peers)
-    cases = workloads(tuple(sizes), workload_names)
+    cases = _cases(sizes, workload_names, dtypes, result_bytes, runtime)
 
     allocator = keep_freed_memory() if malloc == "keep" else None
     load = load_average()
@@ -318,17 +380,53 @@ def run(
             f"warning: load average {load[0]} before the run: timings will be noisy",
             file=sys.stderr,
         )
+    command = command or _call_text(sizes, peers, backend)
+    rows: list[dict[str, Any]] = []
+    not_run: list[str] = []
+
+    def write(final: bool) -> None:
+        if out_dir is not None:  # inside the thread limits: the report lists them
+            write_outputs(rows, runtime, Path(out_dir), command, load, allocator, name=name,
+                          pending=[f"{c.key} {c.dtype}" for c in cases[len(rows):]],
+                          not_run=not_run, final=final)
 
     with _thread_limits(threads):
         bar = _Progress(sum(len(peer_list) + 1 for _ in cases), progress)
         try:
-            rows = [run_workload(c, runtime, peer_list, config, bar) for c in cases]
+            for i, case in enumerate(cases):
+                if deadline is not None and time.monotonic() - start > deadline:
+                    not_run.extend(f"{c.key} {c.dtype}" for c in cases[i:])
+                    bar.note(f"time budget of {deadline:g}s spent: {len(cases) - i} workload(s) "
+                             "not run")
+                    break
+                bar.note(f"workload {i + 1}/{len(cases)}: {case.key} {case.dtype} ({case.shapes})")
+                rows.append(run_workload(case, runtime, peer_list, config, bar, peak_memory))
+                release_memory(backend)
+                write(final=False)
         finally:
             bar.close()
-        if out_dir is not None:  # inside the limits: the report lists them
-            command = command or _call_text(sizes, peers, backend)
-            write_outputs(rows, runtime, Path(out_dir), command, load, allocator)
+            write(final=True)
     return rows
+
+
+def _cases(sizes: Sequence[str], names: Sequence[str] | None, dtypes: Sequence[str] | None,
+           result_bytes: int | None, runtime: Runtime) -> list[Workload]:
+    out: list[Workload] = []
+    fixed = [s for s in sizes if s != "gpu"]
+    if fixed:
+        base = workloads(tuple(fixed), names)
+        if dtypes is None:
+            out += base
+        else:
+            from .workloads import make_workload
+
+            out += [make_workload(w.name, w.size, dt) for dt in dtypes for w in base]
+    if "gpu" in sizes:
+        if result_bytes is None:
+            total = device_total_memory(runtime.backend)
+            result_bytes = int(total * DEFAULT_FRACTION) if total else _CPU_RESULT_BYTES
+        out += gpu_workloads(result_bytes, dtypes or ("float32", "float64"), names)
+    return out
 
 
 def _thread_limits(threads: int | None) -> contextlib.AbstractContextManager[Any]:
@@ -354,24 +452,58 @@ def write_outputs(
     command: str,
     load: tuple[float, float, float] | None = None,
     allocator: str | None = None,
+    *,
+    name: str | None = None,
+    pending: Sequence[str] = (),
+    not_run: Sequence[str] = (),
+    final: bool = True,
 ) -> dict[str, Path]:
-    """Write the markdown report, the plot and raw JSON; return their paths."""
+    """Write the markdown report and raw JSON (and, when ``final``, the plot);
+    return their paths.  ``pending``: workloads still to run (a report written
+    during the run says so); ``not_run``: workloads left out by the deadline."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = "cpu" if runtime.backend == "numpy" else "gpu"
+    prefix = name or ("cpu" if runtime.backend == "numpy" else "gpu")
     info = machine_info(runtime.versions(), runtime.backend, load)
     info["threads"] = runtime.threads
     info["allocator"] = allocator or "the C library's default malloc settings"
+    info["device"] = _device_text(runtime)
     paths = {"markdown": out_dir / f"{prefix}.md", "json": out_dir / f"{prefix}.json"}
-    paths["markdown"].write_text(markdown(rows, info, command) + "\n", encoding="utf-8")
-    paths["json"].write_text(
-        json.dumps({"machine": info, "rows": list(rows)}, indent=1, default=str) + "\n",
-        encoding="utf-8",
-    )
-    png = out_dir / f"{prefix}.png"
-    title = f"xpdiff benchmarks ({'CPU' if runtime.backend == 'numpy' else 'GPU'})"
-    if plot(rows, png, title):
-        paths["plot"] = png
+    text = markdown(rows, info, command)
+    if pending and not final:
+        text += f"\n## Still to run\n\n{len(pending)} workload(s): " + ", ".join(pending) + "\n"
+    if not_run:
+        text += "\n## Not run (time budget spent)\n\n" + ", ".join(not_run) + "\n"
+    _write_atomic(paths["markdown"], text + "\n")
+    status = {"complete": final and not not_run, "pending": list(pending) if not final else [],
+              "not_run": list(not_run)}
+    _write_atomic(paths["json"], json.dumps({"machine": info, "status": status, "rows": list(rows)},
+                                            indent=1, default=str) + "\n")
+    if final:
+        png = out_dir / f"{prefix}.png"
+        title = f"xpdiff benchmarks ({'CPU' if runtime.backend == 'numpy' else 'GPU'})"
+        if rows and plot(rows, png, title):
+            paths["plot"] = png
     return paths
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` in one step (a run killed while writing keeps the last report)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _device_text(runtime: Runtime) -> str | None:
+    if runtime.backend != "cupy" or "cupy" not in sys.modules:
+        return None
+    cupy = sys.modules["cupy"]
+    try:
+        dev = cupy.cuda.Device()
+        props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        return f"{name} (device {dev.id}, {dev.mem_info[1] / 2**30:.1f} GiB)"
+    except Exception as exc:  # noqa: BLE001
+        return f"unknown ({type(exc).__name__})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -381,7 +513,17 @@ def _parser() -> argparse.ArgumentParser:
         "Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` so that OpenBLAS "
         "picks its own kernel.",
     )
-    parser.add_argument("--size", choices=(*SIZES, "all"), default="all")
+    parser.add_argument("--size", choices=(*SIZES, "all", "gpu"), default="all")
+    parser.add_argument("--dtype", choices=("float32", "float64", "both"), default=None,
+                        help="dtype of every workload (default: per size; both for gpu)")
+    parser.add_argument("--result-bytes", type=float, default=None,
+                        help="--size gpu: bytes of each workload's largest array "
+                             "(default: 1/64 of the GPU's memory)")
+    parser.add_argument("--peak-memory", action="store_true",
+                        help="also measure the peak memory of one call of every peer")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds after which no further workload starts")
+    parser.add_argument("--name", default=None, help="report file names (default cpu / gpu)")
     parser.add_argument(
         "--peers",
         default=",".join(SELECTABLE_PEERS),
@@ -419,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry (``xpdiff bench`` / ``python -m xpdiff.bench``)."""
     args = _parser().parse_args(argv)
     sizes = SIZES if args.size == "all" else (args.size,)
+    dtypes = {None: None, "both": ("float32", "float64")}.get(args.dtype, (args.dtype,))
     if (args.memory or args.modes) and args.malloc == "keep":
         keep_freed_memory()  # as for the peer comparison
     if args.memory:
@@ -452,10 +595,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         command=command,
         threads=args.threads,
         malloc=args.malloc,
+        dtypes=dtypes,
+        result_bytes=None if args.result_bytes is None else int(args.result_bytes),
+        peak_memory=args.peak_memory,
+        deadline=args.deadline,
+        name=args.name,
     )
     _print_summary(rows)
     if args.out:
-        prefix = "cpu" if args.backend == "numpy" else "gpu"
+        prefix = args.name or ("cpu" if args.backend == "numpy" else "gpu")
         print(f"wrote {Path(args.out) / (prefix + '.md')}")
     return 0
 
@@ -473,7 +621,7 @@ def _print_summary(rows: Sequence[dict[str, Any]]) -> None:
             elif p in r["errors"]:
                 text = "error"
             cells += f"{text:>16}"
-        print(f"{r['workload']:<18}{r['size']:<7}{cells}{format_time(r['floor_s']):>12}")
+        print(f"{r['workload']:<18}{r['size']:<7}{cells}{format_time(r['floor_s']):>12}  {r['dtype']}")
     warning = _env_warning()
     if warning:
         print(warning)

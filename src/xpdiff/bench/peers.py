@@ -9,6 +9,9 @@ Peer names
 ----------
 ``xpdiff``
     this library.
+``xpdiff-jit``
+    this library's transformations staged by ``xpdiff.jit`` (reported as not
+    available where this version of xpdiff has no ``jit``).
 ``jax`` / ``jax-jit``
     ``jax`` transformations run eagerly / wrapped in ``jax.jit``.
 ``torch``
@@ -36,6 +39,7 @@ import numpy as np
 #: Every peer, in the order used for table columns and plots.
 PEER_ORDER: tuple[str, ...] = (
     "xpdiff",
+    "xpdiff-jit",
     "jax",
     "jax-jit",
     "torch",
@@ -45,7 +49,7 @@ PEER_ORDER: tuple[str, ...] = (
 )
 
 #: Peers that can be selected with ``--peers`` (xpdiff always runs).
-SELECTABLE_PEERS: tuple[str, ...] = ("jax", "jax-jit", "torch", "autograd")
+SELECTABLE_PEERS: tuple[str, ...] = ("xpdiff-jit", "jax", "jax-jit", "torch", "autograd")
 
 #: Peers implied by a selectable peer.
 _IMPLIED: dict[str, tuple[str, ...]] = {"torch": ("torch-backward",)}
@@ -165,6 +169,8 @@ class Runtime:
             os.environ["XLA_FLAGS"] = (
                 f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
             ).strip()
+        if self.backend == "cupy":  # grow JAX's pool on demand: the other peers share the GPU
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         jax = importlib.import_module("jax")
         jax.config.update("jax_enable_x64", True)  # float64 workloads stay float64
         if self.backend == "cupy":
@@ -200,6 +206,7 @@ class Runtime:
     def library(peer: str) -> str:
         """Name of the library that backs ``peer``."""
         return {
+            "xpdiff-jit": "xpdiff",
             "jax-jit": "jax",
             "torch-backward": "torch",
             "numpy-fwd": "numpy",
@@ -215,9 +222,11 @@ class Runtime:
     def availability(self, peer: str) -> str | None:
         """``None`` when ``peer`` can run, else the reason it cannot."""
         try:
-            self.get(peer)
+            handle = self.get(peer)
         except PeerUnavailable as exc:
             return str(exc)
+        if peer == "xpdiff-jit" and not callable(getattr(handle, "jit", None)):
+            return "not available: this version of xpdiff has no xpdiff.jit"
         return None
 
     # --------------------------------------------------------------- versions

@@ -110,6 +110,16 @@ def format_time(seconds: float | None) -> str:
     return f"{seconds:.2f} s"
 
 
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    if n < 2**20:
+        return f"{n / 2**10:.1f} KiB"
+    if n < 2**30:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**30:.2f} GiB"
+
+
 def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
@@ -117,6 +127,8 @@ def _ratio(value: float | None) -> str:
 def _cell(row: dict[str, Any], peer: str) -> str:
     if peer in row["errors"]:
         return "error"
+    if peer in row["unavailable"] and peer not in row["times"]:
+        return "not available"
     if peer in row["skipped"]:
         return "n/a"
     text = format_time(row["times"].get(peer))
@@ -127,8 +139,8 @@ def _cell(row: dict[str, Any], peer: str) -> str:
 
 
 def peers_in(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Peers that appear (timed, errored) in any row, in standard order."""
-    seen = {p for r in rows for p in (*r["times"], *r["errors"])}
+    """Peers that appear (timed, errored, not available) in any row, in standard order."""
+    seen = {p for r in rows for p in (*r["times"], *r["errors"], *r["unavailable"])}
     return [p for p in PEER_ORDER if p in seen]
 
 
@@ -140,6 +152,8 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
     lines += [f"Generated {info['date']} with `{command}`.", ""]
 
     lines += ["## Machine", ""]
+    if info.get("device"):
+        lines += [f"- GPU: {info['device']}"]
     lines += [f"- CPU: {info['cpu']}; {info['cores']} logical cores"]
     lines += [f"- Platform: {info['platform']}"]
     if info.get("allocator"):
@@ -207,7 +221,7 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
                 continue
             seen.add(r["workload"])
             sizes = "; ".join(
-                f"{q['size']}: {q['shapes']}" for q in main_rows if q["workload"] == r["workload"]
+                f"{q['size']} {q['dtype']}: {q['shapes']}" for q in main_rows if q["workload"] == r["workload"]
             )
             lines += [f"- **{r['workload']}** — {r['description']} ({sizes})"]
         lines += [""]
@@ -231,6 +245,23 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
         lines += [""]
         lines += [f"- **{r['workload']}** — {r['description']}" for r in over_rows[:1]]
         lines += [""]
+
+    mem_rows = [r for r in rows if r.get("memory")]
+    if mem_rows:
+        mem_peers = [p for p in PEER_ORDER if any(p in r["memory"] for r in mem_rows)]
+        lines += ["## Peak memory of one call", "",
+                  "Bytes in use at the peak of one warm call above what was in use before it "
+                  "(CuPy: a pool memory hook; torch: `max_memory_allocated`; JAX: "
+                  "`memory_stats()['peak_bytes_in_use']`; NumPy: tracemalloc). `?`: no figure "
+                  "(see the notes below the table).", ""]
+        head = ["workload", "size", "dtype", *mem_peers]
+        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for r in mem_rows:
+            cells = [r["workload"], r["size"], r["dtype"]]
+            cells += [_bytes(r["memory"].get(p)) if p in r["memory"] else "—" for p in mem_peers]
+            lines += ["| " + " | ".join(cells) + " |"]
+        why = sorted({f"- {p}: {n}" for r in mem_rows for p, n in r.get("memory_notes", {}).items()})
+        lines += ["", *why, ""] if why else [""]
 
     grouped: dict[tuple[str, str], list[str]] = {}
     for r in rows:

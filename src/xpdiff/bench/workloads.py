@@ -155,6 +155,12 @@ def _put_all(rt: Runtime, peer: str, inputs: dict[str, np.ndarray], names: Seque
     return [rt.put(peer, inputs[n]) for n in names]
 
 
+def _xpdiff_transform(rt: Runtime, peer: str) -> tuple[Any, Callable[[Any], Any]]:
+    """(xpdiff, finaliser) where the finaliser stages with ``xpdiff.jit`` for ``xpdiff-jit``."""
+    xd = rt.get(peer)
+    return xd, (xd.jit if peer == "xpdiff-jit" else (lambda fn: fn))
+
+
 def _jax_transform(rt: Runtime, peer: str) -> tuple[Any, Any, Callable[[Any], Any]]:
     """(jax, jax.numpy, finaliser) where the finaliser jits for ``jax-jit``."""
     handle = rt.get(peer)
@@ -171,14 +177,14 @@ def per_sample_jacobian(
     nb, nc = len(batched), len(consts)
 
     def xpdiff_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
-        xd = rt.get(peer)
+        xd, finish = _xpdiff_transform(rt, peer)
         bargs = _put_all(rt, peer, inputs, batched)
         cargs = _put_all(rt, peer, inputs, consts)
 
         def f(*args: Any) -> Any:
             return body(_xpdiff_namespace(*args), *args, *cargs)
 
-        jac = xd.jacobian(f, argnums=0, batch_ndim=1)
+        jac = finish(xd.jacobian(f, argnums=0, batch_ndim=1))
         return lambda: jac(*bargs)
 
     def jax_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
@@ -213,6 +219,7 @@ def per_sample_jacobian(
 
     return {
         "xpdiff": xpdiff_builder,
+        "xpdiff-jit": xpdiff_builder,
         "jax": jax_builder,
         "jax-jit": jax_builder,
         "torch": torch_builder,
@@ -230,11 +237,11 @@ def full_jacobian(body: Body, consts: Sequence[str], mode: str) -> dict[str, Bui
     """Builders for the dense Jacobian of ``body(x, *consts)`` in ``mode``."""
 
     def xpdiff_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
-        xd = rt.get(peer)
+        xd, finish = _xpdiff_transform(rt, peer)
         x = rt.put(peer, inputs["x"])
         cargs = _put_all(rt, peer, inputs, consts)
         transform = xd.jacfwd if mode == "fwd" else xd.jacrev
-        jac = transform(lambda x: body(_xpdiff_namespace(x), x, *cargs))
+        jac = finish(transform(lambda x: body(_xpdiff_namespace(x), x, *cargs)))
         return lambda: jac(x)
 
     def jax_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
@@ -275,6 +282,7 @@ def full_jacobian(body: Body, consts: Sequence[str], mode: str) -> dict[str, Bui
 
     return {
         "xpdiff": xpdiff_builder,
+        "xpdiff-jit": xpdiff_builder,
         "jax": jax_builder,
         "jax-jit": jax_builder,
         "torch": torch_builder,
@@ -286,10 +294,10 @@ def hessian_kit(body: Body, consts: Sequence[str]) -> dict[str, Builder]:
     """Builders for the Hessian of the scalar ``body(x, *consts)``."""
 
     def xpdiff_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
-        xd = rt.get(peer)
+        xd, finish = _xpdiff_transform(rt, peer)
         x = rt.put(peer, inputs["x"])
         cargs = _put_all(rt, peer, inputs, consts)
-        hess = xd.hessian(lambda x: body(_xpdiff_namespace(x), x, *cargs))
+        hess = finish(xd.hessian(lambda x: body(_xpdiff_namespace(x), x, *cargs)))
         return lambda: hess(x)
 
     def jax_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
@@ -314,6 +322,7 @@ def hessian_kit(body: Body, consts: Sequence[str]) -> dict[str, Builder]:
 
     return {
         "xpdiff": xpdiff_builder,
+        "xpdiff-jit": xpdiff_builder,
         "jax": jax_builder,
         "jax-jit": jax_builder,
         "torch": torch_builder,
@@ -326,14 +335,14 @@ def gradient_kit(body: Body, params: Sequence[str], consts: Sequence[str]) -> di
     argnums = tuple(range(len(params)))
 
     def xpdiff_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
-        xd = rt.get(peer)
+        xd, finish = _xpdiff_transform(rt, peer)
         pargs = _put_all(rt, peer, inputs, params)
         cargs = _put_all(rt, peer, inputs, consts)
 
         def f(*ps: Any) -> Any:
             return body(_xpdiff_namespace(*ps), *ps, *cargs)
 
-        grad = xd.grad(f, argnums=argnums)
+        grad = finish(xd.grad(f, argnums=argnums))
         return lambda: grad(*pargs)
 
     def jax_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
@@ -359,6 +368,7 @@ def gradient_kit(body: Body, params: Sequence[str], consts: Sequence[str]) -> di
 
     return {
         "xpdiff": xpdiff_builder,
+        "xpdiff-jit": xpdiff_builder,
         "jax": jax_builder,
         "jax-jit": jax_builder,
         "torch": torch_builder,
@@ -370,9 +380,10 @@ def per_sample_gradient(body: Body) -> dict[str, Builder]:
     """Builders for per-sample gradients of ``body(x, W)`` w.r.t. the shared ``W``."""
 
     def xpdiff_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
-        xd = rt.get(peer)
+        xd, finish = _xpdiff_transform(rt, peer)
         x, w = rt.put(peer, inputs["x"]), rt.put(peer, inputs["w"])
-        jac = xd.jacobian(lambda x, w: body(_xpdiff_namespace(w, x), x, w), argnums=1, batch_ndim=1)
+        jac = finish(xd.jacobian(lambda x, w: body(_xpdiff_namespace(w, x), x, w), argnums=1,
+                                 batch_ndim=1))
         return lambda: jac(x, w)
 
     def jax_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
@@ -399,6 +410,7 @@ def per_sample_gradient(body: Body) -> dict[str, Builder]:
 
     return {
         "xpdiff": xpdiff_builder,
+        "xpdiff-jit": xpdiff_builder,
         "jax": jax_builder,
         "jax-jit": jax_builder,
         "torch": torch_builder,
@@ -410,9 +422,9 @@ def overhead_kit(body: Body) -> dict[str, Builder]:
     """Builders for ``grad(body)(x)`` on a tiny ``x``, plus forward-only NumPy."""
 
     def xpdiff_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
-        xd = rt.get(peer)
+        xd, finish = _xpdiff_transform(rt, peer)
         x = rt.put(peer, inputs["x"])
-        grad = xd.grad(lambda x: body(_xpdiff_namespace(x), x))
+        grad = finish(xd.grad(lambda x: body(_xpdiff_namespace(x), x)))
         return lambda: grad(x)
 
     def jax_builder(rt: Runtime, peer: str, inputs: dict[str, np.ndarray]) -> Thunk:
@@ -453,6 +465,7 @@ def overhead_kit(body: Body) -> dict[str, Builder]:
 
     return {
         "xpdiff": xpdiff_builder,
+        "xpdiff-jit": xpdiff_builder,
         "jax": jax_builder,
         "jax-jit": jax_builder,
         "torch": torch_func_builder,
@@ -502,10 +515,19 @@ def _shape_text(params: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def make_workload(name: str, size: str) -> Workload:
-    """Build the workload ``name`` at ``size`` (see :data:`WORKLOAD_NAMES`)."""
-    p = _PARAMS[name][size]
-    dtype = np.float64 if name == "overhead" else DTYPES[size]
+def make_workload(name: str, size: str, dtype: str | None = None,
+                  params: dict[str, int] | None = None) -> Workload:
+    """Build the workload ``name`` at ``size`` (see :data:`WORKLOAD_NAMES`).
+
+    ``dtype`` (``"float32"``/``"float64"``) replaces the size's dtype; ``params``
+    replaces the size's parameters (``size="gpu"`` takes them from
+    :func:`~xpdiff.bench.gpu.gpu_params`).
+    """
+    p = _PARAMS[name][size] if params is None else params
+    if dtype is not None:
+        dtype = np.dtype(dtype).type
+    else:
+        dtype = np.float64 if name == "overhead" else DTYPES[size]
     dname = np.dtype(dtype).name
     common = {"name": name, "size": size, "shapes": _shape_text(p), "dtype": dname}
 
@@ -634,3 +656,17 @@ def workloads(sizes: Sequence[str] = SIZES, names: Sequence[str] | None = None) 
     if unknown:
         raise ValueError(f"unknown workload(s) {unknown}; choose from {WORKLOAD_NAMES}")
     return [make_workload(name, size) for size in sizes for name in selected if size in _PARAMS[name]]
+
+
+def gpu_workloads(result_bytes: int, dtypes: Sequence[str],
+                  names: Sequence[str] | None = None) -> list[Workload]:
+    """Every workload (or ``names``) at the ``"gpu"`` size, whose largest array takes
+    about ``result_bytes`` (see :mod:`xpdiff.bench.gpu`), once per dtype."""
+    from .gpu import gpu_params
+
+    selected = WORKLOAD_NAMES if names is None else tuple(names)
+    unknown = [n for n in selected if n not in _PARAMS]
+    if unknown:
+        raise ValueError(f"unknown workload(s) {unknown}; choose from {WORKLOAD_NAMES}")
+    return [make_workload(name, "gpu", dt, gpu_params(name, result_bytes, np.dtype(dt).itemsize))
+            for dt in dtypes for name in selected]
