@@ -451,6 +451,19 @@ def test_softmax_jacobian_is_diagonal_plus_low_rank(backend):
                                atol=1e-14)
 
 
+def test_centered_sum_jacobian_with_a_scalar_weight(backend):
+    """``a - mean(a)`` with ``a = x + x``: the structured tangent's low-rank term carries the
+    Python scalar -1 as its weight (regression: jacfwd broadcast it as an array)."""
+    def f(x):
+        a = x + x
+        return a - _ns(a).mean(a, axis=-1, keepdims=True)
+
+    x = backend.asarray(np.arange(3.0))
+    want = 2 * (np.eye(3) - 1 / 3)
+    for jac in (xd.jacfwd, xd.jacrev):
+        np.testing.assert_allclose(backend.to_numpy(jac(f)(x)), want, atol=1e-14)
+
+
 def _mm(a, b):
     t = a if isinstance(a, xd._array.Tracer) else b
     return t.__array_namespace__().matmul(a, b)  # (strict arrays refuse ``raw @ tracer``)

@@ -410,8 +410,15 @@ def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
         rows = xp.reshape(t.value(), (n, n))  # (basis, out): transpose to out + in
         return xp.reshape(xp.matrix_transpose(rows), shape + shape)
     ones = xp.ones(shape, dtype=o.dtype, device=o.device)
-    W = xp.stack([xp.reshape(ones if w is None else xp.broadcast_to(w, shape), (n,))
-                  for _, w in t.terms], axis=-1)  # (n, R)
+
+    def weight(w: Any) -> Any:  # None: 1; a Python scalar (e.g. -1 of a subtraction); an array
+        if w is None:
+            return ones
+        if isinstance(w, (int, float)):
+            return xp.full(shape, w, dtype=o.dtype, device=o.device)
+        return xp.broadcast_to(w, shape)
+
+    W = xp.stack([xp.reshape(weight(w), (n,)) for _, w in t.terms], axis=-1)  # (n, R)
     C = xp.stack([xp.reshape(c, (n,)) for c, _ in t.terms], axis=0)  # (R, n)
     s = None
     if t.diag:

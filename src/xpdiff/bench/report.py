@@ -221,7 +221,8 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
                 continue
             seen.add(r["workload"])
             sizes = "; ".join(
-                f"{q['size']} {q['dtype']}: {q['shapes']}" for q in main_rows if q["workload"] == r["workload"]
+                f"{q['size']} {q['dtype']}: {q['shapes']}"
+                for q in main_rows if q["workload"] == r["workload"]
             )
             lines += [f"- **{r['workload']}** — {r['description']} ({sizes})"]
         lines += [""]
