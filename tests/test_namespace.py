@@ -358,3 +358,58 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_scalar_operand_cache_tells_signed_zeros_and_nans_apart(backend):
+    # Python scalars become cached 0-d operands: -0.0 == 0.0, so a key on the value
+    # alone gave back the +0.0 operand (x + -0.0 keeps the sign of -0.0, x + 0.0 does not)
+    x = backend.asarray([-0.0])
+    xp = xd.namespace(backend.name.split("-")[0])
+    assert not np.signbit(backend.to_numpy(xp.add(x, 0.0))[0])
+    assert np.signbit(backend.to_numpy(xp.add(x, -0.0))[0])
+    c = backend.asarray([complex(-0.0, -0.0)], np.complex128)
+    xp.add(c, complex(0.0, 0.0))
+    r = backend.to_numpy(xp.add(c, complex(-0.0, -0.0)))[0]
+    assert np.signbit(r.real) and np.signbit(r.imag)
+    assert np.isnan(backend.to_numpy(xp.add(x, float("nan")))[0])
+    # on traced arrays too (the tangent and the primal)
+    y, t = xd.jvp(lambda v: v + -0.0, (x,), (x,))
+    assert np.signbit(backend.to_numpy(y)[0]) and np.signbit(backend.to_numpy(t)[0])
+
+
+class _UnhashableDevice:
+    """Stands in for CuPy's devices, which are unhashable."""
+
+    __hash__ = None
+
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):
+        return isinstance(other, _UnhashableDevice) and other.name == self.name
+
+    def __repr__(self):
+        return f"_UnhashableDevice({self.name!r})"
+
+
+def test_scalar_operand_cache_keys_unhashable_devices(monkeypatch):
+    from types import SimpleNamespace
+
+    from xpdiff.rules import _families
+
+    made = []
+
+    def fake(s, like, dt, dev):
+        made.append((s, dev))
+        return np.full((), s, dtype=dt)
+
+    monkeypatch.setattr(_families, "_as_operand", fake)
+    monkeypatch.setattr(_families, "_SCALAR_CACHE", {})
+    a = SimpleNamespace(dtype=np.dtype(np.float64), device=_UnhashableDevice("gpu0"))
+    b = SimpleNamespace(dtype=np.dtype(np.float64), device=_UnhashableDevice("gpu0"))
+    c = SimpleNamespace(dtype=np.dtype(np.float64), device=_UnhashableDevice("gpu1"))
+    _families.scalar_operand(2.0, a)
+    _families.scalar_operand(2.0, b)  # an equal device object: a cache hit
+    assert len(made) == 1
+    _families.scalar_operand(2.0, c)  # another device: a new operand
+    assert [d.name for _, d in made] == ["gpu0", "gpu1"]

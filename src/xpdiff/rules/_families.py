@@ -8,6 +8,7 @@ derived here.  Axis-taking families share one batching rule and one data rule.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -60,21 +61,37 @@ def scalar_operand(s: Any, like: Any) -> Any:
     """:func:`as_operand` for a known Python scalar ``s`` (cached)."""
     dt = like.dtype
     dev = like.device
-    key = (type(s), s, type(dt), dt, dev)  # type(dt) first: dtypes of two libraries never compare
-    try:
-        hit = _SCALAR_CACHE.get(key)
-    except TypeError:  # an unhashable device
-        hit = None
+    # type(dt) first: dtypes of two libraries never compare
+    key = (type(s), _exact(s), type(dt), dt, _device_key(dev))
+    hit = _SCALAR_CACHE.get(key)
     if hit is not None:
         return hit
     out = _as_operand(s, like, dt, dev)
     if len(_SCALAR_CACHE) > 512:
         _SCALAR_CACHE.clear()
-    try:
-        _SCALAR_CACHE[key] = out
-    except TypeError:
-        pass
+    _SCALAR_CACHE[key] = out
     return out
+
+
+def _exact(s: Any) -> Any:
+    """A cache key for a Python scalar that tells apart what ``==`` does not: ``0.0``
+    and ``-0.0``, and NaNs (which equal nothing, themselves included)."""
+    if isinstance(s, float):
+        return struct.pack("<d", s)
+    if isinstance(s, complex):
+        return struct.pack("<dd", s.real, s.imag)
+    return s
+
+
+def _device_key(dev: Any) -> Any:
+    """A hashable cache key for a device: the device itself when it is hashable, else
+    its type and spelling (CuPy's devices are unhashable; two of them that print alike
+    are the same device)."""
+    try:
+        hash(dev)
+    except TypeError:
+        return (type(dev), repr(dev))
+    return dev
 
 
 def _as_operand(s: Any, like: Any, dt: Any, dev: Any) -> Any:
