@@ -413,3 +413,32 @@ def test_scalar_operand_cache_keys_unhashable_devices(monkeypatch):
     assert len(made) == 1
     _families.scalar_operand(2.0, c)  # another device: a new operand
     assert [d.name for _, d in made] == ["gpu0", "gpu1"]
+
+
+def test_inplace_operators_keep_dtype_and_shape(backend):
+    xp = xd.namespace(backend.name.split("-")[0])
+    numpy = backend.name == "numpy"
+    seen = {}
+
+    def f(x):
+        i = xp.astype(x, xp.int64)
+        # (array-api-strict refuses int64 + 1.5 out of place already, with its own message)
+        with pytest.raises(TypeError, match=r"x \+= y: x has dtype int64 .* float" if numpy
+                           else "int64"):
+            i += 1.5
+        with pytest.raises(TypeError, match=r"x /= y: x has dtype int64" if numpy else None):
+            i /= i
+        assert i.dtype == xp.int64
+        i += 2  # same kind: fine
+        seen["i"] = i.dtype
+        with pytest.raises(ValueError, match=r"x \*= y: the result has shape \(2, 2\)"):
+            y = x * 1.0
+            y *= xp.ones((2, 2), dtype=x.dtype, device=x.device)
+        z = x * 1.0
+        z -= 0.5
+        return z
+
+    y, t = xd.jvp(f, (backend.asarray([1.0, 2.0]),), (backend.asarray([1.0, 1.0]),))
+    assert seen["i"] == xp.int64
+    np.testing.assert_allclose(backend.to_numpy(y), [0.5, 1.5])
+    np.testing.assert_allclose(backend.to_numpy(t), [1.0, 1.0])

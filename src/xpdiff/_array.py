@@ -242,11 +242,40 @@ def _binop(name: str, reflected: bool = False):
     return op
 
 
-def _iop(name: str):
-    def op(self: Tracer, other: Any) -> Any:
-        return self._rebind(getattr(_ns(), name)(self, other))
+_KIND_ORDER = ("bool", "integral", "real floating", "complex floating")
 
+
+def _kind(bk: Any, dtype: Any) -> int:
+    return next(i for i, k in enumerate(_KIND_ORDER) if bk.isdtype(dtype, k))
+
+
+def _iop(name: str, symbol: str):
+    def op(self: Tracer, other: Any) -> Any:
+        new = getattr(_ns(), name)(self, other)
+        if new.dtype != self.dtype or tuple(new.shape) != tuple(self.shape):
+            new = _inplace_result(self, other, new, symbol)
+        return self._rebind(new)
+
+    op.__name__ = f"__i{name}__"
     return op
+
+
+def _inplace_result(x: Tracer, other: Any, new: Any, symbol: str) -> Any:
+    """The value an in-place ``x op= other`` stores: never of another shape, and never of
+    another kind of dtype (``i += 1.5`` on integers is refused, as NumPy and the standard
+    do); a result of the same kind is cast back to ``x``'s dtype, as NumPy does."""
+    if tuple(new.shape) != tuple(x.shape):
+        raise ValueError(
+            f"x {symbol}= y: the result has shape {tuple(new.shape)} but an in-place "
+            f"operation cannot change the shape of x {tuple(x.shape)}; write x = x {symbol} y")
+    bk = x._backend()
+    if _kind(bk, new.dtype) != _kind(bk, x.dtype):
+        theirs = type(other).__name__ if isinstance(other, (bool, int, float, complex)) else other.dtype
+        raise TypeError(
+            f"x {symbol}= y: x has dtype {x.dtype} and y is {theirs}, so the result has dtype "
+            f"{new.dtype}, which an in-place operation cannot store in x (NumPy and the array "
+            f"API standard refuse it); write x = x {symbol} y for a new array, or cast y first")
+    return _ns().astype(new, x.dtype)
 
 
 def _unop(name: str):
@@ -256,14 +285,16 @@ def _unop(name: str):
     return op
 
 
-for _dunder, _fn in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
-                     ("truediv", "divide"), ("floordiv", "floor_divide"), ("mod", "remainder"),
-                     ("pow", "pow"), ("matmul", "matmul"), ("and", "bitwise_and"),
-                     ("or", "bitwise_or"), ("xor", "bitwise_xor"),
-                     ("lshift", "bitwise_left_shift"), ("rshift", "bitwise_right_shift")]:
+for _dunder, _fn, _sym in [("add", "add", "+"), ("sub", "subtract", "-"),
+                           ("mul", "multiply", "*"), ("truediv", "divide", "/"),
+                           ("floordiv", "floor_divide", "//"), ("mod", "remainder", "%"),
+                           ("pow", "pow", "**"), ("matmul", "matmul", "@"),
+                           ("and", "bitwise_and", "&"), ("or", "bitwise_or", "|"),
+                           ("xor", "bitwise_xor", "^"), ("lshift", "bitwise_left_shift", "<<"),
+                           ("rshift", "bitwise_right_shift", ">>")]:
     setattr(Tracer, f"__{_dunder}__", _binop(_fn))
     setattr(Tracer, f"__r{_dunder}__", _binop(_fn, reflected=True))
-    setattr(Tracer, f"__i{_dunder}__", _iop(_fn))
+    setattr(Tracer, f"__i{_dunder}__", _iop(_fn, _sym))
 
 for _dunder, _fn in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
                      ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal")]:
