@@ -442,3 +442,16 @@ def test_inplace_operators_keep_dtype_and_shape(backend):
     assert seen["i"] == xp.int64
     np.testing.assert_allclose(backend.to_numpy(y), [0.5, 1.5])
     np.testing.assert_allclose(backend.to_numpy(t), [1.0, 1.0])
+
+
+def test_real_float32_times_python_complex_is_complex64(backend):
+    # the standard: a Python complex with a real floating array gives the complex dtype of
+    # the array's precision (float32 -> complex64), in value and tangent
+    xp = xd.namespace(backend.name.split("-")[0])
+    x = backend.asarray([1.0, 2.0], np.float32)
+    assert xp.multiply(x, 1j).dtype == xp.complex64
+    assert xp.add(2j, x).dtype == xp.complex64
+    assert xp.multiply(backend.asarray([1.0], np.float64), 1j).dtype == xp.complex128
+    y, t = xd.jvp(lambda v: v * (1 + 2j), (x,), (backend.asarray([1.0, 1.0], np.float32),))
+    assert y.dtype == t.dtype == xp.complex64
+    np.testing.assert_allclose(backend.to_numpy(t), [1 + 2j, 1 + 2j])

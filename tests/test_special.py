@@ -239,3 +239,19 @@ def test_reachable_from_traced_arrays():
     x = np.array([0.5, 2.0])
     _, t = xd.jvp(f, (x,), (np.ones(2),))
     np.testing.assert_allclose(t, sc.digamma(x) + 2 / np.sqrt(np.pi) * np.exp(-x**2), rtol=1e-13)
+
+
+def test_xlogy_computes_in_the_promoted_dtype(backend):
+    # an int64 x is cast to the default float64: y (float32) must be promoted before the
+    # log, not after (which returned float64 values with float32 accuracy)
+    sp = xd.namespace(backend.name.split("-")[0]).special
+    x = backend.asarray([1, 2, 3], np.int64)
+    y = backend.asarray([0.1, 2.0, 3.0], np.float32)
+    want = sc.xlogy(np.array([1, 2, 3]), np.array([0.1, 2.0, 3.0], np.float32))
+    got = sp.xlogy(x, y)
+    assert got.dtype == backend.xp.float64
+    _close(backend.to_numpy(got), want, rtol=1e-15)
+    # traced (as the conformance harness runs): the tangent has the result's dtype too
+    val, tan = xd.jvp(lambda v: sp.xlogy(x, v), (y,), (backend.asarray([1.0, 1.0, 1.0], np.float32),))
+    assert val.dtype == tan.dtype == backend.xp.float64
+    _close(backend.to_numpy(tan), [1 / np.float64(np.float32(0.1)), 1.0, 1.0], rtol=1e-15)

@@ -104,7 +104,10 @@ def _as_operand(s: Any, like: Any, dt: Any, dev: Any) -> Any:
     elif isinstance(s, float):
         dt = dt if kind in ("real floating", "complex floating") else None
     elif isinstance(s, complex):
-        dt = dt if kind == "complex floating" else None
+        if kind == "real floating":  # the complex dtype of the same precision (standard)
+            dt = bk.complex64 if dt == bk.float32 else bk.complex128
+        elif kind != "complex floating":
+            dt = None
     else:
         raise TypeError(f"expected an array or a Python scalar, got {type(s).__name__}")
     if dt is not None:  # a fill on the device, not a host-to-device copy

@@ -514,6 +514,9 @@ def _xlog(x, y, fname, log_fn, bad):
     x, y = operands(x, y)
     x, y = _floating(x, fname), _floating(y, fname)
     xp = _ns(x, y)
+    if x.dtype != y.dtype:  # computed and returned in the promoted dtype
+        dt = xp.result_type(x, y)
+        x, y = xp.astype(x, dt), xp.astype(y, dt)
     zero_x = xp.logical_and(xp.equal(x, 0.0), bad(xp, y))
     return xp.multiply(x, log_fn(xp, xp.where(zero_x, 1.0, y)))
 
