@@ -52,7 +52,10 @@ def check_grads(f: Callable, args: Sequence, order: int = 2, modes: Sequence[str
         order: check derivatives up to this order.
         modes: ``"fwd"`` (JVP vs central differences) and/or ``"rev"`` (VJP by the
             inner-product identity).
-        eps, rtol, atol: step and tolerances (defaults by dtype).
+        eps: the finite-difference step (default by dtype).
+        rtol: relative tolerance (default by dtype).
+        atol: absolute tolerance (default by dtype).
+        seed: seed of the random directions.
 
     >>> import numpy as np, xpdiff as xd
     >>> from xpdiff.testing import check_grads
