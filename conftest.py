@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import doctest
 import importlib.util
+import os
 import re
 from pathlib import Path
 
 import pytest
+
+# SciPy reads SCIPY_ARRAY_API once, when it is first imported; the pages that
+# differentiate through SciPy set it before their import, as a reader would, but
+# in the test process another test may have imported SciPy first. So the whole
+# test process runs with SciPy's array API support on.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
                    re.M | re.S)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ruff over the package and the tests.
+# ruff over the package, the tests and the documentation tooling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m ruff check src tests
+python -m ruff check src tests conftest.py docs/hooks
