@@ -1,6 +1,6 @@
 """Run the code blocks of the documentation pages (docs/**/*.md, README.md) as tests.
 
-Every fenced ```python block of every page under ``docs/`` is a test item
+Every fenced ```python (or ```pycon) block of every page under ``docs/`` is a test item
 (``docs/cookbook.md::line 42``).  The blocks of one page run in order in one
 namespace, as a reader would type them: an item first runs the page's earlier
 blocks that have not run yet.  A block holding ``>>>`` prompts runs as a doctest
@@ -37,10 +37,10 @@ _QUALIFIED_EXC = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*(?::|$))", re.M
 
 
 def blocks(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
-    """The page's python blocks as (line of the opening fence, code, required names)."""
+    """The page's ``python`` and ``pycon`` blocks as (line of the fence, code, required names)."""
     out = []
     for m in FENCE.finditer(text):
-        if m.group("lang") != "python":
+        if m.group("lang") not in ("python", "pycon"):
             continue
         line = text.count("\n", 0, m.start()) + 1
         before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]

@@ -3,10 +3,11 @@
 # screenshots of the home page, the cookbook and one API page into
 # docs/screenshots/ (kept in the repository as a record of how the site looks).
 # Not part of CI: it needs Debian's chromium package (apt-get install -y chromium).
-#   ci/docs-screenshots.sh [PORT]
+#   ci/docs-screenshots.sh [PAGE ...]    e.g. ci/docs-screenshots.sh namespace/ errors/
+# PAGE (a site path) adds a screenshot of that page; DOCS_PORT sets the port (8765).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-port="${1:-8765}"
+port="${DOCS_PORT:-8765}"
 chrome="$(command -v chromium || command -v chromium-browser || true)"
 if [ -z "$chrome" ]; then
     echo "chromium not found: apt-get install -y chromium" >&2
@@ -46,3 +47,6 @@ shoot() {  # shoot PAGE NAME
 shoot "" home
 if [ -f "$tmp/site/cookbook/index.html" ]; then shoot cookbook/ cookbook; fi
 shoot api/transforms/ api-transforms
+for page in "$@"; do
+    shoot "$page" "$(echo "${page%/}" | tr '/' '-')"
+done
