@@ -419,3 +419,24 @@ def test_repr_and_value():
     xb = xd.DiffArray(np.ones((2, 1)), batch_ndim=1)
     assert repr(xb) == "DiffArray(array([[1.],\n       [1.]]), batch_ndim=1)"
     assert isinstance((x * 2).value, np.ndarray)
+
+
+def test_batched_diffarray_on_an_unhashable_device(monkeypatch):
+    """CuPy's devices are unhashable: the batched DiffArray's cache keys on a hashable
+    stand-in (here array-api-strict's device made unhashable)."""
+    import array_api_strict as xps
+
+    monkeypatch.setattr(xps.Device, "__hash__", None)
+    dev = xps.Device("device1")
+    with pytest.raises(TypeError):
+        hash(dev)
+    x = xps.asarray([[0.5, 1.0], [2.0, 3.0]], device=dev)
+    a = xd.DiffArray(x, batch_ndim=1)
+    xp = a.__array_namespace__()
+    y = xp.sum(xp.sin(a) * a, axis=-1)
+    g = y.to(a)  # per-sample gradients
+    assert g.value.device == dev
+    xn = np.asarray([[0.5, 1.0], [2.0, 3.0]])
+    want = np.cos(xn) * xn + np.sin(xn)
+    got = np.asarray(g.value.to_device(xps.Device("CPU_DEVICE")))
+    np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -75,6 +75,27 @@ def device_of(x: Any) -> Any:
     return array_api_compat.device(x)
 
 
+def device_key(dev: Any) -> Any:
+    """A hashable key for a device, for caches keyed by device: the device itself when it
+    is hashable, else its type and spelling (CuPy's ``cupy.cuda.Device`` is unhashable;
+    two CuPy devices with one id are one device).
+
+    >>> device_key("cpu")
+    'cpu'
+    >>> class Unhashable:
+    ...     __hash__ = None
+    ...     def __repr__(self): return "<Device 1>"
+    >>> device_key(Unhashable())[1]
+    '<Device 1>'
+    """
+    try:
+        hash(dev)
+    except TypeError:
+        ident = getattr(dev, "id", None)
+        return (type(dev), ident if isinstance(ident, int) else repr(dev))
+    return dev
+
+
 # --- backends by name ---------------------------------------------------------------------
 
 _BACKENDS = {

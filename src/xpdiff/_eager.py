@@ -23,7 +23,7 @@ from typing import Any
 
 from . import _core
 from ._array import Tracer
-from ._backend import is_array, namespace_of
+from ._backend import device_key, is_array, namespace_of
 from ._batching import BatchTrace, BatchTracer, vmap_call
 from ._core import MainTrace, MixingError, RuleError, Zero
 from ._dataview import DataTrace, DataTracer
@@ -277,7 +277,7 @@ def _eager_main() -> MainTrace:
 
 def _view(B: tuple, bk: Any, device: Any) -> tuple[MainTrace, MainTrace]:
     """The persistent vmap and data-view mains shared by all arrays with data shape ``B``."""
-    key = (B, id(bk), device)
+    key = (B, id(bk), device_key(device))
     if key not in _VIEWS:
         i = len(_VIEWS)
         nB = math.prod(B)
