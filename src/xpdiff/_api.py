@@ -6,6 +6,7 @@ the user's batched code seen through the data view.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import traceback
@@ -15,7 +16,16 @@ from typing import Any
 
 from . import _chunking, _tree
 from ._array import Tracer
-from ._backend import backend_namespace, check_same_backend, is_array, update
+from ._backend import (
+    backend_namespace,
+    check_same_backend,
+    default_float_dtype,
+    device_scope,
+    device_scope_needed,
+    is_array,
+    raw_namespace,
+    update,
+)
 from ._batching import BatchTrace, BatchTracer, vmap_call
 from ._core import XpdiffError, Zero, instantiate, new_main
 from ._dataview import DataTrace, DataTracer
@@ -33,11 +43,19 @@ def _ns_of(x: Any) -> Any:
     return namespace_for_values([x])
 
 
-def _as_array(x: Any, fname: str, what: str) -> Any:
+def _as_array(x: Any, fname: str, what: str, like: Any = None) -> Any:
+    """``x`` as an array; a Python number becomes a 0-d array of ``like``'s backend and
+    device (created there, no host copy), with ``like``'s dtype when it is floating (else
+    the backend's default floating dtype); without ``like``, a float64 NumPy (default
+    backend) array."""
     if isinstance(x, Tracer) or is_array(x):
         return x
     if isinstance(x, (float, int)) and not isinstance(x, bool):
-        return backend_namespace().asarray(float(x))
+        if like is None:
+            return backend_namespace().asarray(float(x))
+        bk, dev = raw_namespace(like), like.device
+        dt = like.dtype if _is_floating(like) else default_float_dtype(bk, dev)
+        return bk.full((), float(x), dtype=dt, device=dev)
     raise TypeError(f"{fname}: {what} must be an array (or a pytree of arrays), got "
                     f"{type(x).__name__}")
 
@@ -61,6 +79,33 @@ def _check_float(x: Any, fname: str, what: str) -> None:
     raise TypeError(f"{fname}: {what} has dtype {x.dtype}; only floating-point arrays can be "
                     f"differentiated. Cast it first, e.g. x.astype(float64) / "
                     f"xp.astype(x, xp.float64)")
+
+
+def _first_array(args: Sequence) -> Any:
+    for a in args:
+        for x in _tree.flatten(a)[0]:
+            if isinstance(x, Tracer) or is_array(x):
+                return x
+    return None
+
+
+def _is_floating(x: Any) -> bool:
+    try:
+        _check_float(x, "", "")
+    except TypeError:
+        return False
+    return True
+
+
+def _device_scope(args: Sequence) -> Any:
+    """The inputs' device made current for the whole transformation (CuPy, torch CUDA);
+    nothing to do unless such a backend is loaded."""
+    if not device_scope_needed():
+        return _NO_SCOPE
+    return device_scope(_tree.flatten(list(args))[0])
+
+
+_NO_SCOPE = contextlib.nullcontext()
 
 
 def _argnums(argnums: ArgNums, nargs: int, fname: str) -> tuple[tuple[int, ...], bool]:
@@ -95,9 +140,10 @@ class _Flat:
     def __init__(self, f: Callable, args: tuple, nums: tuple, has_aux: bool, fname: str):
         self.f, self.args, self.nums, self.has_aux, self.fname = f, args, nums, has_aux, fname
         self.in_leaves, self.in_defs = [], []
+        like = _first_array(args)  # Python numbers among the arguments are created like it
         for i in nums:
             leaves, tdef = _tree.flatten(args[i])
-            leaves = [_as_array(x, fname, f"argument {i}") for x in leaves]
+            leaves = [_as_array(x, fname, f"argument {i}", like) for x in leaves]
             for x in leaves:
                 _check_float(x, fname, f"argument {i}")
             self.in_leaves.append(leaves)
@@ -161,7 +207,8 @@ def _lazy_aware(fname: str, f: Callable, options: dict, run: Callable) -> Callab
             out = handler(fname, f, options, args)
             if out is not NotImplemented:
                 return out
-        return run(*args)
+        with _device_scope(args):
+            return run(*args)
 
     return call
 
@@ -193,13 +240,16 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     t_leaves, t_def = _tree.flatten(tuple(tangents))
     if len(t_leaves) != len(flat.flat_in):
         raise ValueError("jvp: tangents must have the same pytree structure as primals")
+    ts = []
     for i, (p, t) in enumerate(zip(flat.flat_in, t_leaves)):
-        t = _as_array(t, "jvp", "a tangent")
+        t = _as_array(t, "jvp", "a tangent", p)
         if tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype:
             raise ValueError(f"jvp: tangent {i} has shape {tuple(t.shape)} and dtype {t.dtype}, but "
                              f"its primal has shape {tuple(p.shape)} and dtype {p.dtype}; pass a "
                              f"tangent of the same shape and dtype")
-    outs, touts = jvp_call(flat, flat.flat_in, list(t_leaves))
+        ts.append(t)
+    with _device_scope(primals):
+        outs, touts = jvp_call(flat, flat.flat_in, ts)
     touts = [_ns_of(o).zeros_like(o) if isinstance(t, Zero) else t for o, t in zip(outs, touts)]
     return _tree.unflatten(flat.out_def, outs), _tree.unflatten(flat.out_def, touts)
 
@@ -217,7 +267,8 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     (array([6.]),)
     """
     flat = _Flat(f, primals, tuple(range(len(primals))), has_aux, "vjp")
-    res, pullback = vjp_call(flat, flat.flat_in)
+    with _device_scope(primals):
+        res, pullback = vjp_call(flat, flat.flat_in)
     outs, aux = flat.split(res)
     n_out = flat.n_out
 
@@ -229,7 +280,8 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
             if tuple(c.shape) != tuple(o.shape):
                 raise ValueError(f"vjp_fn: cotangent {i} has shape {tuple(c.shape)}, but the output "
                                  f"has shape {tuple(o.shape)}")
-        cts = pullback(list(c_leaves) + [None] * (len(res) - n_out))
+        with _device_scope(primals):
+            cts = pullback(list(c_leaves) + [None] * (len(res) - n_out))
         cts = [instantiate(_ns_of(x), c) for x, c in zip(flat.flat_in, cts)]
         return tuple(flat.pack_in(cts, single=False))
 

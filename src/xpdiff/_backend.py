@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import array_api_compat
@@ -321,6 +321,67 @@ def _same_device(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # exotic device objects without equality: compare their spelling
         return str(a) == str(b)
+
+
+# --- the device a transformation runs under ---------------------------------------------------
+
+def _cupy_scope(dev: Any) -> Any:
+    return dev  # a cupy.cuda.Device is itself the context that makes it current
+
+
+def _torch_scope(dev: Any) -> Any:
+    if getattr(dev, "type", None) != "cuda":
+        return contextlib.nullcontext()
+    return sys.modules["torch"].cuda.device(dev)
+
+
+#: Backend name -> ``device -> context manager`` that makes ``device`` the current one for
+#: the library (where new arrays and kernels go by default). Backends without an entry (NumPy,
+#: array-api-strict, JAX: every call names its device or follows its operands) need none.
+DEVICE_SCOPES: dict[str, Callable[[Any], Any]] = {"cupy": _cupy_scope, "torch": _torch_scope}
+#: The module each entry needs loaded (no array of it can exist otherwise).
+_SCOPE_MODULES = {"cupy": "cupy", "torch": "torch", "array_api_strict": "array_api_strict"}
+
+
+def device_scope_needed() -> bool:
+    """Whether any backend with a :data:`DEVICE_SCOPES` entry is loaded (cheap: lets callers
+    skip looking for the inputs' device when none could need it)."""
+    mods = sys.modules
+    return any(_SCOPE_MODULES.get(name, name) in mods for name in DEVICE_SCOPES)
+
+
+def device_scope(leaves: Sequence[Any]) -> Any:
+    """The context a transformation of arrays ``leaves`` runs under: the device of the
+    first array made current (``with device:`` for CuPy, ``torch.cuda.device`` for torch
+    CUDA tensors), so what the backend creates without a ``device=`` lands there too;
+    a no-op context for other backends and when there is no array.
+
+    >>> import numpy as np
+    >>> with device_scope([np.ones(2)]):
+    ...     pass
+    """
+    for x in leaves:
+        if _is_tracer(x) or is_array(x):
+            make = DEVICE_SCOPES.get(backend_name(x))
+            return contextlib.nullcontext() if make is None else make(x.device)
+    return contextlib.nullcontext()
+
+
+def default_float_dtype(bk: Any, device: Any = None) -> Any:
+    """The default real floating dtype of raw namespace ``bk`` on ``device`` (float64 for
+    NumPy and CuPy, float32 for torch and JAX without x64).
+
+    >>> import array_api_compat.numpy as cnp
+    >>> default_float_dtype(cnp)
+    dtype('float64')
+    """
+    info = getattr(bk, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes(device=device)["real floating"]
+        except Exception:  # an info object without default_dtypes
+            pass
+    return bk.float64
 
 
 # --- host transfers (test helpers and the CLI only; transformations never call these) ---------

@@ -110,9 +110,9 @@ def _as_operand(s: Any, like: Any, dt: Any, dev: Any) -> Any:
             dt = None
     else:
         raise TypeError(f"expected an array or a Python scalar, got {type(s).__name__}")
-    if dt is not None:  # a fill on the device, not a host-to-device copy
-        return bk.full((), s, dtype=dt, device=dev)
-    return bk.asarray(s, device=dev)
+    # a fill on the device, not a host-to-device copy (without dt: the dtype full gives the
+    # Python scalar, as asarray would)
+    return bk.full((), s, dtype=dt, device=dev)
 
 
 _KINDS: dict = {}

@@ -212,12 +212,11 @@ def _irfft_vjp(xp, g, out, p, needs, *, axis, n, norm):
     # k = n/2 for even n), 2 elsewhere: the transpose is alpha * conj(rfft(g)) with the
     # same scale s, i.e. rfft with the swapped norm
     h = n // 2 + 1
-    alpha = [1.0] + [2.0] * (h - 1)
-    if n % 2 == 0 and h > 1:
-        alpha[-1] = 1.0
     c = _conj.bind(_rfft.bind(_re(g), axis=axis, norm=_SWAP[norm]))
-    w = xp.reshape(xp.asarray(alpha, dtype=c.dtype, device=c.device),
-                   (h,) + (1,) * (g.ndim - 1 - axis))
+    # alpha_k = 2 for 0 < k < n/2, else 1: built on the device (no host list copied over)
+    k = xp.arange(h, device=c.device)
+    alpha = xp.astype(xp.logical_and(k > 0, 2 * k < n), c.dtype) + 1
+    w = xp.reshape(alpha, (h,) + (1,) * (g.ndim - 1 - axis))
     return [xp.multiply(c, w)]
 
 

@@ -383,7 +383,7 @@ def _last_writes(xp, dest):
     m = dest.shape[0]
     perm = xp.argsort(dest, stable=True)
     sd = _take.bind(dest, perm, axis=0)
-    tail = xp.asarray([True], device=dest.device)
+    tail = xp.ones((1,), dtype=xp.bool, device=dest.device)
     last_sorted = xp.concat([xp.not_equal(sd[:m - 1], sd[1:]), tail], axis=0)
     return _take.bind(last_sorted, xp.argsort(perm, stable=True), axis=0)
 
@@ -440,7 +440,9 @@ _scatter = primitive("scatter_set", _scatter_impl, jvp=_scatter_jvp, vjp=_scatte
 # --- setitem ---------------------------------------------------------------------------------
 
 def _value_like(value, x):
-    if not is_arraylike(value):
+    if isinstance(value, (bool, int, float, complex)):  # a fill on the device, no host copy
+        return backend_of(x).full((), value, dtype=x.dtype, device=x.device)
+    if not is_arraylike(value):  # host data (nested lists): copied to x's device
         return backend_of(x).asarray(value, dtype=x.dtype, device=x.device)
     if value.dtype != x.dtype:
         return _ns()["astype"](value, x.dtype)

@@ -1,0 +1,167 @@
+"""Device paths a GPU depends on, checked on the CPU: no host-to-device copies inside
+transformations, Python numbers created like the array arguments, the inputs' device made
+current, float32 kept float32, native kernels, and the free-memory query."""
+
+from __future__ import annotations
+
+import contextlib
+
+import array_api_strict as xps
+import numpy as np
+import pytest
+
+import xpdiff as xd
+from xpdiff import _backend
+
+DEV1 = xps.Device("device1")
+
+
+def _strict(a, dtype=np.float64):
+    return xps.asarray(np.asarray(a, dtype=dtype), device=DEV1)
+
+
+@contextlib.contextmanager
+def _no_host_copies(monkeypatch, module=xps):
+    """Fail on any ``asarray`` of host data (Python numbers, lists) by the backend ``module``
+    while active: on a GPU each is a host-to-device copy (and on torch CUDA a synchronisation)."""
+    real = module.asarray
+    copies: list = []
+
+    def spy(obj, /, *args, **kwargs):
+        if not hasattr(obj, "__array_namespace__"):
+            copies.append(repr(obj)[:60])
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(module, "asarray", spy)
+    yield copies
+    monkeypatch.setattr(module, "asarray", real)
+    assert copies == [], f"host-to-device copies inside a transformation: {copies}"
+
+
+def _ns(x):
+    return x.__array_namespace__()
+
+
+def test_setitem_of_a_python_float_is_a_fill(monkeypatch):
+    def f(x):
+        y = x * 1.0
+        y[1] = 2.0
+        y[...] = y * 3.0
+        return _ns(y).sum(y * y)
+
+    x = _strict([1.0, 2.0, 3.0])
+    with _no_host_copies(monkeypatch):
+        g = xd.grad(f)(x)
+    assert g.device == DEV1
+    np.testing.assert_allclose(_backend.to_host(g), [18.0, 0.0, 54.0])
+
+
+def test_scatter_vjp_builds_its_mask_on_the_device(monkeypatch):
+    idx = _strict([2, 0, 2], dtype=np.int64)
+
+    def f(x, v):
+        y = x * 1.0
+        y[idx] = v  # repeated destination 2: the last write wins
+        return _ns(y).sum(y * y)
+
+    x, v = _strict([1.0, 2.0, 3.0]), _strict([5.0, 6.0, 7.0])
+    with _no_host_copies(monkeypatch):
+        gx, gv = xd.grad(f, argnums=(0, 1))(x, v)
+    np.testing.assert_allclose(_backend.to_host(gx), [0.0, 4.0, 0.0])
+    np.testing.assert_allclose(_backend.to_host(gv), [0.0, 12.0, 14.0])
+
+
+@pytest.mark.parametrize("n", [6, 7])
+def test_irfft_vjp_weights_built_on_the_device(monkeypatch, n):
+    def f(x):
+        xp = _ns(x)
+        z = xp.fft.rfft(x)
+        return xp.sum(xp.fft.irfft(z * z, n=n) ** 2)
+
+    x0 = np.random.default_rng(0).standard_normal(n)
+    with _no_host_copies(monkeypatch):
+        g = xd.grad(f)(_strict(x0))
+    eps = 1e-6
+    num = [(f(xps.asarray(x0 + eps * e)) - f(xps.asarray(x0 - eps * e))) / (2 * eps)
+           for e in np.eye(n)]
+    np.testing.assert_allclose(_backend.to_host(g), [float(v) for v in num], rtol=1e-6)
+
+
+def test_float_scalar_with_an_integer_array_is_a_fill(monkeypatch):
+    """``k * 0.5`` with an integer ``k`` (NumPy promotes it to float64; array-api-strict
+    refuses the mix, so NumPy's namespace is watched here)."""
+    import array_api_compat.numpy as cnp
+
+    k = np.arange(3)
+
+    def f(x):
+        xp = _ns(x)
+        ks = xd.namespace("numpy").asarray(k)  # a constant
+        return xp.sum(x * (ks * 0.5) + (ks > 0.5) * 1.0)
+
+    with _no_host_copies(monkeypatch, cnp):
+        g = xd.grad(f)(np.ones(3))
+    np.testing.assert_allclose(g, [0.0, 0.5, 1.0])
+
+
+def test_python_float_argument_takes_the_arrays_backend_device_and_dtype(monkeypatch):
+    """``grad(f, argnums=1)(x, 2.0)`` with a strict float32 ``x`` on device1: the 2.0 becomes a
+    float32 strict array on device1 (before: a float64 NumPy array, and a device mix)."""
+    x = _strict([1.0, 2.0], dtype=np.float32)
+    with _no_host_copies(monkeypatch):
+        g = xd.grad(lambda x, s: _ns(s).sum(s * s * x), argnums=1)(x, 2.0)
+    assert g.device == DEV1 and g.dtype == xps.float32 and g.shape == ()
+    np.testing.assert_allclose(_backend.to_host(g), 12.0)
+    # a tangent given as a Python number follows its primal
+    _, t = xd.jvp(lambda s: s * s, (xps.asarray(3.0, dtype=xps.float32, device=DEV1),), (1.0,))
+    assert t.device == DEV1 and t.dtype == xps.float32
+    # with no array among the arguments: the default backend, float64 (as before)
+    g = xd.grad(lambda s: s * s)(3.0)
+    assert isinstance(g, np.ndarray) and g.dtype == np.float64
+
+
+def test_transformations_run_under_the_inputs_device(monkeypatch):
+    """Every transformation enters the backend layer's device scope with its inputs' device
+    (CuPy: ``with device:``; torch CUDA: ``torch.cuda.device``); here a recording scope for
+    array-api-strict stands in for CuPy's."""
+    entered: list = []
+
+    @contextlib.contextmanager
+    def scope(dev):
+        entered.append(dev)
+        yield
+
+    monkeypatch.setitem(_backend.DEVICE_SCOPES, "array_api_strict", scope)
+    x = _strict([0.5, 1.5])
+    xp = xd.namespace("array_api_strict")
+    f = lambda v: xp.sum(xp.sin(v))  # noqa: E731
+    calls = {
+        "grad": lambda: xd.grad(f)(x),
+        "value_and_grad": lambda: xd.value_and_grad(f)(x),
+        "jacfwd": lambda: xd.jacfwd(xp.sin)(x),
+        "jacrev": lambda: xd.jacrev(xp.sin)(x),
+        "jacobian": lambda: xd.jacobian(xp.sin)(x),
+        "hessian": lambda: xd.hessian(f)(x),
+        "vmap": lambda: xd.vmap(xp.sin)(x),
+        "jvp": lambda: xd.jvp(xp.sin, (x,), (x,)),
+        "vjp": lambda: xd.vjp(xp.sin, x)[1](x),
+    }
+    for name, call in calls.items():
+        entered.clear()
+        call()
+        assert entered and all(d == DEV1 for d in entered), name
+    entered.clear()
+    xd.grad(f)(np.ones(2))  # NumPy: no scope entry, nothing entered
+    assert entered == []
+
+
+def test_device_key_of_an_unhashable_device():
+    class Dev:
+        __hash__ = None
+
+        def __init__(self, i):
+            self.id = i
+
+    assert _backend.device_key(Dev(1)) == _backend.device_key(Dev(1))
+    assert _backend.device_key(Dev(1)) != _backend.device_key(Dev(2))
+    hash(_backend.device_key(Dev(1)))
