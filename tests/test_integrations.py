@@ -333,13 +333,7 @@ def _gap(reason):
 NP_ASARRAY = "reaches compiled code through np.asarray (no array-API path in SciPy)"
 FLOAT_RESULT = "returns a Python float (float() of the result): no array to differentiate"
 
-NAN_BRANCH = ("a masked-out branch computes 0/0 (extmath._incremental_mean_and_var: "
-              "`last_sum / last_over_new_count` with no previous samples, then overwritten by "
-              "`x[zeros] = ...`): the zero cotangent times the NaN partial gives NaN, as in "
-              "JAX and torch")
-
 KNOWN_GAPS = {
-    "sklearn StandardScaler": NAN_BRANCH,
     "scipy.integrate.simpson": NP_ASARRAY + " (simpson has no array-API path: np.asarray(y))",
     "sklearn.metrics.mean_squared_error": FLOAT_RESULT,
     "sklearn.metrics.r2_score": FLOAT_RESULT,

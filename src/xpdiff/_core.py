@@ -68,7 +68,8 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp")
+                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp",
+                 "select", "written")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
                  data=None, multiple_results: bool = False, differentiable: bool = True):
@@ -87,6 +88,13 @@ class Primitive:
         # tangent written directly (no materialised basis, no product with it), or None
         self.basis_jvp = None
         self.basis_vjp = None  # the same for an identity basis of output cotangents
+        # ``where``: its rules pick (co)tangents rather than scale them, and the
+        # interpreters mark what it did not pick as masked zeros (docs/where.md)
+        self.select = False
+        # writes (``set_at``, ``scatter_set``): ``written(xp, primals, params)``, a boolean
+        # array shaped like operand 0, true where the primitive overwrites it (its
+        # cotangent there is a masked zero); such primitives also have ``select`` set
+        self.written = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"

@@ -9,6 +9,16 @@ from . import _core
 from ._array import Tracer
 from ._batching import BatchTracer
 from ._core import Primitive, RuleError, Trace, Zero, namespace_for_values, new_main
+from ._masked import (
+    ALL,
+    Masked,
+    elementwise_mask,
+    guard_partials,
+    select,
+    split,
+    unmask,
+    wrap,
+)
 
 
 class JVPTracer(Tracer):
@@ -119,12 +129,15 @@ def _basis_dense(t: Any, main: Any) -> bool:
 
 
 def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
-               out: Any = None) -> Any:
+               out: Any = None, partials: tuple | None = None) -> Any:
     """JVP of an elementwise primitive on structured tangents (or ``None`` if the
     structure cannot be kept: then the caller densifies).  ``out``: the primal
-    output when already known (tape replay)."""
+    output when already known (tape replay); ``partials``: the primitive's, guarded
+    against masked zeros."""
     if params:
         return None
+    if prim.select:
+        return _diag_select(primals, tangents, out)
     first = next(t for t in tangents if type(t) is Diag)
     main = first.main
     if out is None:
@@ -148,7 +161,7 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
 
     xp = namespace_for_values(primals)
     scale, has_diag, terms = None, False, []
-    for t, d in zip(tangents, prim.partials):
+    for t, d in zip(tangents, prim.partials if partials is None else partials):
         if t is None or d is None or isinstance(t, Zero):
             continue
         dv = d(xp, primals, out)
@@ -169,6 +182,43 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     elif scale is not None and tuple(scale.shape) != shape:
         scale = xp.broadcast_to(scale, shape)
     return out, first.replace(scale, has_diag, tuple(terms))
+
+
+def _diag_select(primals: list, tangents: list, out: Any) -> Any:
+    """``where`` on structured tangents without low-rank terms: a select of their
+    scales (primal-sized); ``None`` otherwise (the caller densifies)."""
+    c, a, b = primals
+    _, ta, tb = tangents
+    first = ta if type(ta) is Diag else tb
+    if out is None:
+        out = _where_prim().bind(c, a, b)
+    shape = tuple(out.shape)
+    for t in (ta, tb):
+        if type(t) is Diag:
+            if t.shape != shape or t.main is not first.main or t.start != first.start \
+                    or t.count != first.count or t.terms:
+                return None
+        elif not (t is None or isinstance(t, Zero)):
+            return None
+    xp = namespace_for_values(primals)
+    sa, sb = ((t.scale if t.scale is not None else 1.0) if type(t) is Diag and t.diag else 0.0
+              for t in (ta, tb))
+    if isinstance(sa, float) and isinstance(sb, float):
+        if sa == sb == 0.0:
+            return out, Zero(out)
+        if sa == sb:
+            scale = None
+        else:
+            scale = xp.astype(c if sa else xp.logical_not(c), out.dtype)
+    else:
+        scale = xp.where(c, sa, sb)
+    if scale is not None and tuple(scale.shape) != shape:
+        scale = xp.broadcast_to(scale, shape)
+    return out, first.replace(scale, True, ())
+
+
+def _where_prim() -> Primitive:
+    return _core.PRIMITIVES["where"]
 
 
 def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
@@ -255,9 +305,18 @@ def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any 
     keep their structure where the primitive allows it, else they are densified
     and the primitive's JVP rule runs.  ``out`` is the primal output when it is
     already known (replaying a recorded tape): elementwise and reduction rules
-    then do not recompute it.
+    then do not recompute it.  Masked tangents and ``where`` go to :func:`_push_masked`.
     """
-    if any(type(t) is Diag for t in tangents):
+    if prim.select:
+        return _push_masked(prim, primals, tangents, params, out)
+    structured = False
+    for t in tangents:
+        tt = type(t)
+        if tt is Masked:
+            return _push_masked(prim, primals, tangents, params, out)
+        if tt is Diag:
+            structured = True
+    if structured:
         res = None
         if prim.partials is not None:
             res = _diag_rule(prim, primals, tangents, params, out)
@@ -273,6 +332,48 @@ def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any 
     if out is not None and prim.partials is not None and not params:
         return out, partials_tangent(xp, prim.partials, primals, tangents, out)
     return prim.jvp(xp, primals, tangents, **params)
+
+
+def _push_masked(prim: Primitive, primals: list, tangents: list, params: dict,
+                 out: Any = None) -> tuple:
+    """:func:`push` for ``where`` and for masked tangents (docs/where.md): ``where``
+    selects and masks what it did not select; an elementwise rule guards its partial
+    derivatives with the masks (one select per masked operand); any other rule gets
+    the plain values."""
+    vals, masks = split(tangents)
+    xp = namespace_for_values(primals)
+    if prim.written is not None:  # a write: masked where it writes a zero tangent
+        o, t = prim.jvp(xp, primals, _densify(vals), **params)
+        mv = ALL if masks[1] is ALL else None
+        if mv is None and masks[0] is None:
+            return o, t
+        m = select(xp, prim.written(xp, primals, params), mv, masks[0])
+        return o, (Zero(o) if m is ALL else wrap(t, m))
+    if prim.select:
+        res = None
+        if any(type(t) is Diag for t in vals):
+            res = _diag_select(primals, vals, out)
+            if res is None:
+                vals = _densify(vals)
+        if res is None:
+            res = prim.jvp(xp, primals, vals, **params)
+        o, t = res
+        m = select(xp, primals[0], masks[1], masks[2])
+        return o, (Zero(o) if m is ALL else wrap(t, m))
+    if prim.partials is None or params:
+        return push(prim, primals, vals, params, out)
+    partials = guard_partials(prim.partials, masks)
+    res = None
+    if any(type(t) is Diag for t in vals):
+        res = _diag_rule(prim, primals, vals, params, out, partials)
+        if res is None:
+            vals = _densify(vals)
+    if res is None:
+        if out is None:
+            out = prim.bind(*primals)
+        res = out, partials_tangent(xp, partials, primals, vals, out)
+    o, t = res
+    return o, wrap(t, elementwise_mask(xp, prim.partials, masks))
 
 
 def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
@@ -348,7 +449,7 @@ def jvp_call(fun: Any, primals: list, tangents: list) -> tuple[Any, Any]:
         for o in outs:
             if isinstance(o, JVPTracer) and o._main is main:
                 res_p.append(o._a)
-                res_t.append(o._b)
+                res_t.append(unmask(o._b))
             else:
                 res_p.append(o)
                 res_t.append(Zero(o))
@@ -394,7 +495,7 @@ def replay(tape: list, in_ids: list, in_tangents: list, out_ids: list, outs: lis
             i = node.out_ids[0]
             if tout is not None and type(tout) is not Zero and (i in last or i in keep):
                 tan[i] = tout
-    return [tan.get(i, Zero(o)) if i is not None else Zero(o) for i, o in zip(out_ids, outs)]
+    return [unmask(tan.get(i, Zero(o))) if i is not None else Zero(o) for i, o in zip(out_ids, outs)]
 
 
 # --- structured cotangents: reverse mode over an identity basis ---------------------------
@@ -405,19 +506,38 @@ def _pure(t: Diag) -> bool:
 
 
 def pull_structured(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
-                    params: dict) -> list | None:
+                    params: dict, partials: tuple | None = None) -> list | None:
     """Operand cotangents of one application of ``prim`` for a structured output
     cotangent ``g`` (a scaled identity basis over the output, as ``jacrev`` sweeps
     it), keeping the structure where the primitive allows: an elementwise
     primitive scales it by its partial derivative (operands shaped like the
     output); a primitive with a ``basis_vjp`` rule (``matmul``) writes the dense
-    cotangents from the other operand.  ``None``: the caller densifies ``g``."""
+    cotangents from the other operand; ``where`` selects the scale.  ``partials``:
+    the primitive's, guarded against masked zeros.  ``None``: the caller densifies
+    ``g``."""
     if params or not _pure(g):
         return None
     xp = namespace_for_values(primals)
+    if prim.select:
+        c = primals[0]
+        res = [None]
+        for x, need, picked in zip(primals[1:], needs[1:], (True, False)):
+            if not need:
+                res.append(None)
+                continue
+            if tuple(x.shape) != g.shape or x.dtype != out.dtype:
+                return None
+            if g.scale is None:
+                s = xp.astype(c if picked else xp.logical_not(c), out.dtype)
+            else:
+                s = xp.where(c, g.scale, 0.0) if picked else xp.where(c, 0.0, g.scale)
+            if tuple(s.shape) != g.shape:
+                s = xp.broadcast_to(s, g.shape)
+            res.append(g.replace(s, True, ()))
+        return res
     if prim.partials is not None:
         res: list = []
-        for x, d, need in zip(primals, prim.partials, needs):
+        for x, d, need in zip(primals, prim.partials if partials is None else partials, needs):
             if not need or d is None:
                 res.append(None)
                 continue

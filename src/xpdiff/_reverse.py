@@ -14,6 +14,7 @@ from typing import Any
 from ._array import Tracer
 from ._core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
 from ._jvp import Diag, _densify, add_fn, add_structured, pull_structured, replay
+from ._masked import Masked, both, either, guard_partials, reduce_mask, unmask, unmask_all, where_masks, wrap
 
 
 class ReverseTracer(Tracer):
@@ -120,20 +121,16 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
 
     An output cotangent may be a structured identity basis (:class:`._jvp.Diag`,
     from ``jacrev``): nodes that can keep the structure do
-    (:func:`._jvp.pull_structured`), the others get it densified."""
+    (:func:`._jvp.pull_structured`), the others get it densified.  ``where`` nodes
+    and masked cotangents go to :func:`_pull_masked` (docs/where.md)."""
     acc: dict[int, Any] = {}
     structured = any(type(c) is Diag for c in cts)
     plus = add_structured if structured else add_fn()
 
-    def accum(i: int, c: Any) -> None:
-        if c is None or type(c) is Zero:
-            return
-        prev = acc.get(i)
-        acc[i] = c if prev is None else plus(prev, c)
-
     for i, c in zip(out_ids, cts):
-        if i is not None:
-            accum(i, c)
+        if i is not None and c is not None and type(c) is not Zero:
+            prev = acc.get(i)
+            acc[i] = c if prev is None else plus(prev, c)
     xp = None
     pop = acc.pop
     get = acc.get
@@ -150,6 +147,19 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                 continue
         node_ids = node.in_ids
         needs = [i is not None for i in node_ids]
+        prim = node.prim
+        if gs is None and (type(g) is Masked or prim is not None and prim.select):
+            in_cts = _pull_masked(node, g, needs)
+            if in_cts is None:  # a rule that does not keep masks: the plain value
+                g = unmask(g)
+            else:
+                for i, c in zip(node_ids, in_cts):
+                    if i is not None and c is not None and type(c) is not Zero:
+                        prev = get(i)
+                        acc[i] = c if prev is None else _add(prev, c, plus)
+                continue
+        elif gs is not None:
+            gs = unmask_all(gs)
         if structured:
             if gs is None and type(g) is Diag and node.custom is None:
                 in_cts = pull_structured(node.prim, g, node.out, node.primals, needs, node.params)
@@ -157,7 +167,7 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                     for i, c in zip(node_ids, in_cts):
                         if i is not None and c is not None and type(c) is not Zero:
                             prev = get(i)
-                            acc[i] = c if prev is None else plus(prev, c)
+                            acc[i] = c if prev is None else _add(prev, c, plus)
                     continue
             if gs is None:
                 g = _densify([g])[0]
@@ -174,8 +184,52 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
         for i, c in zip(node_ids, in_cts):
             if i is not None and c is not None and type(c) is not Zero:
                 prev = get(i)
-                acc[i] = c if prev is None else plus(prev, c)
-    return [acc.get(i, Zero(like)) if i is not None else Zero(like) for i, like in zip(in_ids, likes)]
+                acc[i] = c if prev is None else _add(prev, c, plus)
+    return [unmask(acc.get(i, Zero(like))) if i is not None else Zero(like)
+            for i, like in zip(in_ids, likes)]
+
+
+def _add(a: Any, b: Any, plus: Any) -> Any:
+    """``a + b`` of two cotangents: masked where both are (an unmasked one unmasks)."""
+    if type(a) is not Masked and type(b) is not Masked:
+        return plus(a, b)
+    if type(a) is Masked and type(b) is Masked:
+        m = both(namespace_for_values([a.mask]), a.mask, b.mask)
+        return wrap(plus(a.value, b.value), m)
+    return plus(unmask(a), unmask(b))
+
+
+def _pull_masked(node: Node, g: Any, needs: list) -> list | None:
+    """Operand cotangents of a ``where`` node, or of any node for a masked cotangent
+    ``g`` (docs/where.md); ``None`` where the rule does not keep masks (the caller
+    runs it on the plain value)."""
+    prim = node.prim
+    gv, gm = (g.value, g.mask) if type(g) is Masked else (g, None)
+    primals, out = node.primals, node.out
+    if node.custom is None and prim.written is not None:  # a write: masked where it wrote
+        xp = namespace_for_values(primals)
+        cts = list(prim.vjp(xp, _densify([gv])[0], out, primals, needs, **node.params))
+        if cts[0] is not None:
+            cts[0] = wrap(cts[0], either(xp, prim.written(xp, primals, node.params), gm))
+        return cts
+    if node.custom is not None or prim.partials is None or node.params:
+        return None
+    xp = namespace_for_values(primals)
+    if prim.select:
+        cts = pull_structured(prim, gv, out, primals, needs, node.params) \
+            if type(gv) is Diag else None
+        if cts is None:
+            cts = prim.vjp(xp, _densify([gv])[0], out, primals, needs)
+        ma, mb = where_masks(xp, primals[0], gm)
+        return [None, wrap(cts[1], reduce_mask(xp, ma, out.shape, primals[1].shape)),
+                wrap(cts[2], reduce_mask(xp, mb, out.shape, primals[2].shape))]
+    partials = guard_partials(prim.partials, [gm] * len(primals))
+    cts = pull_structured(prim, gv, out, primals, needs, node.params, partials) \
+        if type(gv) is Diag else None
+    if cts is None:
+        cts = prim.vjp(xp, _densify([gv])[0], out, primals, needs, partials=partials)
+    return [None if c is None else wrap(c, reduce_mask(xp, gm, out.shape, x.shape))
+            for c, x in zip(cts, primals)]
 
 
 class Pullback:

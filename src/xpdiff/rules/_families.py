@@ -256,7 +256,8 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
         out = p.bind(*primals)
         return out, partials_tangent(xp, partials, primals, tangents, out)
 
-    def vjp(xp, g, out, primals, needs):
+    def vjp(xp, g, out, primals, needs, partials=partials):
+        # ``partials``: the interpreters pass them guarded against masked zeros
         res = []
         for x, d, need in zip(primals, partials, needs):
             if not need or d is None:

@@ -6,8 +6,8 @@ import math
 
 from .._array import Tracer
 from .._backend import fix_result, namespace_of
-from .._core import bind, namespace_for_values
-from ._families import _SCALARS, elementwise, export, operands
+from .._core import Zero, bind, namespace_for_values
+from ._families import _SCALARS, elementwise, export, is_complex_of_real, operands, unbroadcast
 
 # Rules use the namespace's functions, not operators: a raw backend array on the
 # left of an operator would not defer to a traced array on the right.
@@ -197,13 +197,54 @@ _where = elementwise(
     impl=_where_impl)
 
 
+def _where_jvp(xp, primals, tangents):
+    """The tangent of the selected operand: a select, never ``c * ta + (1 - c) * tb``
+    (which is NaN where the branch not taken has a NaN tangent)."""
+    c, a, b = primals
+    out = _where.bind(c, a, b)
+    _, ta, tb = tangents
+    za, zb = ta is None or isinstance(ta, Zero), tb is None or isinstance(tb, Zero)
+    if za and zb:
+        return out, Zero(out)
+    t = xp.where(c, 0.0 if za else ta, 0.0 if zb else tb)
+    if t.dtype != out.dtype:
+        t = xp.astype(t, out.dtype)
+    if tuple(t.shape) != tuple(out.shape):
+        t = xp.broadcast_to(t, out.shape)
+    return out, t
+
+
+def _where_vjp(xp, g, out, primals, needs):
+    """Each branch gets the cotangent where it was selected and 0 elsewhere (a select)."""
+    c, a, b = primals
+    res = [None]
+    for x, need, picked in ((a, needs[1], True), (b, needs[2], False)):
+        if not need:
+            res.append(None)
+            continue
+        ct = unbroadcast(xp, xp.where(c, g, 0.0) if picked else xp.where(c, 0.0, g), x.shape)
+        res.append(xp.real(ct) if is_complex_of_real(ct, x) else ct)
+    return res
+
+
+_where.jvp, _where.vjp, _where.select = _where_jvp, _where_vjp, True
+
+
 @export
 def where(condition, x1, x2, /):
-    """Elementwise select: ``x1`` where ``condition`` else ``x2`` (derivative flows to both).
+    """Elementwise select: ``x1`` where ``condition`` else ``x2``.
+
+    The derivative is the selected operand's: the branch not taken contributes a
+    strong zero, so a NaN or infinite derivative there does not leak into the result
+    (docs/where.md).
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.grad(lambda x: xd.numpy.sum(xd.numpy.where(x > 0, x, 0.0)))(np.array([-1.0, 2.0]))
     array([0., 1.])
+    >>> with np.errstate(invalid="ignore"):
+    ...     xd.grad(lambda x: xd.numpy.sum(xd.numpy.where(x > 0, xd.numpy.sqrt(x), 0.0)))(
+    ...         np.array([-1.0, 4.0]))
+    array([0.  , 0.25])
     """
     x1, x2 = operands(x1, x2)
     return _where.bind(condition, x1, x2)

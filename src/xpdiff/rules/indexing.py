@@ -362,6 +362,15 @@ _set_at = primitive("set_at", _set_impl, jvp=_set_jvp, vjp=_set_vjp, batch=_set_
                     data=_set_data)
 
 
+def _set_written(xp, p, params):
+    x = p[0]
+    return _set_at.bind(xp.zeros(x.shape, dtype=xp.bool, device=x.device),
+                        xp.asarray(True, device=x.device), key=params["key"])
+
+
+_set_at.select, _set_at.written = True, _set_written
+
+
 # --- scatter_set: x with positions dest along axis set to v (last write wins) ---------------
 
 def _scatter_impl(bk, x, v, dest, *, axis):
@@ -435,6 +444,15 @@ def _scatter_data(ctx, ops, has, *, axis):
 
 _scatter = primitive("scatter_set", _scatter_impl, jvp=_scatter_jvp, vjp=_scatter_vjp,
                      batch=_scatter_batch, data=_scatter_data)
+
+
+def _scatter_written(xp, p, params):
+    x, v, dest = p
+    return _scatter.bind(xp.zeros(x.shape, dtype=xp.bool, device=x.device),
+                         xp.ones(v.shape, dtype=xp.bool, device=x.device), dest, axis=params["axis"])
+
+
+_scatter.select, _scatter.written = True, _scatter_written
 
 
 # --- setitem ---------------------------------------------------------------------------------
