@@ -16,6 +16,7 @@ from ._api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, 
 from ._core import MixingError, RuleError, XpdiffError
 from ._custom import custom_jvp, custom_vjp
 from ._eager import DiffArray
+from ._jit import jit
 from ._namespace import Namespace, namespace
 from .rules.manipulation import stop_gradient
 
@@ -30,5 +31,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError", "custom_jvp", "custom_vjp",
-           "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "namespace", "scaleout", "stop_gradient",
-           "value_and_grad", "vjp", "vmap"]
+           "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jit", "jvp", "namespace", "scaleout",
+           "stop_gradient", "value_and_grad", "vjp", "vmap"]

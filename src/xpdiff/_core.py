@@ -258,7 +258,62 @@ _NS_OF_TYPE = _backend._NS_CACHE
 _ARRAY_TYPES: set = set()  # result types that need no fixing (filled as seen)
 
 
+# --- the recording slot (xpdiff.jit) --------------------------------------------------------
+# A recorder (see _staging.Recorder) owns every backend call made in its thread while it is
+# active.  ``RECORDING`` counts active recorders in all threads, so with none active the only
+# cost on the eager path is one global read in ``eval_raw`` and ``create``.
+
+RECORDING = 0
+
+
+class _RecordingSlot(threading.local):
+    recorder: Any = None
+
+
+_RECORDER = _RecordingSlot()
+_RECORDING_LOCK = threading.Lock()
+
+
+@contextmanager
+def recording(recorder: Any) -> Iterator[Any]:
+    """Route this thread's backend calls (``eval_raw``, ``create``) to ``recorder``."""
+    global RECORDING
+    prev = _RECORDER.recorder
+    _RECORDER.recorder = recorder
+    with _RECORDING_LOCK:
+        RECORDING += 1
+    try:
+        yield recorder
+    finally:
+        with _RECORDING_LOCK:
+            RECORDING -= 1
+        _RECORDER.recorder = prev
+
+
+def active_recorder() -> Any:
+    """The recorder active in this thread, or ``None``."""
+    return _RECORDER.recorder if RECORDING else None
+
+
+# raw arrays that are constants by contract (cached scalar operands, never written): a
+# recorder may fold computations on them at trace time.  id -> the array.
+IMMUTABLE: dict[int, Any] = {}
+
+
+def create(fn: Callable, *args: Any, **kw: Any) -> Any:
+    """A creation call of the backend (``bk.eye(3)``): recorded while ``jit`` traces."""
+    if RECORDING:
+        rec = _RECORDER.recorder
+        if rec is not None:
+            return rec.create(fn, args, kw)
+    return fn(*args, **kw)
+
+
 def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:
+    if RECORDING:
+        rec = _RECORDER.recorder
+        if rec is not None:
+            return rec.call(prim, args, params)
     a0 = args[0]
     xp = _NS_OF_TYPE.get(type(a0)) or _backend.namespace_of(a0)
     out = prim.impl(xp, *args, **params)

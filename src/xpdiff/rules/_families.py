@@ -14,7 +14,7 @@ from typing import Any
 
 from .._array import Tracer
 from .._backend import namespace_of
-from .._core import Zero, instantiate, primitive
+from .._core import IMMUTABLE, Zero, instantiate, primitive
 from .._jvp import partials_tangent, scaled
 
 EXPORTS: dict[str, Callable] = {}
@@ -69,7 +69,9 @@ def scalar_operand(s: Any, like: Any) -> Any:
     out = _as_operand(s, like, dt, dev)
     if len(_SCALAR_CACHE) > 512:
         _SCALAR_CACHE.clear()
+        IMMUTABLE.clear()
     _SCALAR_CACHE[key] = out
+    IMMUTABLE[id(out)] = out  # jit may fold computations on it
     return out
 
 
@@ -249,6 +251,8 @@ def elementwise(name: str, partials: tuple | None, impl: Callable | None = None)
     if impl is None:
         def impl(bk, *args, _n=name):
             return getattr(bk, _n)(*args)
+
+        impl.direct = name  # jit lowers the call to the backend function itself
 
     p = primitive(name, impl, differentiable=partials is not None)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .._array import Tracer
 from .._backend import namespace_of
+from .._core import create
 from ._families import EXPORTS, export
 
 CREATION = ["arange", "asarray", "empty", "eye", "from_dlpack", "full", "linspace", "ones",
@@ -64,7 +65,7 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
         >>> xd.namespace("numpy").arange(3)
         array([0, 1, 2])
         """
-        return const(bk.arange(start, stop, step, **_dev({"dtype": dtype}, device)))
+        return const(create(bk.arange, start, stop, step, **_dev({"dtype": dtype}, device)))
 
     def asarray(obj, /, *, dtype=None, device=None, copy=None):
         """Convert ``obj`` to an array.
@@ -88,7 +89,7 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
         kw = _dev({"dtype": dtype}, device)
         if copy is not None:
             kw["copy"] = copy
-        return const(bk.asarray(obj, **kw))
+        return const(create(bk.asarray, obj, **kw))
 
     def _asarray_traced(x, dtype, device, copy):
         if device is not None and device != x.device:
@@ -115,17 +116,17 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
                 return EXPORTS["stack"]([conv(e) for e in o], axis=0)
             if isinstance(o, Tracer):
                 return _asarray_traced(o, dt, dev, None)
-            return const(bk.asarray(o, dtype=dt, device=dev))
+            return const(create(bk.asarray, o, dtype=dt, device=dev))
 
         return conv(obj)
 
     def empty(shape, *, dtype=None, device=None):
         """An uninitialised array of ``shape`` (a constant)."""
-        return const(bk.empty(shape, **_dev({"dtype": dtype}, device)))
+        return const(create(bk.empty, shape, **_dev({"dtype": dtype}, device)))
 
     def eye(n_rows, n_cols=None, /, *, k=0, dtype=None, device=None):
         """A 2-d array with ones on the ``k``-th diagonal (a constant)."""
-        return const(bk.eye(n_rows, n_cols, **_dev({"k": k, "dtype": dtype}, device)))
+        return const(create(bk.eye, n_rows, n_cols, **_dev({"k": k, "dtype": dtype}, device)))
 
     def from_dlpack(x, /, *, device=None, copy=None):
         """An array from an object supporting DLPack (a constant).
@@ -136,7 +137,7 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
         kw = _dev({}, device)
         if copy is not None:
             kw["copy"] = copy
-        return const(bk.from_dlpack(x, **kw))
+        return const(create(bk.from_dlpack, x, **kw))
 
     def full(shape, fill_value, *, dtype=None, device=None):
         """An array of ``shape`` filled with ``fill_value`` (a constant).
@@ -148,20 +149,20 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
             v = _asarray_traced(fill_value, dtype, device, None)
             shape = (shape,) if isinstance(shape, int) else tuple(shape)
             return EXPORTS["broadcast_to"](v, shape)
-        return const(bk.full(shape, fill_value, **_dev({"dtype": dtype}, device)))
+        return const(create(bk.full, shape, fill_value, **_dev({"dtype": dtype}, device)))
 
     def linspace(start, stop, /, num, *, dtype=None, device=None, endpoint=True):
         """``num`` evenly spaced numbers over ``[start, stop]`` (a constant)."""
-        return const(bk.linspace(start, stop, num,
+        return const(create(bk.linspace, start, stop, num,
                                  **_dev({"dtype": dtype, "endpoint": endpoint}, device)))
 
     def ones(shape, *, dtype=None, device=None):
         """An array of ones (a constant)."""
-        return const(bk.ones(shape, **_dev({"dtype": dtype}, device)))
+        return const(create(bk.ones, shape, **_dev({"dtype": dtype}, device)))
 
     def zeros(shape, *, dtype=None, device=None):
         """An array of zeros (a constant)."""
-        return const(bk.zeros(shape, **_dev({"dtype": dtype}, device)))
+        return const(create(bk.zeros, shape, **_dev({"dtype": dtype}, device)))
 
     fns = [arange, asarray, empty, eye, from_dlpack, full, linspace, ones, zeros]
     return {f.__name__: f for f in fns}

@@ -33,7 +33,7 @@ import numbers
 
 from .._array import Tracer
 from .._backend import set_at
-from .._core import XpdiffError, Zero, instantiate, op_context, primitive
+from .._core import XpdiffError, Zero, create, instantiate, op_context, primitive
 from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
 _FULL = slice(None)
@@ -459,9 +459,9 @@ _scatter.select, _scatter.written = True, _scatter_written
 
 def _value_like(value, x):
     if isinstance(value, (bool, int, float, complex)):  # a fill on the device, no host copy
-        return backend_of(x).full((), value, dtype=x.dtype, device=x.device)
+        return create(backend_of(x).full, (), value, dtype=x.dtype, device=x.device)
     if not is_arraylike(value):  # host data (nested lists): copied to x's device
-        return backend_of(x).asarray(value, dtype=x.dtype, device=x.device)
+        return create(backend_of(x).asarray, value, dtype=x.dtype, device=x.device)
     if value.dtype != x.dtype:
         return _ns()["astype"](value, x.dtype)
     return value
@@ -520,7 +520,7 @@ def _advanced_set(x, entries, adjacent, value):
     lshape, rshape = tuple(x.shape[:lead]), tuple(x.shape[lead:])
     N = math.prod(rshape)
     bk = backend_of(x)
-    iota = bk.reshape(bk.arange(N, dtype=bk.int64, device=x.device), rshape)
+    iota = ns["reshape"](create(bk.arange, N, dtype=bk.int64, device=x.device), rshape)
     dest = _advanced_get(iota, entries[lead:], adjacent)  # flat destination of each element
     vshape = lshape + tuple(dest.shape)
     M = math.prod(dest.shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .._core import Zero, instantiate, primitive
+from .._core import Zero, create, instantiate, primitive
 from ._families import (
     backend_of,
     batch_axis_param,
@@ -46,8 +46,13 @@ def _reshape_data(ctx, ops, has, *, shape):
     return ops, {"shape": tuple(shape[ctx.k:])}
 
 
+def _reshape_impl(bk, x, *, shape):
+    return bk.reshape(x, shape)
+
+
+_reshape_impl.direct = "reshape"  # jit lowers the call to the backend function itself
 _reshape = primitive(
-    "reshape", lambda bk, x, *, shape: bk.reshape(x, shape),
+    "reshape", _reshape_impl,
     jvp=lambda xp, p, t, *, shape: (_reshape.bind(p[0], shape=shape), _reshape.bind(t[0], shape=shape)),
     vjp=lambda xp, g, out, p, needs, *, shape: [_reshape.bind(g, shape=tuple(p[0].shape))],
     batch=lambda xp, v, b, n, *, shape: (_reshape.bind(v[0], shape=(v[0].shape[0],) + shape), True),
@@ -523,7 +528,7 @@ def diff(x, /, *, axis=-1, n=1, prepend=None, append=None):
                 if a is None:
                     continue
                 if not is_arraylike(a):
-                    a = backend_of(x).full(one, a, dtype=x.dtype, device=x.device)
+                    a = create(backend_of(x).full, one, a, dtype=x.dtype, device=x.device)
                 parts.append(a)
             x = concat(parts, axis=axis)
         for _ in range(n):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .._core import op_context, primitive
+from .._core import create, op_context, primitive
 from ._families import batch_axis_param, data_axis_param, export, norm_axes, norm_axis
 
 
@@ -23,6 +23,8 @@ def _reduction(name, deriv=None, *, linear=False):
 
     def impl(bk, x, *, axis=None, keepdims=False, **kw):
         return getattr(bk, name)(x, axis=axis, keepdims=keepdims, **kw)
+
+    impl.direct = name  # jit lowers the call to the backend function itself
 
     p = primitive(name, impl, differentiable=linear or deriv is not None)
 
@@ -355,7 +357,7 @@ def _cumprod_fn(x, *, axis=None, dtype=None, include_initial=False):
     from ._families import EXPORTS, backend_of
 
     one = tuple(1 if i == axis else s for i, s in enumerate(x.shape))
-    ones = backend_of(x).ones(one, dtype=x.dtype, device=x.device)
+    ones = create(backend_of(x).ones, one, dtype=x.dtype, device=x.device)
     return EXPORTS["concat"]([ones, out], axis=axis)
 
 

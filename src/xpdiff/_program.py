@@ -1,0 +1,296 @@
+"""A recorded program of backend calls and the passes over it (the backend layer of ``jit``).
+
+A :class:`Program` is a flat list of :class:`Call` s on numbered values: the inputs,
+constants (arrays read by reference at each run, or values folded at trace time)
+and the outputs of earlier calls.  :class:`Guard` s sit between the calls: a value
+that left the array world while tracing (``bool(x)``, ``int(x)``, a data-dependent
+shape) is recomputed there and compared with what it gave.  Nothing here knows
+tracers: a program holds raw arrays and plain Python values only.
+
+Passes (each a function ``Program -> Program`` or an analysis):
+
+* :func:`fold_constants`: calls whose operands are all trace-time constants made
+  during tracing (an identity basis, an index array) run once, at trace time;
+* :func:`eliminate_common` (CSE): a call equal to an earlier one (same function,
+  same operands, same parameters) reuses its result;
+* :func:`eliminate_dead` (DCE): calls no output or guard needs are dropped;
+* :func:`last_uses` (liveness): where each value is used for the last time, so a
+  lowering frees it there and peak memory stays at most the eager call's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Var:
+    """A reference to value number ``n`` of a program (an operand of a call)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"v{self.n}"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Var and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash(("Var", self.n))
+
+
+@dataclass
+class Call:
+    """``outs = fn(*args, **kw)``; ``args`` hold :class:`Var` s and literal Python values.
+
+    ``name`` names the primitive (or the creation function) for printing and for the
+    lowerings; ``elementwise`` marks primitives of the elementwise families (fusable);
+    ``multi``: ``fn`` returns a tuple; ``fix``: the result is a NumPy scalar that the
+    eager path turns into a 0-d array (the lowering does the same)."""
+
+    fn: Any
+    args: tuple
+    kw: dict
+    outs: tuple[int, ...]
+    name: str
+    multi: bool = False
+    fix: bool = False
+    elementwise: bool = False
+    shapes: tuple = ()  # the outputs' shapes and dtypes at trace time, for printing
+    dtypes: tuple = ()
+    check_shape: bool = False  # a data-dependent output shape: guarded at replay
+    takes_xp: bool = False  # args[0] is the backend namespace (a primitive's impl)
+
+    def array_args(self) -> tuple:
+        """The operands after the namespace argument, if any."""
+        return self.args[1:] if self.takes_xp else self.args
+
+    def operands(self) -> list[int]:
+        return [a.n for a in self.args if type(a) is Var] + \
+            [a.n for a in self.kw.values() if type(a) is Var]
+
+
+@dataclass
+class Guard:
+    """After ``calls[:pos]`` have run, ``kind(value v)`` must equal ``expected``.
+
+    ``kind`` is ``"bool"``, ``"int"``, ``"float"``, ``"index"`` or ``"shape"``;
+    ``where`` is the user's line that asked for the value (for the warning when a
+    function keeps retracing)."""
+
+    pos: int
+    var: int
+    kind: str
+    expected: Any
+    where: str = ""
+
+
+@dataclass
+class Program:
+    """Inputs, constants, calls, guards and outputs of one traced variant."""
+
+    inputs: list[int]
+    consts: dict[int, Any]
+    calls: list[Call]
+    guards: list[Guard]
+    outputs: list[Any]  # a Var, or a literal value returned as is
+    copy_outputs: set[int] = field(default_factory=set)  # folded constants: copied on return
+    fresh: set[int] = field(default_factory=set)  # constants made during tracing (foldable)
+
+    def n_calls(self) -> int:
+        return len(self.calls)
+
+
+# --- passes --------------------------------------------------------------------------------
+
+NO_FOLD = frozenset({"empty", "empty_like"})  # uninitialised memory: never shared or folded
+FOLD_MAX_ELEMENTS = 1 << 16  # larger folded values are recomputed (a program holds its folds)
+
+
+def _size(x: Any) -> int:
+    try:
+        return math.prod(x.shape)
+    except (AttributeError, TypeError):
+        return FOLD_MAX_ELEMENTS + 1
+
+
+def fold_constants(prog: Program, values: dict[int, Any]) -> Program:
+    """Calls whose operands are all constants made during tracing (``prog.fresh``)
+    become constants holding their traced values (``values``: value number -> the
+    traced array, kept by the recorder for such values only).  Arrays read by
+    reference (closed-over arrays) are not ``fresh``: calls on them run at each call,
+    so in-place updates are seen.  Guards on folded values always hold: dropped."""
+    folded = set(prog.fresh)
+    consts = dict(prog.consts)
+    calls = []
+    for c in prog.calls:
+        if (c.name not in NO_FOLD and all(n in folded for n in c.operands())
+                and all(o in values and _size(values[o]) <= FOLD_MAX_ELEMENTS for o in c.outs)):
+            for o in c.outs:
+                consts[o] = values[o]
+                folded.add(o)
+            continue
+        calls.append(c)
+    guards = [g for g in _remap_guards(prog.calls, calls, prog.guards) if g.var not in folded]
+    out_folded = {o.n for o in prog.outputs if type(o) is Var and o.n in folded}
+    return Program(prog.inputs, consts, calls, guards, prog.outputs,
+                   copy_outputs=prog.copy_outputs | out_folded, fresh=folded)
+
+
+def _freeze(v: Any) -> Any:
+    """A hashable key for a literal (its type included: ``1``, ``1.0`` and ``True``
+    differ); raises ``TypeError`` for values without one."""
+    t = type(v)
+    if t is Var:
+        return ("var", v.n)
+    if t in (tuple, list):
+        return (t.__name__,) + tuple(_freeze(x) for x in v)
+    if t is dict:
+        return ("dict",) + tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if t is slice:
+        return ("slice", _freeze(v.start), _freeze(v.stop), _freeze(v.step))
+    if t is float and v != v:
+        return ("nan",)
+    hash(v)
+    return (t, v)
+
+
+def eliminate_common(prog: Program) -> Program:
+    """Common-subexpression elimination: a call with the same function, operands and
+    parameters as an earlier one reuses the earlier outputs."""
+    seen: dict[Any, tuple[int, ...]] = {}
+    rename: dict[int, int] = {}
+
+    def sub(a: Any) -> Any:
+        return Var(rename.get(a.n, a.n)) if type(a) is Var else a
+
+    calls = []
+    for c in prog.calls:
+        args = tuple(sub(a) for a in c.args)
+        kw = {k: sub(v) for k, v in c.kw.items()}
+        if args != c.args or kw != c.kw:
+            c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
+                     c.dtypes, c.check_shape, c.takes_xp)
+        key = None
+        if c.name not in NO_FOLD:
+            try:
+                key = (id(c.fn), _freeze(args), _freeze(kw))
+            except TypeError:
+                key = None
+        if key is not None and key in seen:
+            for o, p in zip(c.outs, seen[key]):
+                rename[o] = p
+            continue
+        if key is not None:
+            seen[key] = c.outs
+        calls.append(c)
+    guards = _remap_guards(prog.calls, calls, prog.guards, rename)
+    outputs = [sub(o) for o in prog.outputs]
+    copy = {rename.get(n, n) for n in prog.copy_outputs}
+    return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
+                   fresh=prog.fresh)
+
+
+def _remap_guards(old: list[Call], kept: list[Call], guards: list[Guard],
+                  rename: dict[int, int] | None = None) -> list[Guard]:
+    """Guard positions (counts of calls before them) translated from ``old`` to ``kept``."""
+    ids = {id(c) for c in kept}
+    pos, count = [], 0
+    for c in old:
+        pos.append(count)
+        if id(c) in ids:
+            count += 1
+    pos.append(count)
+    rename = rename or {}
+    return [Guard(pos[g.pos], rename.get(g.var, g.var), g.kind, g.expected, g.where)
+            for g in guards]
+
+
+def eliminate_dead(prog: Program) -> Program:
+    """Dead-code elimination: keep the calls the outputs and the guards need."""
+    need = {o.n for o in prog.outputs if type(o) is Var} | {g.var for g in prog.guards}
+    keep = []
+    for c in reversed(prog.calls):
+        if any(o in need for o in c.outs):
+            keep.append(c)
+            need.update(c.operands())
+    keep.reverse()
+    guards = _remap_guards(prog.calls, keep, prog.guards)
+    consts = {n: v for n, v in prog.consts.items() if n in need}
+    return Program(prog.inputs, consts, keep, guards, prog.outputs,
+                   copy_outputs=prog.copy_outputs, fresh=prog.fresh)
+
+
+def last_uses(prog: Program) -> dict[int, list[int]]:
+    """Liveness: ``{step: [values used for the last time at step]}``, where step ``i``
+    is call ``i`` (guards at position ``p`` count as uses at step ``p - 1``).  Outputs
+    and constants are never released."""
+    last: dict[int, int] = {}
+    for i, c in enumerate(prog.calls):
+        for n in c.operands():
+            last[n] = i
+    for g in prog.guards:
+        last[g.var] = max(last.get(g.var, -1), g.pos - 1)
+    keep = {o.n for o in prog.outputs if type(o) is Var} | set(prog.consts)
+    out: dict[int, list[int]] = {}
+    for n, i in last.items():
+        if n not in keep:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def optimize(prog: Program, values: dict[int, Any]) -> Program:
+    """The passes in order: fold, CSE, DCE."""
+    return eliminate_dead(eliminate_common(fold_constants(prog, values)))
+
+
+def describe(prog: Program, groups: list | None = None) -> str:
+    """The program as text: one line per call (with shapes), the guards where they
+    are checked, the fused groups of the lowering if any."""
+    lines = [f"program: {len(prog.inputs)} inputs, {len(prog.consts)} constants, "
+             f"{len(prog.calls)} backend calls, {len(prog.guards)} guards"]
+    ins = ", ".join(f"v{n}" for n in prog.inputs)
+    lines.append(f"  inputs: {ins}")
+    for n, v in sorted(prog.consts.items()):
+        shape = tuple(getattr(v, "shape", ()))
+        lines.append(f"  const v{n}: {type(v).__name__} shape={shape}")
+    by_pos: dict[int, list[Guard]] = {}
+    for g in prog.guards:
+        by_pos.setdefault(g.pos, []).append(g)
+    group_of = {}
+    for k, grp in enumerate(groups or []):
+        for i in grp:
+            group_of[i] = k
+
+    def guard_lines(pos: int) -> None:
+        for g in by_pos.get(pos, []):
+            where = f"  # {g.where}" if g.where else ""
+            lines.append(f"  guard {g.kind}(v{g.var}) == {g.expected!r}{where}")
+
+    guard_lines(0)
+    for i, c in enumerate(prog.calls):
+        outs = ", ".join(f"v{o}" for o in c.outs)
+        args = [repr(a) if type(a) is Var else _short(a) for a in c.args]
+        args += [f"{k}={_short(v)}" for k, v in c.kw.items()]
+        shapes = ", ".join(f"{tuple(s)}:{_dtype_name(d)}" for s, d in zip(c.shapes, c.dtypes))
+        tag = f" [fused {group_of[i]}]" if i in group_of else ""
+        lines.append(f"  {outs} = {c.name}({', '.join(args)})  -> {shapes}{tag}")
+        guard_lines(i + 1)
+    outs = ", ".join(repr(o) if type(o) is Var else _short(o) for o in prog.outputs)
+    lines.append(f"  return {outs}")
+    return "\n".join(lines)
+
+
+def _dtype_name(d: Any) -> str:
+    return str(d).removeprefix("dtype(").removesuffix(")").strip("'")
+
+
+def _short(v: Any) -> str:
+    if hasattr(v, "__name__") and type(v).__name__ == "module":
+        return v.__name__.removeprefix("array_api_compat.")
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
