@@ -365,7 +365,7 @@ _set_at = primitive("set_at", _set_impl, jvp=_set_jvp, vjp=_set_vjp, batch=_set_
 def _set_written(xp, p, params):
     x = p[0]
     return _set_at.bind(xp.zeros(x.shape, dtype=xp.bool, device=x.device),
-                        xp.asarray(True, device=x.device), key=params["key"])
+                        xp.ones((), dtype=xp.bool, device=x.device), key=params["key"])
 
 
 _set_at.select, _set_at.written = True, _set_written
