@@ -123,3 +123,86 @@ def test_python_dash_m_xpdiff_check():
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "1 of 1 op-table entries pass, 0 fail" in res.stdout
+
+
+def test_demo_with_an_unknown_or_missing_backend_prints_one_line(capsys):
+    assert main(["demo", "--backend", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xpdiff demo: ") and "unknown backend 'nosuch'" in err and "\n" not in err
+
+
+def _missing_backend():
+    import importlib.util
+
+    for name in ("torch", "jax", "cupy"):
+        if importlib.util.find_spec(name) is None:
+            return name
+    pytest.skip("every optional backend is installed here")
+
+
+def test_info_flags_a_default_backend_that_is_not_installed(capsys, monkeypatch):
+    name = _missing_backend()
+    monkeypatch.setenv("XPDIFF_BACKEND", name)
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("default backend"))
+    assert f"default backend: {name}" in line and "NOT INSTALLED" in line
+
+
+_FAKE_CUPY = '''
+class _Runtime:
+    @staticmethod
+    def getDeviceCount():
+        raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+class cuda:
+    runtime = _Runtime
+'''
+
+
+def test_cupy_without_a_usable_gpu_is_one_line(tmp_path):
+    (tmp_path / "cupy").mkdir()
+    (tmp_path / "cupy" / "__init__.py").write_text(_FAKE_CUPY)
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{__import__('os').pathsep.join(sys.path)}"}
+    r = subprocess.run([sys.executable, "-m", "xpdiff", "demo", "--backend", "cupy"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CuPy is installed but no usable CUDA device or driver was found" in lines[0]
+    code = ("import xpdiff as xd\ntry:\n    xd.namespace('cupy')\nexcept ImportError as e:\n"
+            "    print(type(e).__name__, e)")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "BackendUnavailableError" in r.stdout and "cudaErrorInsufficientDriver" in r.stdout
+
+
+def _parsers():
+    import argparse
+
+    from xpdiff import bench
+
+    top = argparse.ArgumentParser()
+    captured = {}
+    real = argparse.ArgumentParser.parse_args
+
+    def grab(self, *a, **k):
+        captured[self.prog] = self
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_args = grab
+    try:
+        with pytest.raises(SystemExit):
+            main(["info"])
+    finally:
+        argparse.ArgumentParser.parse_args = real
+    del top
+    (p,) = captured.values()
+    subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return [p, *subs.choices.values(), bench._parser()]
+
+
+def test_cli_help_is_plain_text_and_every_option_has_help():
+    for parser in _parsers():
+        text = parser.format_help()
+        assert "``" not in text and "`" not in text, (parser.prog, text)
+        assert "OPENBLAS" not in text, parser.prog  # no machine-specific advice
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{parser.prog} {action.option_strings} has no help"

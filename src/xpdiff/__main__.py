@@ -1,4 +1,4 @@
-"""Command line: ``xpdiff info | demo | check | bench`` (also ``python -m xpdiff``)."""
+"""Command line: xpdiff info | demo | check | bench (also python -m xpdiff)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ def _demo(args: argparse.Namespace) -> int:
     import xpdiff as xd
     from xpdiff._backend import to_host as _host
 
-    xp = xd.namespace(args.backend)
+    try:
+        xp = xd.namespace(args.backend)
+        xp.asarray(0.0)  # a backend that imports but cannot make arrays fails here, in one line
+    except (ValueError, ImportError, RuntimeError) as e:
+        print(f"xpdiff demo: {e}", file=sys.stderr)
+        return 2
     rng = np.random.default_rng(0)
     B, n_in, n_hid, n_out = args.batch, 16, 32, 8
     W1 = xp.asarray(rng.standard_normal((n_in, n_hid)) / 4)
@@ -69,8 +74,12 @@ def _info(args: argparse.Namespace) -> int:
         default = f"invalid ({e})"
     env = os.environ.get(_backend.ENV_VAR)
     source = f"from ${_backend.ENV_VAR}={env}" if env else f"set ${_backend.ENV_VAR} to change it"
-    print(f"default backend: {default} ({source})")
     found = _backend.available_backends()
+    flag = ""
+    if default in _backend.BACKENDS and default not in found:
+        flag = (f" -- NOT INSTALLED: transformations will fail; install it or set "
+                f"${_backend.ENV_VAR} to one of {', '.join(found)}")
+    print(f"default backend: {default} ({source}){flag}")
     print(f"backends found: {', '.join(found) or 'none'}")
     missing = [b for b in _backend.BACKENDS if b not in found]
     if missing:
@@ -124,25 +133,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own parser (xpdiff.bench) owns the options
         return _bench(argv[1:])
-    p = argparse.ArgumentParser(prog="xpdiff", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="xpdiff", description="xpdiff: batched derivatives (per-sample Jacobians, Hessians) of "
+        "array API code on NumPy, CuPy and other array API backends.")
     sub = p.add_subparsers(dest="cmd", required=True)
     backends = "numpy (default: $XPDIFF_BACKEND or numpy), cupy, array_api_strict, torch, jax"
     d = sub.add_parser("demo", help="batched Jacobian of a small MLP, checked against finite differences")
     d.add_argument("--backend", default=None, help=backends)
-    d.add_argument("--batch", type=int, default=256)
+    d.add_argument("--batch", type=int, default=256, help="number of samples (default: 256)")
     d.set_defaults(run=_demo)
     i = sub.add_parser("info", help="version, backends and their devices, the default backend")
     i.set_defaults(run=_info)
     c = sub.add_parser("check", help="op-table derivative checks on one backend and device")
     c.add_argument("--backend", default=None, help=backends)
     c.add_argument("--device", default=None,
-                   help="a device of the backend as `xpdiff info` lists it (cpu, device1, cuda:0, ...)")
-    c.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+                   help="a device of the backend as xpdiff info lists it (cpu, device1, cuda:0, ...)")
+    c.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="dtype of the checked inputs (default: float64)")
     c.add_argument("--select", default=None, help="comma-separated substrings of op-table names")
     c.add_argument("--first-order", action="store_true", help="skip second-derivative checks")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(run=_check)
-    sub.add_parser("bench", help="benchmarks (see `xpdiff bench --help`)")
+    sub.add_parser("bench", help="benchmarks against JAX, torch.func and autograd "
+                   "(options: xpdiff bench --help)")
     args = p.parse_args(argv)
     return args.run(args)
 

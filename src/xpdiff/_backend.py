@@ -109,8 +109,11 @@ _ALIASES = {"strict": "array_api_strict", "array-api-strict": "array_api_strict"
 # the distribution that provides each backend (what `xpdiff info` looks for, what to install)
 _PROVIDER = {"numpy": "numpy", "cupy": "cupy", "array_api_strict": "array_api_strict",
              "torch": "torch", "jax": "jax"}
-_INSTALL = {"numpy": "numpy", "cupy": "xpdiff[cupy]", "array_api_strict": "array-api-strict",
-            "torch": "torch", "jax": "jax"}
+_INSTALL = {"numpy": "`pip install numpy`",
+            "cupy": '`pip install -e ".[cupy]"` in a checkout of xpdiff (CuPy for CUDA 12; '
+                    '".[cupy13]" for CUDA 13)',
+            "array_api_strict": "`pip install array-api-strict`", "torch": "`pip install torch`",
+            "jax": "`pip install jax`"}
 
 BACKENDS = tuple(_BACKENDS)
 
@@ -137,12 +140,38 @@ def backend_namespace(name: str | None = None) -> Any:
     """The raw namespace of a backend by name; ``None`` means ``$XPDIFF_BACKEND`` or numpy."""
     name = default_backend() if name is None else canonical_name(name)
     try:
+        if name == "cupy" and name not in _USABLE:  # CuPy imports without a GPU: check first
+            _require_cuda_device(importlib.import_module("cupy"))
+            _USABLE.add(name)
         return importlib.import_module(_BACKENDS[name])
+    except BackendUnavailableError:
+        raise
     except ImportError as e:
-        raise ImportError(
+        raise BackendUnavailableError(
             f"xpdiff.namespace: backend {name!r} is not installed ({e}); "
-            f"install it, e.g. `pip install {_INSTALL[name]}`"
+            f"install it, e.g. {_INSTALL[name]}"
         ) from None
+
+
+class BackendUnavailableError(ImportError):
+    """A backend that is not installed, or installed without what it needs to run."""
+
+
+_USABLE: set = set()  # backends whose runtime check passed
+
+
+def _require_cuda_device(cupy: Any) -> None:
+    """CuPy imports without a GPU; its first array then fails with a raw CUDA error.
+    Say so once, in one line, when the backend is asked for."""
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        why = "no CUDA device" if count == 0 else ""
+    except Exception as e:  # CUDARuntimeError, a missing driver library, ...
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    if why:
+        raise BackendUnavailableError(
+            f"xpdiff.namespace: CuPy is installed but no usable CUDA device or driver was found "
+            f"({why}); use another backend (numpy) or run on a machine with an NVIDIA GPU")
 
 
 def backend_name(obj: Any) -> str:

@@ -3,7 +3,7 @@
 Run it from the repository root with the OpenBLAS tuning variables unset, so
 that NumPy's OpenBLAS runs the kernel it detects for this CPU::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m xpdiff.bench --size all
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m xpdiff.bench --size all --out docs/benchmarks
 
 (or ``xpdiff bench ...`` once the CLI entry is wired).  The report header
 states whether either variable was set.  Options:
@@ -32,7 +32,9 @@ states whether either variable was set.  Options:
     ``xpdiff-jit`` is "not available" while xpdiff has no ``jit``).
 ``--out DIR``
     where ``cpu.md``, ``cpu.png`` and ``cpu.json`` go (``gpu.*`` with
-    ``--backend cupy``); default ``docs/benchmarks``.
+    ``--backend cupy``); default a per-user cache folder
+    (``~/.cache/xpdiff/bench``), never the source tree; the project's own figures
+    are refreshed with ``--out docs/benchmarks``.
 ``--quick``
     fewer repeats and shorter measurements (a smoke run).
 ``--backend numpy|cupy``
@@ -239,7 +241,7 @@ def run_workload(
                 if note:
                     row["notes"][peer] = note
                 outcomes[peer] = format_time(median)
-        if progress is not None:
+        if progress is not None and outcomes.get(peer) != "unavailable":  # said once, up front
             progress.done(label, outcomes.get(peer, "n/a"))
     timers.clear()
 
@@ -274,6 +276,39 @@ def run_workload(
     return row
 
 
+# how to install the library behind each peer (from a checkout, and the package itself)
+_PEER_INSTALL = {"jax": "jax", "torch": "torch==2.13.0", "autograd": "autograd", "cupy": "cupy-cuda12x"}
+
+
+def missing_peer_lines(runtime: Runtime, peers: Sequence[str]) -> list[str]:
+    """One line per selected peer that cannot run here, with the command that installs it.
+
+    >>> from xpdiff.bench.peers import Runtime
+    >>> missing_peer_lines(Runtime(), ["xpdiff"])
+    []
+    """
+    by_reason: dict[str, list[str]] = {}  # jax and jax-jit share one line
+    for peer in peers:
+        reason = runtime.availability(peer)
+        if reason is None:
+            continue
+        pkg = _PEER_INSTALL.get(runtime.library(peer))
+        if pkg and "No module" in reason:
+            reason += (f"; install it with `pip install -e \".[bench]\"` in a checkout of xpdiff, "
+                       f"or `pip install {pkg}`")
+        by_reason.setdefault(reason, []).append(peer)
+    lines = [f"skipped {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+    return lines
+
+
+def default_out_dir() -> Path:
+    """Where reports go unless ``--out`` says otherwise: a per-user cache folder
+    (``$XDG_CACHE_HOME/xpdiff/bench``, else ``~/.cache/xpdiff/bench``), never the
+    source tree."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "xpdiff" / "bench"
+
+
 def _env_warning() -> str | None:
     set_vars = [f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ]
     if not set_vars:
@@ -288,7 +323,7 @@ def run(
     sizes: Sequence[str] = ("small", "large"),
     peers: Sequence[str] | None = None,
     repeat: int = 7,
-    out_dir: str | os.PathLike[str] | None = "docs/benchmarks",
+    out_dir: str | os.PathLike[str] | None = "default",
     progress: bool = True,
     *,
     backend: str = "numpy",
@@ -317,7 +352,8 @@ def run(
         timed measurements per peer and workload (the median is reported).
     out_dir:
         directory for ``cpu.md`` / ``cpu.png`` / ``cpu.json`` (``gpu.*`` for the
-        cupy backend, ``<name>.*`` with ``name``); ``None`` writes nothing.  The
+        cupy backend, ``<name>.*`` with ``name``); ``"default"`` is
+        :func:`default_out_dir`; ``None`` writes nothing.  The
         markdown and JSON are rewritten after every workload.
     progress:
         show a progress bar (tqdm on a terminal) or progress lines.
@@ -359,6 +395,8 @@ def run(
         ``floor_s, agree, errors, ratio_fastest, ratio_jax_jit, ratio_floor, memory``.
     """
     start = time.monotonic()
+    if out_dir == "default":
+        out_dir = default_out_dir()
     config = QUICK if quick else TimingConfig()
     config = TimingConfig(
         repeat=max(1, min(repeat, config.repeat) if quick else repeat),
@@ -368,6 +406,8 @@ def run(
     )
     runtime = Runtime(backend=backend, threads=threads)
     peer_list = expand_peers(peers)
+    for line in missing_peer_lines(runtime, peer_list):  # once, not once per workload
+        print(line, file=sys.stderr)
     cases = _cases(sizes, workload_names, dtypes, result_bytes, runtime)
 
     allocator = keep_freed_memory() if malloc == "keep" else None
@@ -509,11 +549,11 @@ def _device_text(runtime: Runtime) -> str | None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xpdiff bench",
-        description="Benchmark xpdiff against JAX, torch.func and HIPS autograd. "
-        "Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE` so that OpenBLAS "
-        "picks its own kernel.",
+        description="Benchmark xpdiff against JAX, torch.func and HIPS autograd, each peer "
+        "measured in interleaved rounds; writes a markdown report, a JSON file and a plot.",
     )
-    parser.add_argument("--size", choices=(*SIZES, "all", "gpu"), default="all")
+    parser.add_argument("--size", choices=(*SIZES, "all", "gpu"), default="all",
+                        help="problem sizes: small, large, all, or gpu (sizes that fill the card)")
     parser.add_argument("--dtype", choices=("float32", "float64", "both"), default=None,
                         help="dtype of every workload (default: per size; both for gpu)")
     parser.add_argument("--result-bytes", type=float, default=None,
@@ -529,9 +569,12 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(SELECTABLE_PEERS),
         help=f"comma-separated subset of {','.join(SELECTABLE_PEERS)} (default: all)",
     )
-    parser.add_argument("--out", default="docs/benchmarks", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--out", default=str(default_out_dir()),
+                        help="output directory (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short run (at most 3 timed repeats; under a minute without peers)")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                        help="array library of the workloads (default: numpy)")
     parser.add_argument("--repeat", type=int, default=7, help="timed repeats (median)")
     parser.add_argument(
         "--workloads",

@@ -99,3 +99,24 @@ def test_keep_freed_memory_in_a_fresh_process() -> None:
     if text == "None":
         pytest.skip("the C library is not glibc (no mallopt)")
     assert "M_MMAP_MAX=0" in text and "M_TRIM_THRESHOLD" in text
+
+
+def test_missing_peers_are_reported_once_and_reports_stay_out_of_the_tree(tmp_path, monkeypatch,
+                                                                           capsys) -> None:
+    from xpdiff.bench import default_out_dir, missing_peer_lines
+    from xpdiff.bench.peers import Runtime, expand_peers
+
+    missing = [p for p in ("jax", "jax-jit", "torch", "autograd")
+               if Runtime().availability(p) is not None]
+    if not missing:
+        pytest.skip("every peer is installed here")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_out_dir() == tmp_path / "xpdiff" / "bench"
+    assert main(["--quick", "--repeat", "1", "--workloads", "overhead", "--peers", ",".join(missing),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    skipped = [line for line in err.splitlines() if line.startswith("skipped ")]
+    assert skipped == missing_peer_lines(Runtime(), expand_peers(missing))
+    assert all("pip install" in line for line in skipped)
+    assert len(skipped) <= len(missing) and not any("overhead" in line for line in skipped)
+    assert (tmp_path / "xpdiff" / "bench" / "cpu.md").exists()
