@@ -83,7 +83,7 @@ def test_default_backend_from_environment(monkeypatch):
 
 def test_named_backend_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(_backend._BACKENDS, "cupy", "xpdiff_no_such_module_for_test")
-    with pytest.raises(ImportError, match=r"backend 'cupy' is not installed.*pip install xpdiff\[cupy\]"):
+    with pytest.raises(ImportError, match=r"backend 'cupy' is not installed.*pip install -e \"\.\[cupy\]\""):
         _backend.backend_namespace("cupy")
 
 

@@ -13,6 +13,7 @@ any array-API backend, computed on the arrays' device.
 
 from . import scaleout  # noqa: E402  (the Dask handler; never imports Dask)
 from ._api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
+from ._backend import BackendUnavailableError
 from ._core import MixingError, RuleError, XpdiffError
 from ._custom import custom_jvp, custom_vjp
 from ._eager import DiffArray
@@ -30,6 +31,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xpdiff' has no attribute {name!r}")
 
 
-__all__ = ["DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError", "custom_jvp", "custom_vjp",
-           "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jit", "jvp", "namespace", "scaleout",
-           "stop_gradient", "value_and_grad", "vjp", "vmap"]
+__all__ = ["BackendUnavailableError", "DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError",
+           "custom_jvp", "custom_vjp", "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jit", "jvp",
+           "namespace", "scaleout", "stop_gradient", "value_and_grad", "vjp", "vmap"]

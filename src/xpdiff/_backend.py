@@ -154,7 +154,10 @@ def backend_namespace(name: str | None = None) -> Any:
 
 
 class BackendUnavailableError(ImportError):
-    """A backend that is not installed, or installed without what it needs to run."""
+    """A backend that is not installed, or installed without what it needs to run
+    (public as ``xpdiff.BackendUnavailableError``)."""
+
+    __module__ = "xpdiff"
 
 
 _USABLE: set = set()  # backends whose runtime check passed
