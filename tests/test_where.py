@@ -184,3 +184,15 @@ def test_writes_mask_what_they_overwrite():
         np.testing.assert_array_equal(t(basic)(x), [0.0, 0.25, 1.0, 0.125])
         np.testing.assert_array_equal(t(masked)(x), [2.0, 0.25, 2.0, 0.125])
     np.testing.assert_array_equal(xd.hessian(basic)(x), np.diag([0.0, -1 / 32, 0.0, -1 / 256]))
+    batch = np.stack([x, x * 4.0])
+    want = np.array([[0.0, 0.25, 1.0, 0.125], [0.0, 0.125, 1.0, 0.0625]])
+    per_sample = xd.jacobian(lambda xs: xp.sum(basic_rows(xs), axis=-1), batch_ndim=1)(batch)
+    np.testing.assert_allclose(per_sample, want, rtol=1e-15)
+    np.testing.assert_allclose(xd.vmap(xd.grad(basic))(batch), want, rtol=1e-15)
+
+
+def basic_rows(x):
+    y = xp.sqrt(x)
+    y[..., 0] = 0.0
+    y[..., 2:3] = x[..., 2:3]
+    return y

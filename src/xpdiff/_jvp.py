@@ -362,7 +362,16 @@ def _push_masked(prim: Primitive, primals: list, tangents: list, params: dict,
         return o, (Zero(o) if m is ALL else wrap(t, m))
     if prim.partials is None or params:
         return push(prim, primals, vals, params, out)
-    partials = guard_partials(prim.partials, masks)
+    m_out = elementwise_mask(xp, prim.partials, masks)
+    if m_out is not None and not any(type(t) is Diag for t in vals) and \
+            sum(d is not None and m is not ALL for d, m in zip(prim.partials, masks)) > 1 and \
+            all(m is ALL or m is m_out or d is None for d, m in zip(prim.partials, masks)):
+        # several tangents with one mask: one select, on the output
+        if out is None:
+            out = prim.bind(*primals)
+        t = partials_tangent(xp, prim.partials, primals, vals, out)
+        return out, wrap(xp.where(m_out, 0.0, t), m_out)
+    partials = guard_partials(prim.partials, masks)  # one select per masked operand
     res = None
     if any(type(t) is Diag for t in vals):
         res = _diag_rule(prim, primals, vals, params, out, partials)
@@ -373,7 +382,7 @@ def _push_masked(prim: Primitive, primals: list, tangents: list, params: dict,
             out = prim.bind(*primals)
         res = out, partials_tangent(xp, partials, primals, vals, out)
     o, t = res
-    return o, wrap(t, elementwise_mask(xp, prim.partials, masks))
+    return o, wrap(t, m_out)
 
 
 def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,

@@ -156,7 +156,9 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                 for i, c in zip(node_ids, in_cts):
                     if i is not None and c is not None and type(c) is not Zero:
                         prev = get(i)
-                        acc[i] = c if prev is None else _add(prev, c, plus)
+                        acc[i] = c if prev is None else (
+                            plus(prev, c) if type(prev) is not Masked and type(c) is not Masked
+                            else _add(prev, c, plus))
                 continue
         elif gs is not None:
             gs = unmask_all(gs)
@@ -167,7 +169,9 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                     for i, c in zip(node_ids, in_cts):
                         if i is not None and c is not None and type(c) is not Zero:
                             prev = get(i)
-                            acc[i] = c if prev is None else _add(prev, c, plus)
+                            acc[i] = c if prev is None else (
+                                plus(prev, c) if type(prev) is not Masked and type(c) is not Masked
+                                else _add(prev, c, plus))
                     continue
             if gs is None:
                 g = _densify([g])[0]
@@ -184,7 +188,9 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
         for i, c in zip(node_ids, in_cts):
             if i is not None and c is not None and type(c) is not Zero:
                 prev = get(i)
-                acc[i] = c if prev is None else _add(prev, c, plus)
+                acc[i] = c if prev is None else (
+                    plus(prev, c) if type(prev) is not Masked and type(c) is not Masked
+                    else _add(prev, c, plus))
     return [unmask(acc.get(i, Zero(like))) if i is not None else Zero(like)
             for i, like in zip(in_ids, likes)]
 
