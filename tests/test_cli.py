@@ -206,3 +206,12 @@ def test_cli_help_is_plain_text_and_every_option_has_help():
         for action in parser._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{parser.prog} {action.option_strings} has no help"
+
+
+def test_check_both_dtypes(capsys):
+    rc = main(["check", "--backend", "array_api_strict", "--device", "device1", "--no-progress",
+               "--select", "tanh", "--dtype", "both"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "dtype float32: " in out and "dtype float64: " in out
+    assert out.index("dtype float32") < out.index("dtype float64")

@@ -165,3 +165,49 @@ def test_device_key_of_an_unhashable_device():
     assert _backend.device_key(Dev(1)) == _backend.device_key(Dev(1))
     assert _backend.device_key(Dev(1)) != _backend.device_key(Dev(2))
     hash(_backend.device_key(Dev(1)))
+
+
+def _eager_grad(xp, d):
+    return xp.sum(xp.exp(d) * 2.0).to(d).value
+
+
+def test_float32_stays_float32_in_every_transformation(monkeypatch):
+    """float32 inputs with Python float constants in ``f``: every transformation creates no
+    float64 array (bases, zeros, seeds, scalar operands) and returns float32."""
+    made64: list = []
+    for name in ("zeros", "ones", "eye", "full", "asarray", "empty", "arange", "linspace",
+                 "zeros_like", "ones_like", "full_like", "empty_like"):
+        real = getattr(xps, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            out = _real(*a, **k)
+            if getattr(out, "dtype", None) == xps.float64:
+                made64.append(_name)
+            return out
+
+        monkeypatch.setattr(xps, name, spy)
+    xp = xd.namespace("array_api_strict")
+    x = xps.asarray(np.linspace(0.2, 0.9, 6).reshape(2, 3), dtype=xps.float32, device=DEV1)
+
+    def f(v):
+        return xp.sum(xp.exp(v) * 2.0 + v ** 2 - 1.5 * xp.sin(v) / 3.0, axis=-1)
+
+    def s(v):
+        return xp.sum(f(v))
+
+    calls = {
+        "grad": lambda: xd.grad(s)(x), "jacfwd": lambda: xd.jacfwd(f)(x),
+        "jacrev": lambda: xd.jacrev(f)(x), "hessian": lambda: xd.hessian(s)(x),
+        "per-sample": lambda: xd.jacobian(f, batch_ndim=1)(x),
+        "per-sample hessian": lambda: xd.hessian(lambda v: xp.sum(v ** 3 * 0.5, axis=-1),
+                                                 batch_ndim=1)(x),
+        "chunked": lambda: xd.jacfwd(f, chunk_size=2)(x), "vmap": lambda: xd.vmap(f)(x),
+        "jvp": lambda: xd.jvp(f, (x,), (x,))[1],
+        "vjp": lambda: xd.vjp(f, x)[1](xp.ones((2,), dtype=xps.float32, device=DEV1))[0],
+        "eager": lambda: _eager_grad(xp, xd.DiffArray(x)),
+    }
+    for name, call in calls.items():
+        made64.clear()
+        out = call()
+        assert out.dtype == xps.float32, name
+        assert made64 == [], (name, made64)

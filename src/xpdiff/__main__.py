@@ -106,17 +106,22 @@ def _check(args: argparse.Namespace) -> int:
     from xpdiff._check import run_checks
 
     select = [s for s in (args.select or "").split(",") if s]
-    try:
-        report = run_checks(args.backend, args.device, dtype=args.dtype, select=select or None,
-                            order2=not args.first_order, progress=not args.no_progress)
-    except (ValueError, ImportError) as e:
-        print(f"xpdiff check: {e}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    if report.n_ops == 0:
-        print(f"xpdiff check: no op-table entry matches --select {args.select!r}", file=sys.stderr)
-    print("OK" if report.ok else "FAILED")
-    return 0 if report.ok else 1
+    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    ok = True
+    for dtype in dtypes:
+        try:
+            report = run_checks(args.backend, args.device, dtype=dtype, select=select or None,
+                                order2=not args.first_order, progress=not args.no_progress)
+        except (ValueError, ImportError) as e:
+            print(f"xpdiff check: {e}", file=sys.stderr)
+            return 2
+        print(report.summary())
+        if report.n_ops == 0:
+            print(f"xpdiff check: no op-table entry matches --select {args.select!r}",
+                  file=sys.stderr)
+        ok = ok and report.ok
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
 
 
 def _bench(argv: list[str]) -> int:
@@ -148,8 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--backend", default=None, help=backends)
     c.add_argument("--device", default=None,
                    help="a device of the backend as xpdiff info lists it (cpu, device1, cuda:0, ...)")
-    c.add_argument("--dtype", default="float64", choices=("float64", "float32"),
-                   help="dtype of the checked inputs (default: float64)")
+    c.add_argument("--dtype", default="float64", choices=("float64", "float32", "both"),
+                   help="dtype of the checked inputs (default: float64; both: float32, then "
+                        "float64)")
     c.add_argument("--select", default=None, help="comma-separated substrings of op-table names")
     c.add_argument("--first-order", action="store_true", help="skip second-derivative checks")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
