@@ -211,3 +211,71 @@ def test_float32_stays_float32_in_every_transformation(monkeypatch):
         out = call()
         assert out.dtype == xps.float32, name
         assert made64 == [], (name, made64)
+
+
+# --- native kernels ---------------------------------------------------------------------------
+
+_SPECIAL = ["erf", "erfc", "ndtr", "log_ndtr", "expit", "logit", "gammaln", "digamma"]
+
+
+def _grid(name):
+    if name == "logit":
+        return np.linspace(0.01, 0.99, 41)
+    return np.concatenate([np.linspace(-6.0, 6.0, 49), [-40.0, -2.5, 1e-10, 0.5, 30.0, 171.0]])
+
+
+def test_numpy_native_kernels_equal_the_strict_composites():
+    pytest.importorskip("scipy.special")
+    assert _backend.native_kernel("gammaln", xps) is None  # array-api-strict: the composite
+    xn, xs = xd.namespace("numpy").special, xd.namespace("array_api_strict").special
+    for name in _SPECIAL:
+        x = _grid(name)
+        with np.errstate(all="ignore"):
+            native = getattr(xn, name)(x)
+            composite = _backend.to_host(getattr(xs, name)(_strict(x)))
+        # (absolute: gammaln near its zeros, x = -2.457...)
+        np.testing.assert_allclose(native, composite, rtol=2e-13, atol=1e-14, err_msg=name)
+        x32 = x.astype(np.float32)
+        out32 = getattr(xn, name)(x32)
+        assert out32.dtype == np.float32, name
+    for n in (1, 2):
+        x = np.linspace(0.3, 8.0, 25)
+        np.testing.assert_allclose(xn.polygamma(n, x),
+                                   _backend.to_host(xs.polygamma(n, _strict(x))), rtol=1e-13)
+        assert xn.polygamma(n, x.astype(np.float32)).dtype == np.float32
+
+
+def test_native_kernels_make_one_backend_call_and_keep_the_derivative_rule(monkeypatch):
+    """gammaln on NumPy: the composite makes well over a hundred calls into the backend
+    namespace; the native kernel (SciPy) a handful (its edge fixes); derivatives (digamma,
+    polygamma) come from the same rule either way."""
+    pytest.importorskip("scipy.special")
+    import array_api_compat.numpy as cnp
+
+    calls = {"n": 0}
+    for name in [n for n in dir(cnp) if not n.startswith("_")]:
+        fn = getattr(cnp, name)
+        if callable(fn) and not isinstance(fn, type):
+            def counted(*a, _fn=fn, **k):
+                calls["n"] += 1
+                return _fn(*a, **k)
+
+            monkeypatch.setattr(cnp, name, counted)
+    xn = xd.namespace("numpy").special
+    x = np.linspace(-4.75, 5.0, 8)  # both branches (reflection for x < 0)
+
+    def count(fn):
+        calls["n"] = 0
+        out = fn()
+        return calls["n"], out
+
+    n_native, v_native = count(lambda: xn.gammaln(x))
+    g_native = xd.vmap(xd.grad(xn.gammaln))(x)
+    h_native = xd.vmap(xd.grad(xd.grad(xn.gammaln)))(x)
+    monkeypatch.setattr(_backend, "NATIVE_KERNELS", {})
+    monkeypatch.setattr(_backend, "_NATIVE", {})
+    n_composite, v_composite = count(lambda: xn.gammaln(x))
+    assert n_native <= 10 and n_composite >= 4 * n_native, (n_native, n_composite)
+    np.testing.assert_allclose(v_native, v_composite, rtol=1e-14)
+    np.testing.assert_allclose(g_native, xd.vmap(xd.grad(xn.gammaln))(x), rtol=1e-13)
+    np.testing.assert_allclose(h_native, xd.vmap(xd.grad(xd.grad(xn.gammaln)))(x), rtol=1e-13)

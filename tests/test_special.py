@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
+from xpdiff import _backend
 
 sc = pytest.importorskip("scipy.special")
+
+
+@pytest.fixture(autouse=True)
+def _composites(monkeypatch):
+    """These tests check the composites (standard functions only) against SciPy: NumPy's native
+    kernels (SciPy itself, tests/test_device_paths.py) are switched off here."""
+    monkeypatch.setattr(_backend, "NATIVE_KERNELS", {})
+    monkeypatch.setattr(_backend, "_NATIVE", {})
+
 xs = xd.namespace("numpy").special
 RNG = np.random.default_rng(0)
 

@@ -35,6 +35,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from .._backend import with_native
 from .._core import primitive
 from ._families import EXPORTS, backend_of, elementwise, export, is_arraylike, operands
 from .manipulation import stop_gradient
@@ -365,21 +366,24 @@ def _dexp_sq(xp: Any, x: Any, c: float) -> Any:
     return xp.multiply(c, xp.exp(xp.negative(xp.square(x))))
 
 
-_erf = elementwise("erf", (lambda xp, p, y: _dexp_sq(xp, p[0], _TWO_OVER_SQRT_PI),), impl=_erf_impl)
+_erf = elementwise("erf", (lambda xp, p, y: _dexp_sq(xp, p[0], _TWO_OVER_SQRT_PI),),
+                   impl=with_native("erf", _erf_impl))
 _erfc = elementwise("erfc", (lambda xp, p, y: _dexp_sq(xp, p[0], -_TWO_OVER_SQRT_PI),),
-                    impl=_erfc_impl)
+                    impl=with_native("erfc", _erfc_impl))
 _ndtr = elementwise(
     "ndtr", (lambda xp, p, y: xp.multiply(
-        _INV_SQRT_2PI, xp.exp(xp.multiply(-0.5, xp.square(p[0])))),), impl=_ndtr_impl)
+        _INV_SQRT_2PI, xp.exp(xp.multiply(-0.5, xp.square(p[0])))),),
+    impl=with_native("ndtr", _ndtr_impl))
 _log_ndtr = elementwise(
     "log_ndtr", (lambda xp, p, y: xp.multiply(_INV_SQRT_2PI, xp.exp(
-        xp.subtract(xp.multiply(-0.5, xp.square(p[0])), y))),), impl=_log_ndtr_impl)
+        xp.subtract(xp.multiply(-0.5, xp.square(p[0])), y))),),
+    impl=with_native("log_ndtr", _log_ndtr_impl))
 _expit = elementwise("expit", (lambda xp, p, y: xp.multiply(y, _expit.bind(xp.negative(p[0]))),),
-                     impl=_expit_impl)
+                     impl=with_native("expit", _expit_impl))
 _logit = elementwise("logit", (lambda xp, p, y: xp.divide(
-    1.0, xp.multiply(p[0], xp.subtract(1.0, p[0]))),), impl=_logit_impl)
+    1.0, xp.multiply(p[0], xp.subtract(1.0, p[0]))),), impl=with_native("logit", _logit_impl))
 _gammaln = elementwise("gammaln", (lambda xp, p, y: _polygamma.bind(p[0], n=0),),
-                       impl=_gammaln_impl)
+                       impl=with_native("gammaln", _gammaln_impl))
 
 
 def _polygamma_jvp(xp, primals, tangents, *, n):
@@ -392,7 +396,7 @@ def _polygamma_vjp(xp, g, out, primals, needs, *, n):
 
 
 _polygamma = primitive(
-    "polygamma", lambda bk, x, *, n: _psi_impl(bk, x, n),
+    "polygamma", with_native("polygamma", lambda bk, x, *, n: _psi_impl(bk, x, n)),
     jvp=_polygamma_jvp, vjp=_polygamma_vjp,
     batch=lambda xp, v, b, size, *, n: (_polygamma.bind(v[0], n=n), True),
     data=lambda ctx, ops, has, **kw: (ops, kw))
@@ -447,8 +451,8 @@ def log_ndtr(x, /):
     """``log(ndtr(x))``, accurate for very negative ``x`` (no underflow) and for large ``x``.
 
     >>> import numpy as np, xpdiff as xd
-    >>> float(xd.numpy.special.log_ndtr(np.asarray(-40.0)))
-    -804.6084420137538
+    >>> round(float(xd.numpy.special.log_ndtr(np.asarray(-40.0))), 10)
+    -804.6084420138
     """
     return _log_ndtr.bind(_floating(x, "log_ndtr"))
 
@@ -470,8 +474,8 @@ def gammaln(x, /):
     """``log |Gamma(x)|``; its derivative is ``digamma``.
 
     >>> import numpy as np, xpdiff as xd
-    >>> float(xd.numpy.special.gammaln(np.asarray(0.5)))  # log(sqrt(pi))
-    0.5723649429247001
+    >>> round(float(xd.numpy.special.gammaln(np.asarray(0.5))), 13)  # log(sqrt(pi))
+    0.5723649429247
     """
     return _gammaln.bind(_floating(x, "gammaln"))
 
