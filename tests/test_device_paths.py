@@ -279,3 +279,87 @@ def test_native_kernels_make_one_backend_call_and_keep_the_derivative_rule(monke
     np.testing.assert_allclose(v_native, v_composite, rtol=1e-14)
     np.testing.assert_allclose(g_native, xd.vmap(xd.grad(xn.gammaln))(x), rtol=1e-13)
     np.testing.assert_allclose(h_native, xd.vmap(xd.grad(xd.grad(xn.gammaln)))(x), rtol=1e-13)
+
+
+# --- free memory on an array's device -------------------------------------------------------
+
+class _SimCupy:
+    """A stand-in for the parts of CuPy that the free-memory query uses, following CuPy's
+    documented semantics: ``cuda.runtime.memGetInfo()`` and the default ``MemoryPool``'s
+    ``free_bytes()`` answer for the *current* device (the pool keeps one single-device pool
+    per device); ``with cuda.Device(i):`` makes device ``i`` current; blocks freed by arrays
+    stay cached in the pool (``free_bytes``) until ``free_all_blocks``."""
+
+    def __init__(self, free, cached):
+        sim = self
+        self.current = 0
+        self.free, self.cached = free, cached  # per device id
+
+        class Device:
+            def __init__(self, i):
+                self.id = i
+
+            def __enter__(self):
+                self.prev, sim.current = sim.current, self.id
+                return self
+
+            def __exit__(self, *exc):
+                sim.current = self.prev
+
+        class Pool:
+            def free_bytes(self):
+                return sim.cached[sim.current]
+
+            def malloc(self, size):  # (only compared with the allocator)
+                raise NotImplementedError
+
+        self.pool = Pool()
+        self.allocator = self.pool.malloc
+
+        class Runtime:
+            @staticmethod
+            def memGetInfo():
+                return sim.free[sim.current], 80 << 30
+
+        class Cuda:
+            runtime = Runtime
+
+            @staticmethod
+            def get_allocator():
+                return sim.allocator
+
+        Cuda.Device = Device
+        self.cuda = Cuda
+        self.Device = Device
+
+    def get_default_memory_pool(self):
+        return self.pool
+
+
+def _sim_array(device):
+    arr = type("ndarray", (), {"__module__": "cupy"})()
+    arr.device = device
+    return arr
+
+
+def test_free_memory_on_the_arrays_device_with_a_simulated_cupy_pool(monkeypatch):
+    import sys
+
+    from xpdiff import _chunking
+
+    sim = _SimCupy(free={0: 1000, 1: 50_000}, cached={0: 7, 1: 300})
+    monkeypatch.setitem(sys.modules, "cupy", sim)
+    x1 = _sim_array(sim.Device(1))
+    assert sim.current == 0
+    assert _backend.free_memory(x1) == 50_000 + 300  # device 1's, not the current device 0's
+    assert sim.current == 0  # the current device is left as it was
+    assert _backend.free_memory(_sim_array(sim.Device(0))) == 1000 + 7
+    assert _chunking.free_memory(x1) == 50_300  # the automatic chunking budget asks the same
+    sim.allocator = object()  # another allocator: the default pool's cached blocks serve nothing
+    assert _backend.free_memory(x1) == 50_000
+
+
+def test_free_memory_of_host_arrays():
+    assert _backend.free_memory(np.ones(2)) > 0
+    assert _backend.free_memory(_strict([1.0])) > 0  # array-api-strict's devices: the host
+    assert _backend.free_memory(object()) is None

@@ -498,6 +498,73 @@ def default_float_dtype(bk: Any, device: Any = None) -> Any:
     return bk.float64
 
 
+# --- free memory ------------------------------------------------------------------------------
+
+def _host_available() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cupy_free(cupy: Any, dev: Any) -> int:
+    # memGetInfo and the pool's methods answer for the *current* device: make x's current
+    with dev:
+        free = int(cupy.cuda.runtime.memGetInfo()[0])
+        pool = cupy.get_default_memory_pool()
+        if cupy.cuda.get_allocator() == pool.malloc:  # its cached blocks serve new arrays
+            free += int(pool.free_bytes())
+    return free
+
+
+def _torch_free(torch: Any, dev: Any) -> int | None:
+    if dev.type != "cuda":
+        return _host_available() if dev.type == "cpu" else None
+    free = int(torch.cuda.mem_get_info(dev)[0])
+    # the caching allocator's reserved but unallocated blocks serve new tensors too
+    return free + int(torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
+
+
+def _jax_free(dev: Any) -> int | None:
+    stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    return _host_available() if getattr(dev, "platform", None) == "cpu" else None
+
+
+def free_memory(x: Any) -> int | None:
+    """Bytes free for new arrays on the device of raw array ``x``, or ``None`` where the
+    backend does not say.
+
+    NumPy and array-api-strict: the host's available memory (psutil, else ``sysconf``).
+    CuPy: on ``x``'s device (not the current one), the device's free memory plus the free
+    blocks the memory pool has cached (when that pool is the allocator). torch: on a CUDA
+    device the free memory plus the caching allocator's reserved but unallocated bytes; on
+    the CPU the host's. JAX: the device's ``bytes_limit - bytes_in_use``; the host's on CPU.
+
+    >>> import numpy as np
+    >>> free_memory(np.ones(2)) > 0
+    True
+    """
+    kind = type(x).__module__.split(".")[0]
+    if kind in ("numpy", "array_api_strict"):
+        return _host_available()
+    if kind == "cupy":
+        return _cupy_free(sys.modules["cupy"], x.device)
+    if kind == "torch":
+        return _torch_free(sys.modules["torch"], x.device)
+    if kind in ("jax", "jaxlib"):
+        devs = x.devices() if hasattr(x, "devices") else {x.device}
+        return min((f for f in map(_jax_free, devs) if f is not None), default=None)
+    return None
+
+
 # --- host transfers (test helpers and the CLI only; transformations never call these) ---------
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ memory pool for CuPy) is the only backend-specific part and lives here.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import threading
 import tracemalloc
@@ -29,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import _backend
 from ._core import TRACER_TYPES
 
 AUTO_FRACTION = 0.5
@@ -75,18 +75,11 @@ def _kind(x: Any) -> str:
 
 
 def free_memory(like: Any) -> int | None:
-    """Bytes free on ``like``'s device, where the backend reports it."""
-    kind = _kind(like)
-    if kind == "cupy":
-        cupy = sys.modules["cupy"]
-        free, _ = cupy.cuda.runtime.memGetInfo()
-        return int(free + cupy.get_default_memory_pool().free_bytes())
-    if kind in ("numpy", "array_api_strict"):
-        try:
-            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            return None
-    return None
+    """Bytes free on ``like``'s device, where the backend reports it
+    (:func:`xpdiff._backend.free_memory` of its innermost value)."""
+    while type(like) in TRACER_TYPES:
+        like = like._a
+    return _backend.free_memory(like)
 
 
 def budget(like: Any, max_memory: int | float | None) -> int | None:
