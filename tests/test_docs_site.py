@@ -29,3 +29,12 @@ def test_every_page_is_in_the_navigation():
 def test_the_navigation_names_existing_pages():
     absent = sorted(p for p in _nav_pages() if not (ROOT / "docs" / p).is_file())
     assert not absent, f"mkdocs.yml's nav names pages that do not exist: {absent}"
+
+
+def test_every_public_name_is_in_the_api_reference():
+    import xpdiff
+
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "api").glob("*.md"))
+    documented = set(re.findall(r"^::: xpdiff\.(\w+)", text, re.M))
+    missing = sorted(set(xpdiff.__all__) - documented)
+    assert not missing, f"add '::: xpdiff.NAME' entries to docs/api/*.md for: {missing}"
