@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _backend
-from xpdiff._check import check_op
-from xpdiff.optable import OPS
+from xpdiff import backend as _backend
+from xpdiff import core as _core
+from xpdiff.testing.check import check_op
+from xpdiff.testing.optable import OPS
 
 D1 = xps.Device("device1")
 StrictArray = type(xps.ones(1))
@@ -114,26 +115,26 @@ def test_parse_device():
 def test_check_same_backend_names_both_backends():
     with pytest.raises(TypeError, match=r"f: argument 1 is an array of backend array_api_strict but "
                                         r"argument 0 is an array of backend numpy"):
-        _backend.check_same_backend([("argument 0", np.ones(2)), ("argument 1", xps.ones(2))], "f")
+        _core.check_same_backend([("argument 0", np.ones(2)), ("argument 1", xps.ones(2))], "f")
 
 
 def test_check_same_backend_names_both_devices():
     with pytest.raises(ValueError, match=r"g: y is on device CPU_DEVICE but x is on device device1"):
-        _backend.check_same_backend([("x", xps.ones(2, device=D1)), ("y", xps.ones(2))], "g")
+        _core.check_same_backend([("x", xps.ones(2, device=D1)), ("y", xps.ones(2))], "g")
 
 
 def test_check_same_backend_accepts_one_backend_scalars_and_tracers():
-    _backend.check_same_backend([("a", xps.ones(2, device=D1)), ("s", 2.0), ("n", None),
+    _core.check_same_backend([("a", xps.ones(2, device=D1)), ("s", 2.0), ("n", None),
                                  ("b", xps.zeros(3, device=D1))], "f")
     seen = []
 
     def f(x):
         y = xps.ones(3, device=D1)
-        _backend.check_same_backend([("x", x), ("y", y)], "inner")  # x is traced here
+        _core.check_same_backend([("x", x), ("y", y)], "inner")  # x is traced here
         seen.append(type(x).__name__)
         with pytest.raises(ValueError, match="inner: z is on device CPU_DEVICE but x is on device "
                                              "device1"):
-            _backend.check_same_backend([("x", x), ("z", xps.ones(3))], "inner")
+            _core.check_same_backend([("x", x), ("z", xps.ones(3))], "inner")
         return x * y
 
     xd.jacfwd(f)(xps.ones(3, device=D1))
@@ -170,7 +171,7 @@ def test_transforms_refuse_two_devices(transform):
 def _ns(x):
     """xpdiff's namespace for ``x``'s backend (it takes traced and raw arrays alike; torch
     tensors have no ``__array_namespace__`` of their own)."""
-    from xpdiff._namespace import namespace_for
+    from xpdiff.namespaces import namespace_for
 
     return namespace_for(_backend.namespace_of(x))
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _api, _chunking
+from xpdiff.transforms import api as _api
+from xpdiff.transforms import chunking as _chunking
 
 xp = xd.numpy
 

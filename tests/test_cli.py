@@ -9,10 +9,10 @@ import sys
 import pytest
 
 import xpdiff
-import xpdiff.optable
-from xpdiff import _check
+import xpdiff.testing.optable
 from xpdiff.__main__ import main
-from xpdiff.optable import OPS, Op
+from xpdiff.testing import check as _check
+from xpdiff.testing.optable import OPS, Op
 
 
 def test_info_lists_version_backends_devices_and_default(capsys, monkeypatch):
@@ -64,7 +64,7 @@ def _wrong_rule_op() -> Op:
 
 
 def test_check_fails_and_exits_nonzero_on_a_wrong_derivative(capsys, monkeypatch):
-    monkeypatch.setattr(xpdiff.optable, "OPS", [OPS[0], _wrong_rule_op()])
+    monkeypatch.setattr(xpdiff.testing.optable, "OPS", [OPS[0], _wrong_rule_op()])
     rc = main(["check", "--no-progress", "--first-order"])
     out = capsys.readouterr().out
     assert rc == 1

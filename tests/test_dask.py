@@ -85,7 +85,7 @@ GRADS = {
 
 
 def _leaves(tree):
-    from xpdiff import _tree
+    from xpdiff.core import tree as _tree
 
     return _tree.flatten(tree)[0]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _backend
+from xpdiff import backend as _backend
 
 DEV1 = xps.Device("device1")
 
@@ -345,7 +345,7 @@ def _sim_array(device):
 def test_free_memory_on_the_arrays_device_with_a_simulated_cupy_pool(monkeypatch):
     import sys
 
-    from xpdiff import _chunking
+    from xpdiff.transforms import chunking as _chunking
 
     sim = _SimCupy(free={0: 1000, 1: 50_000}, cached={0: 7, 1: 300})
     monkeypatch.setitem(sys.modules, "cupy", sim)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _core, _eager
-from xpdiff._core import Primitive
+from xpdiff import core as _core
+from xpdiff import eager as _eager
+from xpdiff.core import Primitive
 
 
 def _f(x):

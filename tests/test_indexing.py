@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 import xpdiff as xd
 from xpdiff import MixingError
-from xpdiff._namespace import namespace_for
-from xpdiff.optable.more import _get, _set
+from xpdiff.namespaces import namespace_for
 from xpdiff.rules import indexing
 from xpdiff.rules.indexing import DataDependentShapeError, _getitem_fn, _setitem_fn
 from xpdiff.testing import check_grads, check_vmap
+from xpdiff.testing.optable.more import _get, _set
 
 RNG = np.random.default_rng(0)
 X3 = RNG.standard_normal((3, 4, 5))

@@ -323,7 +323,7 @@ def _namespace_mark():
         not usable, strict=True, raises=(IntegrationFailure, TypeError, AttributeError),
         reason="xpdiff's Namespace is unhashable and has no __name__: array_api_compat."
                "array_namespace puts namespaces in a set and SciPy's is_*_namespace read "
-               "xp.__name__ (fix requested in xpdiff/_namespace.py)")
+               "xp.__name__ (fix requested in xpdiff/namespaces/__init__.py)")
 
 
 def _gap(reason):

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 import xpdiff as xd
 from conftest import BACKENDS
 from test_properties import _inputs, programs
-from xpdiff import _core
-from xpdiff._backend import raw_namespace, to_host
-from xpdiff._jit import JitWarning
-from xpdiff._lowering import fusion_groups, kernel_source, lower
-from xpdiff._namespace import namespace_for
-from xpdiff._program import (
+from xpdiff import core as _core
+from xpdiff.backend import to_host
+from xpdiff.core import raw_namespace
+from xpdiff.jit import JitWarning
+from xpdiff.jit.lowering import fusion_groups, kernel_source, lower
+from xpdiff.jit.program import (
     Call,
     Guard,
     Program,
@@ -28,7 +28,8 @@ from xpdiff._program import (
     fold_constants,
     last_uses,
 )
-from xpdiff.optable import OPS
+from xpdiff.namespaces import namespace_for
+from xpdiff.testing.optable import OPS
 
 
 def f_elem(x):
@@ -43,7 +44,7 @@ def loss(w, x):
 
 def _same(a, b):
     """Bitwise equality of two pytrees of arrays (any backend)."""
-    la, lb = xd._tree.flatten(a)[0], xd._tree.flatten(b)[0]
+    la, lb = xd.core.tree.flatten(a)[0], xd.core.tree.flatten(b)[0]
     assert len(la) == len(lb)
     for x, y in zip(la, lb):
         hx, hy = to_host(x), to_host(y)
@@ -279,7 +280,7 @@ def test_thread_safe():
 
 
 def test_program_holds_no_tracers():
-    from xpdiff._array import Tracer
+    from xpdiff.tracer import Tracer
 
     j = xd.jit(xd.hessian(lambda x: xd.numpy.sum(f_elem(x))))
     x = np.linspace(0.1, 1.0, 3)

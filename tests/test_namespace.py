@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _namespace
+from xpdiff import namespaces as _namespace
 
 # --- the standard's names, 2024.12 (by chapter) -----------------------------------------------
 
@@ -342,8 +342,8 @@ def test_traced_module_for_the_conformance_suite():
 
     code = """
 import numpy as np
-import xpdiff.array_api_traced as xp
-from xpdiff._core import Zero, _STACK
+import xpdiff.testing.array_api_traced as xp
+from xpdiff.core import Zero, _STACK
 assert not _STACK                                  # importing enters nothing
 a = xp.asarray([1.0, 2.0])
 assert type(a).__name__ == "ConformanceTracer" and len(_STACK) == 1

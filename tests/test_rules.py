@@ -1,4 +1,4 @@
-"""Derivative checks generated from tests/op_table.py, on every backend:
+"""Derivative checks generated from the op table (src/xpdiff/testing/optable/), on every backend:
 forward mode vs central differences, reverse mode by the inner-product identity,
 second order in both modes, vmap vs a loop, and batch_ndim vs per-sample Jacobians."""
 
@@ -9,11 +9,11 @@ import pytest
 
 import xpdiff as xd
 from conftest import BACKENDS
-from xpdiff import _core
-from xpdiff._backend import raw_namespace
-from xpdiff._namespace import namespace_for
-from xpdiff.optable import OPS
+from xpdiff import core as _core
+from xpdiff.core import raw_namespace
+from xpdiff.namespaces import namespace_for
 from xpdiff.testing import check_grads, check_vmap
+from xpdiff.testing.optable import OPS
 
 IDS = [op.name for op in OPS]
 

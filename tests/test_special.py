@@ -2,7 +2,7 @@
 and against high-precision references in the tails, edge values, no floating-point
 warnings, float32, other backends, closed-form derivatives and stability of the
 max-shifted compositions.  (Derivatives against finite differences, vmap and
-``batch_ndim`` come from the op table: src/xpdiff/optable/special.py.)"""
+``batch_ndim`` come from the op table: src/xpdiff/testing/optable/special.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff import _backend
+from xpdiff import backend as _backend
 
 sc = pytest.importorskip("scipy.special")
 

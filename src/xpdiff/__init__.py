@@ -12,14 +12,14 @@ any array-API backend, computed on the arrays' device.
 """
 
 from . import scaleout  # noqa: E402  (the Dask handler; never imports Dask)
-from ._api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
-from ._backend import BackendUnavailableError
-from ._core import MixingError, RuleError, XpdiffError
-from ._custom import custom_jvp, custom_vjp
-from ._eager import DiffArray
-from ._jit import jit
-from ._namespace import Namespace, namespace
+from .backend import BackendUnavailableError
+from .core import MixingError, RuleError, XpdiffError
+from .custom import custom_jvp, custom_vjp
+from .eager import DiffArray
+from .jit import jit
+from .namespaces import Namespace, namespace
 from .rules.manipulation import stop_gradient
+from .transforms.api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ array([0., 0.])
 
 from __future__ import annotations
 
-from ._namespace import namespace as _namespace
+from .namespaces import namespace as _namespace
 
 _ns = _namespace("numpy")
 globals().update({n: v for n, v in vars(_ns).items()

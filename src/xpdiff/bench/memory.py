@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._chunking import peak_of
+from ..transforms.chunking import peak_of
 from .modes import case_function
 from .timing import median_time
 

@@ -41,7 +41,7 @@ def case_function(name: str, size: str) -> tuple[Callable, list, int, int, dict]
 def run_modes(sizes: tuple[str, ...] = ("small", "large"), repeat: int = 5) -> list[dict]:
     """Time fwd and rev for each case; return rows with the mode ``auto`` picks."""
     import xpdiff as xd
-    from xpdiff._api import auto_mode
+    from xpdiff.transforms.api import auto_mode
 
     rows = []
     for name in CASES:

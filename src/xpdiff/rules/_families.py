@@ -12,10 +12,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .._array import Tracer
-from .._backend import namespace_of
-from .._core import IMMUTABLE, Zero, instantiate, primitive
-from .._jvp import partials_tangent, scaled
+from ..core import IMMUTABLE, Zero, instantiate, norm_axes, norm_axis, primitive, raw_namespace
+from ..interpreters.forward import partials_tangent, scaled
 
 EXPORTS: dict[str, Callable] = {}
 
@@ -34,10 +32,6 @@ def export(fn: Callable | None = None, *, name: str | None = None) -> Callable:
 
 
 # --- small helpers -----------------------------------------------------------------------
-
-def backend_of(x: Any) -> Any:
-    return x._backend() if isinstance(x, Tracer) else namespace_of(x)
-
 
 def is_arraylike(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
@@ -97,7 +91,7 @@ def _device_key(dev: Any) -> Any:
 
 
 def _as_operand(s: Any, like: Any, dt: Any, dev: Any) -> Any:
-    bk = backend_of(like)
+    bk = raw_namespace(like)
     kind = dtype_kind(bk, dt)
     if isinstance(s, bool):
         pass
@@ -151,20 +145,6 @@ def operands(*args: Any) -> tuple:
     if like is None:
         raise TypeError("at least one argument must be an array")
     return tuple(as_operand(a, like) for a in args)
-
-
-def norm_axis(axis: int, ndim: int, name: str = "axis") -> int:
-    if not -ndim <= axis < max(ndim, 1):
-        raise ValueError(f"{name}={axis} is out of bounds for an array with {ndim} dims")
-    return axis % ndim if ndim else 0
-
-
-def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, int):
-        axis = (axis,)
-    return tuple(norm_axis(a, ndim) for a in axis)
 
 
 def unbroadcast(xp: Any, g: Any, shape: tuple) -> Any:
@@ -319,17 +299,17 @@ def is_complex_of_real(c: Any, x: Any) -> bool:
     cotangent of a real input is the real part: docs/linalg-fft.md)."""
     if c.dtype == x.dtype:
         return False
-    bk = backend_of(x)
+    bk = raw_namespace(x)
     return (dtype_kind(bk, c.dtype) == "complex floating"
             and dtype_kind(bk, x.dtype) != "complex floating")
 
 
 def is_float(x: Any) -> bool:
-    return dtype_kind(backend_of(x), x.dtype) in ("real floating", "complex floating")
+    return dtype_kind(raw_namespace(x), x.dtype) in ("real floating", "complex floating")
 
 
 def size_of(shape: tuple) -> int:
     return math.prod(shape)
 
 
-__all__ = ["EXPORTS", "export", "instantiate", "Zero"]
+__all__ = ["EXPORTS", "Zero", "export", "instantiate", "norm_axes", "norm_axis"]

@@ -2,7 +2,7 @@
 
 The functions that need a backend (``arange``, ``asarray``, ``empty``, ``eye``,
 ``from_dlpack``, ``full``, ``linspace``, ``ones``, ``zeros``) are bound to one by
-:func:`backend_creation`, which :mod:`xpdiff._namespace` calls per namespace.
+:func:`backend_creation`, which :mod:`xpdiff.namespaces` calls per namespace.
 Created inside a transformation, an array is a constant of that transformation
 (lifted onto it by ``const``), so ``out = xp.zeros(...); out[1:] = traced`` works.
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._array import Tracer
-from .._backend import namespace_of
-from .._core import create
-from ._families import EXPORTS, export
+from ..core import create, raw_namespace
+from ..tracer import Tracer
+from ._families import export
+from .manipulation import astype, broadcast_to, reshape, stack
 
 CREATION = ["arange", "asarray", "empty", "eye", "from_dlpack", "full", "linspace", "ones",
             "zeros"]
@@ -98,9 +98,9 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
             if copy is False:
                 raise ValueError(f"asarray: copy=False but converting {x.dtype} to {dtype} "
                                  f"needs a copy; pass copy=None")
-            return EXPORTS["astype"](x, dtype)
+            return astype(x, dtype)
         if copy:
-            return EXPORTS["astype"](x, x.dtype, copy=True)
+            return astype(x, x.dtype, copy=True)
         return x
 
     def _stack_nested(obj, dtype, device):
@@ -113,7 +113,7 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
             if isinstance(o, (list, tuple)):
                 if not o:
                     raise ValueError("asarray: an empty sequence next to traced arrays has no shape")
-                return EXPORTS["stack"]([conv(e) for e in o], axis=0)
+                return stack([conv(e) for e in o], axis=0)
             if isinstance(o, Tracer):
                 return _asarray_traced(o, dt, dev, None)
             return const(create(bk.asarray, o, dtype=dt, device=dev))
@@ -148,7 +148,7 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
         if isinstance(fill_value, Tracer):
             v = _asarray_traced(fill_value, dtype, device, None)
             shape = (shape,) if isinstance(shape, int) else tuple(shape)
-            return EXPORTS["broadcast_to"](v, shape)
+            return broadcast_to(v, shape)
         return const(create(bk.full, shape, fill_value, **_dev({"dtype": dtype}, device)))
 
     def linspace(start, stop, /, num, *, dtype=None, device=None, endpoint=True):
@@ -193,7 +193,7 @@ def meshgrid(*arrays, indexing="xy"):
     if not any(isinstance(a, Tracer) for a in arrays):
         if not arrays:
             return []
-        return list(namespace_of(arrays[0]).meshgrid(*arrays, indexing=indexing))
+        return list(raw_namespace(arrays[0]).meshgrid(*arrays, indexing=indexing))
     n = len(arrays)
     shape = [a.shape[0] for a in arrays]
     pos = list(range(n))
@@ -204,7 +204,7 @@ def meshgrid(*arrays, indexing="xy"):
     for a, p in zip(arrays, pos):
         s = [1] * n
         s[p] = a.shape[0]
-        out.append(EXPORTS["broadcast_to"](EXPORTS["reshape"](a, tuple(s)), tuple(shape)))
+        out.append(broadcast_to(reshape(a, tuple(s)), tuple(shape)))
     return out
 
 

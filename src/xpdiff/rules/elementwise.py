@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .._array import Tracer
-from .._backend import fix_result, namespace_of
-from .._core import Zero, bind, namespace_for_values
+from ..backend import fix_result, namespace_of
+from ..core import Zero, bind, namespace_for_values
+from ..tracer import Tracer
 from ._families import _SCALARS, elementwise, export, is_complex_of_real, operands, unbroadcast
 
 # Rules use the namespace's functions, not operators: a raw backend array on the

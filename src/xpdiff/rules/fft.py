@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._core import primitive
+from ..backend import backend_namespace
+from ..core import lift_constant, namespace_for_values, primitive, raw_namespace
 from . import elementwise  # noqa: F401  (registers real/imag/conj/abs first: wrapped below)
-from ._families import EXPORTS, backend_of, dtype_kind, export, norm_axis
+from ._families import EXPORTS, dtype_kind, export, norm_axis
 from .indexing import _getitem_fn
 
 # --- complex helpers ---------------------------------------------------------------------------
@@ -33,14 +34,7 @@ from .indexing import _getitem_fn
 
 def is_complex(x: Any) -> bool:
     """Whether ``x`` (an array, traced or not) has a complex floating dtype."""
-    return dtype_kind(backend_of(x), x.dtype) == "complex floating"
-
-
-def _ns(x):
-    """The namespace compositions use: raw constants, functions dispatching on tracers."""
-    from .._namespace import namespace_for
-
-    return namespace_for(backend_of(x), rules=True)
+    return dtype_kind(raw_namespace(x), x.dtype) == "complex floating"
 
 
 def _complex_dtype(ns: Any, dt: Any) -> Any:
@@ -152,7 +146,7 @@ def fit_axis(x: Any, axis: int, n: int) -> Any:
     pre = (slice(None),) * axis
     if n < m:
         return _getitem_fn(x, pre + (slice(0, n),))
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     if m == 0:
         raise ValueError(f"cannot zero-pad an empty dim {axis} to length {n}")
     zero = xp.zeros_like(_getitem_fn(x, pre + (slice(0, 1),)))
@@ -233,7 +227,7 @@ _irfft = primitive(
 def _check(name, x, norm):
     if norm not in _NORMS:
         raise ValueError(f"fft.{name}: norm must be one of {_NORMS}, got {norm!r}")
-    if dtype_kind(backend_of(x), x.dtype) not in ("real floating", "complex floating"):
+    if dtype_kind(raw_namespace(x), x.dtype) not in ("real floating", "complex floating"):
         raise TypeError(f"fft.{name}: x must have a floating-point dtype, got {x.dtype}; cast it "
                         f"first, e.g. xp.astype(x, xp.float64)")
 
@@ -389,7 +383,7 @@ def _roll_axes(name, x, axes, inverse):
         axes = range(x.ndim)
     elif isinstance(axes, int):
         axes = (axes,)
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     for a in axes:
         a = norm_axis(a, x.ndim, "axes")
         m = x.shape[a]
@@ -451,10 +445,7 @@ def backend_fft_creation(bk: Any, const: Any) -> dict:
 
 def _default_backend_creation(name):
     def fn(n, /, *, d=1.0, dtype=None, device=None):
-        from .._backend import backend_namespace
-        from .._namespace import _const
-
-        return backend_fft_creation(backend_namespace(), _const)[name](
+        return backend_fft_creation(backend_namespace(), lift_constant)[name](
             n, d=d, dtype=dtype, device=device)
 
     fn.__name__ = fn.__qualname__ = name

@@ -31,10 +31,20 @@ from __future__ import annotations
 import math
 import numbers
 
-from .._array import Tracer
-from .._backend import set_at
-from .._core import XpdiffError, Zero, create, instantiate, op_context, primitive
-from ._families import backend_of, export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
+from ..backend import set_at
+from ..core import (
+    XpdiffError,
+    Zero,
+    broadcast_shapes,
+    create,
+    instantiate,
+    namespace_for_values,
+    op_context,
+    primitive,
+    raw_namespace,
+)
+from ..tracer import Tracer
+from ._families import export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
 _FULL = slice(None)
 
@@ -99,13 +109,13 @@ def _entry(k, x, where):
         return int(k)
     if k is None or k is Ellipsis or isinstance(k, slice):
         return k
-    bk = backend_of(x)
+    bk = raw_namespace(x)
     if isinstance(k, list):
         k = bk.asarray(k, device=x.device) if k else bk.asarray(k, dtype=bk.int64, device=x.device)
     if not is_arraylike(k):
         raise IndexError(f"{where}: unsupported index {k!r} ({type(k).__name__}); use ints, slices, "
                          f"None, ..., integer arrays or boolean arrays")
-    kb = backend_of(k)
+    kb = raw_namespace(k)
     if kb.isdtype(k.dtype, "bool"):
         if k.ndim == 0:
             raise IndexError(f"{where}: a 0-d boolean index is not supported; use xp.where(cond, a, b)")
@@ -255,45 +265,37 @@ def _expand_masks(entries):
     """Replace each boolean mask by the integer arrays of its ``nonzero`` (one per dim)."""
     if not any(isinstance(e, _Arr) and e.mask for e in entries):
         return entries
-    from .sorting import nonzero
-
     out = []
     for e in entries:
         if isinstance(e, _Arr) and e.mask:
-            out.extend(_Arr(i, False) for i in nonzero(e.a))
+            out.extend(_Arr(i, False) for i in namespace_for_values([e.a]).nonzero(e.a))
         else:
             out.append(e)
     return out
 
 
-def _ns():
-    from ._families import EXPORTS
-
-    return EXPORTS
-
-
 def _linear_index(x, advs, sizes):
     """Row-major linear index (an int64 array) of the advanced entries ``advs`` into
     dims of ``sizes``; negative indices wrap."""
-    ns = _ns()
-    i64 = backend_of(x).int64
+    ns = namespace_for_values([x])
+    i64 = raw_namespace(x).int64
     terms, const, stride = [], 0, 1
     for e, n in zip(reversed(advs), reversed(sizes)):
         if isinstance(e, int):
             const += e * stride
         else:
-            a = e.a if e.a.dtype == i64 else ns["astype"](e.a, i64)
-            a = ns["where"](ns["less"](a, 0), ns["add"](a, n), a)
-            terms.append(a if stride == 1 else ns["multiply"](a, stride))
+            a = e.a if e.a.dtype == i64 else ns.astype(e.a, i64)
+            a = ns.where(ns.less(a, 0), ns.add(a, n), a)
+            terms.append(a if stride == 1 else ns.multiply(a, stride))
         stride *= n
     out = terms[0]
     for t in terms[1:]:
-        out = ns["add"](out, t)
-    return ns["add"](out, const) if const else out
+        out = ns.add(out, t)
+    return ns.add(out, const) if const else out
 
 
 def _advanced_get(x, entries, adjacent):
-    ns = _ns()
+    ns = namespace_for_values([x])
     adv = [i for i, e in enumerate(entries) if isinstance(e, (int, _Arr))]
     advset = set(adv)
     basic = tuple(_FULL if i in advset else e for i, e in enumerate(entries))
@@ -304,11 +306,11 @@ def _advanced_get(x, entries, adjacent):
     if adjacent:
         p = adv[0]
         if m > 1:
-            y = ns["reshape"](y, tuple(y.shape[:p]) + (N,) + tuple(y.shape[p + m:]))
+            y = ns.reshape(y, tuple(y.shape[:p]) + (N,) + tuple(y.shape[p + m:]))
     else:
         rest = [i for i in range(y.ndim) if i not in advset]
-        y = ns["permute_dims"](y, tuple(adv + rest))
-        y = ns["reshape"](y, (N,) + tuple(y.shape[m:]))
+        y = ns.permute_dims(y, tuple(adv + rest))
+        y = ns.reshape(y, (N,) + tuple(y.shape[m:]))
         p = 0
     return _take.bind(y, L, axis=p)
 
@@ -459,11 +461,11 @@ _scatter.select, _scatter.written = True, _scatter_written
 
 def _value_like(value, x):
     if isinstance(value, (bool, int, float, complex)):  # a fill on the device, no host copy
-        return create(backend_of(x).full, (), value, dtype=x.dtype, device=x.device)
+        return create(raw_namespace(x).full, (), value, dtype=x.dtype, device=x.device)
     if not is_arraylike(value):  # host data (nested lists): copied to x's device
-        return create(backend_of(x).asarray, value, dtype=x.dtype, device=x.device)
+        return create(raw_namespace(x).asarray, value, dtype=x.dtype, device=x.device)
     if value.dtype != x.dtype:
-        return _ns()["astype"](value, x.dtype)
+        return namespace_for_values([x]).astype(value, x.dtype)
     return value
 
 
@@ -496,31 +498,29 @@ def _mask_where(x, entries, value):
     if len(vs) > t:
         if vs[-(t + 1)] != 1:
             return None  # one value per selected element: needs nonzero
-        value = _ns()["reshape"](value, vs[:-(t + 1)] + (1,) * k + vs[len(vs) - t:])
-    from .manipulation import _broadcast_shapes
-
+        value = namespace_for_values([x]).reshape(value, vs[:-(t + 1)] + (1,) * k + vs[len(vs) - t:])
     try:
-        ok = _broadcast_shapes(tuple(value.shape), tuple(x.shape)) == tuple(x.shape)
+        ok = broadcast_shapes(tuple(value.shape), tuple(x.shape)) == tuple(x.shape)
     except ValueError:
         ok = False
     if not ok:
         raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the selection "
                          f"x[mask] of an array of shape {tuple(x.shape)} (mask shape {tuple(mask.shape)})")
     if t:
-        mask = _ns()["reshape"](mask, tuple(mask.shape) + (1,) * t)
-    return _ns()["where"](mask, value, x)
+        mask = namespace_for_values([x]).reshape(mask, tuple(mask.shape) + (1,) * t)
+    return namespace_for_values([x]).where(mask, value, x)
 
 
 def _advanced_set(x, entries, adjacent, value):
-    ns = _ns()
+    ns = namespace_for_values([x])
     lead = 0
     if adjacent:  # the leading full slices stay leading in the view
         while _is_full(entries[lead]):
             lead += 1
     lshape, rshape = tuple(x.shape[:lead]), tuple(x.shape[lead:])
     N = math.prod(rshape)
-    bk = backend_of(x)
-    iota = ns["reshape"](create(bk.arange, N, dtype=bk.int64, device=x.device), rshape)
+    bk = raw_namespace(x)
+    iota = ns.reshape(create(bk.arange, N, dtype=bk.int64, device=x.device), rshape)
     dest = _advanced_get(iota, entries[lead:], adjacent)  # flat destination of each element
     vshape = lshape + tuple(dest.shape)
     M = math.prod(dest.shape)
@@ -530,17 +530,17 @@ def _advanced_set(x, entries, adjacent, value):
         if any(s != 1 for s in vs[:extra]):
             raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the "
                              f"selection of shape {vshape}")
-        value = ns["reshape"](value, vs[extra:])
+        value = ns.reshape(value, vs[extra:])
     try:
-        value = ns["broadcast_to"](value, vshape)
+        value = ns.broadcast_to(value, vshape)
     except ValueError:
         raise ValueError(f"__setitem__: a value of shape {vs} cannot be broadcast to the selection "
                          f"of shape {vshape}") from None
     if M == 0:
         return fresh(x)
-    value = ns["reshape"](value, lshape + (M,))
-    out = _scatter.bind(ns["reshape"](x, lshape + (N,)), value, ns["reshape"](dest, (M,)), axis=lead)
-    return ns["reshape"](out, tuple(x.shape))
+    value = ns.reshape(value, lshape + (M,))
+    out = _scatter.bind(ns.reshape(x, lshape + (N,)), value, ns.reshape(dest, (M,)), axis=lead)
+    return ns.reshape(out, tuple(x.shape))
 
 
 # --- scatter-add (the VJP of gathers) ---------------------------------------------------------
@@ -687,8 +687,8 @@ _take = primitive(
 
 
 def _wrap_negative(idx, n):
-    ns = _ns()
-    return ns["where"](ns["less"](idx, 0), ns["add"](idx, n), idx)
+    ns = namespace_for_values([idx])
+    return ns.where(ns.less(idx, 0), ns.add(idx, n), idx)
 
 
 @export
@@ -762,45 +762,9 @@ def take_along_axis(x, indices, /, *, axis=-1):
                 raise ValueError(f"take_along_axis: indices of shape {tuple(js)} do not broadcast "
                                  f"against x of shape {tuple(xs)} (dim {i})")
             xs[i] = js[i] = max(xs[i], js[i])
-    ns = _ns()
+    ns = namespace_for_values([x])
     if tuple(xs) != tuple(x.shape):
-        x = ns["broadcast_to"](x, tuple(xs))
+        x = ns.broadcast_to(x, tuple(xs))
     if tuple(js) != tuple(indices.shape):
-        indices = ns["broadcast_to"](indices, tuple(js))
+        indices = ns.broadcast_to(indices, tuple(js))
     return _tal.bind(x, _wrap_negative(indices, x.shape[axis]), axis=axis)
-
-
-# --- select: per-sample row of a shared array (used to lift under batch_ndim) -----------
-
-def _select_impl(bk, x, i):
-    return bk.reshape(bk.take(x, bk.reshape(i, (1,)), axis=0), x.shape[1:])
-
-
-def _select_vjp(xp, g, out, p, needs, **kw):
-    x, i = p
-    m = x.shape[0]
-    onehot = xp.astype(xp.equal(xp.arange(m, device=g.device), i), g.dtype)
-    return [xp.multiply(xp.reshape(onehot, (m,) + (1,) * g.ndim), g), None]
-
-
-def _select_batch(xp, vals, batched, n, **kw):
-    x, i = vals
-    bx, bi = batched
-    if bi and not bx:
-        return _take.bind(x, i, axis=0), True
-    if bx and not bi:
-        return _take.bind(x, xp.reshape(i, (1,)), axis=1)[:, 0, ...], True
-    m = x.shape[1]
-    flat = xp.reshape(x, (n * m,) + tuple(x.shape[2:]))
-    return _take.bind(flat, xp.add(xp.multiply(xp.arange(n, device=i.device), m), i), axis=0), True
-
-
-_select = primitive(
-    "select", _select_impl,
-    jvp=lambda xp, p, t: (_select.bind(p[0], p[1]), _select.bind(t[0], p[1])),
-    vjp=_select_vjp, batch=_select_batch)
-
-
-def select(x, i):
-    """``x[i]`` for a 0-d integer array ``i`` (internal: lifting under ``batch_ndim``)."""
-    return _select.bind(x, i)

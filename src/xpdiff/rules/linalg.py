@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from .._backend import outer_product
-from .._core import Zero, instantiate, primitive
-from ._families import align_data, backend_of, export, norm_axis, pad_batched, unbroadcast
-from .fft import conj_, is_complex
+from ..backend import outer_product
+from ..core import Zero, instantiate, namespace_for_values, primitive
+from ._families import align_data, export, norm_axis, pad_batched, unbroadcast
+from .elementwise import PRIMS
+from .fft import conj_, fit_axis, is_complex
 from .indexing import _getitem_fn
+from .manipulation import astype, permute_dims, reshape
 from .manipulation import matrix_transpose as _matrix_transpose
+from .reductions import sum as _sum
 
 # --- matmul --------------------------------------------------------------------------------
 
@@ -236,8 +239,6 @@ def matmul(x1, x2, /):
 @export
 def tensordot(x1, x2, /, *, axes=2):
     """Tensor contraction over ``axes`` (an int or a pair of sequences)."""
-    from .manipulation import permute_dims, reshape
-
     if isinstance(axes, int):
         ax1 = tuple(range(x1.ndim - axes, x1.ndim))
         ax2 = tuple(range(axes))
@@ -270,8 +271,6 @@ def tensordot(x1, x2, /, *, axes=2):
 def vecdot(x1, x2, /, *, axis=-1):
     """Dot product of vectors along ``axis`` (broadcasting the other dims); the first
     operand is conjugated when complex."""
-    from .elementwise import PRIMS
-    from .reductions import sum as _sum
 
     nd = max(x1.ndim, x2.ndim)
     axis = norm_axis(axis, nd) - nd
@@ -283,7 +282,6 @@ def vecdot(x1, x2, /, *, axis=-1):
     prod = PRIMS["multiply"].bind(x1, x2)
     out = _sum(prod, axis=axis)
     if out.dtype != prod.dtype:  # backends widen small integer sums
-        from .manipulation import astype
 
         out = astype(out, prod.dtype)
     return out
@@ -321,13 +319,6 @@ def triu(x, /, *, k=0):
 
 
 # --- the linalg extension: helpers -----------------------------------------------------------
-
-def _ns(x):
-    """The namespace compositions use: raw constants, functions dispatching on tracers."""
-    from .._namespace import namespace_for
-
-    return namespace_for(backend_of(x), rules=True)
-
 
 def _mT(xp, x):
     return xp.matrix_transpose(x)
@@ -730,8 +721,6 @@ _svd = _matrix_prim(
 # --- diagonal -------------------------------------------------------------------------------
 
 def _diagonal_vjp(xp, g, out, p, needs, *, offset):
-    from .fft import fit_axis
-
     m, n = p[0].shape[-2:]
     eye = _eye(xp, m, g, n, k=offset)
     if offset >= 0:  # entry i sits in row i
@@ -825,8 +814,6 @@ def solve(x1, x2, /):
     """
     _square("solve", x1)
     if x2.ndim == 1:
-        from .manipulation import reshape
-
         out = _solve.bind(x1, reshape(x2, (x2.shape[0], 1)))
         return reshape(out, tuple(out.shape[:-1]))
     if x2.ndim < 2:
@@ -846,7 +833,7 @@ def cholesky(x, /, *, upper=False):
     low = _chol.bind(x)
     if not upper:
         return low
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     return _mT(xp, conj_(low) if is_complex(low) else low)
 
 
@@ -915,7 +902,7 @@ def diagonal(x, /, *, offset=0):
 @export(name="linalg.trace")
 def trace(x, /, *, offset=0, dtype=None):
     """Sum of the ``offset`` diagonal of (a stack of) matrices."""
-    return _ns(x).sum(diagonal(x, offset=offset), axis=-1, dtype=dtype)
+    return namespace_for_values([x]).sum(diagonal(x, offset=offset), axis=-1, dtype=dtype)
 
 
 @export(name="linalg.outer")
@@ -924,14 +911,14 @@ def outer(x1, x2, /):
     if x1.ndim != 1 or x2.ndim != 1:
         raise ValueError(f"linalg.outer: x1 and x2 must be 1-d, got shapes {tuple(x1.shape)} and "
                          f"{tuple(x2.shape)}")
-    xp = _ns(x1)
+    xp = namespace_for_values([x1])
     return xp.multiply(xp.expand_dims(x1, axis=-1), x2)
 
 
 @export(name="linalg.cross")
 def cross(x1, x2, /, *, axis=-1):
     """Cross product of 3-element vectors along ``axis`` (other dims broadcast)."""
-    xp = _ns(x1)
+    xp = namespace_for_values([x1])
     nd = max(x1.ndim, x2.ndim)
     if not -min(x1.ndim, x2.ndim) <= axis < 0:
         axis = norm_axis(axis, nd) - nd
@@ -955,7 +942,7 @@ def matrix_power(x, n, /):
     _square("matrix_power", x)
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"linalg.matrix_power: n must be a Python int, got {type(n).__name__}")
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     if n == 0:
         return xp.add(xp.zeros_like(x), _eye(xp, x.shape[-1], x))
     if n < 0:
@@ -979,7 +966,7 @@ def pinv(x, /, *, rtol=None):
     Differentiable where the rank is locally constant and the kept singular values
     are distinct from each other (the SVD's conditions)."""
     _matrix("pinv", x)
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     u, s, vh = svd(x, full_matrices=False)
     keep = xp.greater(s, _cutoff(xp, x, s, rtol))
     sinv = xp.where(keep, xp.divide(1.0, xp.where(keep, s, 1.0)), 0.0)
@@ -1001,7 +988,7 @@ def _cutoff(xp, x, s, rtol):
 def matrix_rank(x, /, *, rtol=None):
     """Number of singular values above ``rtol * max(S)`` (an integer: no derivative)."""
     _matrix("matrix_rank", x)
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     s = svdvals(xp.stop_gradient(x))
     big = xp.greater(s, _cutoff(xp, x, s, rtol))
     idt = xp.__array_namespace_info__().default_dtypes(device=x.device)["integral"]
@@ -1025,7 +1012,7 @@ def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
     >>> xd.grad(lambda x: xd.numpy.linalg.vector_norm(x))(np.zeros(3))
     array([0., 0., 0.])
     """
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     cplx = is_complex(x)
     if ord == 2:
         sq = xp.real(xp.multiply(x, conj_(x))) if cplx else xp.multiply(x, x)
@@ -1061,7 +1048,7 @@ def matrix_norm(x, /, *, keepdims=False, ord="fro"):
     values (differentiable where the ones involved are distinct); the others are
     sums and maxima of ``abs`` (ties split evenly, ``sign(0) = 0``)."""
     _matrix("matrix_norm", x)
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     if ord == "fro":
         return vector_norm(x, axis=(-2, -1), keepdims=keepdims)
     if ord in ("nuc", 2, -2):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
-from .._core import Zero, create, instantiate, primitive
+from ..core import Zero, broadcast_shapes, create, instantiate, primitive, raw_namespace
 from ._families import (
-    backend_of,
     batch_axis_param,
     data_axis_param,
     export,
@@ -190,21 +189,8 @@ def broadcast_to(x, /, shape):
 @export
 def broadcast_arrays(*arrays):
     """Broadcast arrays against each other."""
-    from .._backend import namespace_of  # noqa: F401  (shape arithmetic only)
-
-    shape = _broadcast_shapes(*(a.shape for a in arrays))
+    shape = broadcast_shapes(*(a.shape for a in arrays))
     return [broadcast_to(a, shape) for a in arrays]
-
-
-def _broadcast_shapes(*shapes):
-    nd = max(len(s) for s in shapes)
-    out = []
-    for i in range(nd):
-        dims = {s[len(s) - nd + i] for s in shapes if len(s) - nd + i >= 0} - {1}
-        if len(dims) > 1:
-            raise ValueError(f"shapes {shapes} cannot be broadcast together")
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
 
 
 # --- concat / stack ----------------------------------------------------------------------
@@ -528,7 +514,7 @@ def diff(x, /, *, axis=-1, n=1, prepend=None, append=None):
                 if a is None:
                     continue
                 if not is_arraylike(a):
-                    a = create(backend_of(x).full, one, a, dtype=x.dtype, device=x.device)
+                    a = create(raw_namespace(x).full, one, a, dtype=x.dtype, device=x.device)
                 parts.append(a)
             x = concat(parts, axis=axis)
         for _ in range(n):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .._core import create, op_context, primitive
+from ..core import namespace_for_values, op_context, primitive
 from ._families import batch_axis_param, data_axis_param, export, norm_axes, norm_axis
+from .elementwise import PRIMS
 
 
 def _keep(xp, g, x_shape, axis, keepdims):
@@ -180,8 +181,6 @@ def mean(x, /, *, axis=None, keepdims=False):
 @export
 def var(x, /, *, axis=None, correction=0.0, keepdims=False):
     """Variance over ``axis`` with ``correction`` degrees of freedom removed."""
-    from .elementwise import PRIMS
-
     with op_context("var"):
         d = PRIMS["subtract"].bind(x, mean(x, axis=axis, keepdims=True))
         ss = sum(PRIMS["square"].bind(d), axis=axis, keepdims=keepdims)
@@ -191,8 +190,6 @@ def var(x, /, *, axis=None, correction=0.0, keepdims=False):
 @export
 def std(x, /, *, axis=None, correction=0.0, keepdims=False):
     """Standard deviation (``sqrt(var)``; its derivative is infinite where var is 0)."""
-    from .elementwise import PRIMS
-
     with op_context("std"):
         return PRIMS["sqrt"].bind(var(x, axis=axis, correction=correction, keepdims=keepdims))
 
@@ -354,20 +351,15 @@ def _cumprod_fn(x, *, axis=None, dtype=None, include_initial=False):
     out = _cumprod.bind(x, axis=axis, **kw)
     if not include_initial:
         return out
-    from ._families import EXPORTS, backend_of
-
+    xp = namespace_for_values([x])
     one = tuple(1 if i == axis else s for i, s in enumerate(x.shape))
-    ones = create(backend_of(x).ones, one, dtype=x.dtype, device=x.device)
-    return EXPORTS["concat"]([ones, out], axis=axis)
+    ones = xp.ones(one, dtype=x.dtype, device=x.device)
+    return xp.concat([ones, out], axis=axis)
 
 
 def _div(x, n):
-    from ._families import EXPORTS
-
-    return EXPORTS["divide"](x, float(n))
+    return namespace_for_values([x]).divide(x, float(n))
 
 
 def _astype(x, dtype):
-    from .manipulation import astype
-
-    return astype(x, dtype)
+    return namespace_for_values([x]).astype(x, dtype)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .._array import Tracer
-from .._core import primitive
+from ..core import primitive
+from ..tracer import Tracer
 from ._families import as_operand, data_axis_param, export, is_arraylike, move_batch_to, norm_axis
 from .indexing import MASK_HINT, _tal, data_dependent, op_context, take
 

@@ -35,10 +35,10 @@ import math
 from fractions import Fraction
 from typing import Any
 
-from .._backend import with_native
-from .._core import primitive
-from ._families import EXPORTS, backend_of, elementwise, export, is_arraylike, operands
-from .manipulation import stop_gradient
+from ..backend import with_native
+from ..core import namespace_for_values, primitive, raw_namespace
+from ._families import elementwise, export, is_arraylike, operands
+from .manipulation import astype, stop_gradient
 
 # --- constants, computed once in Python --------------------------------------------------------
 
@@ -410,14 +410,14 @@ def _floating(x: Any, fname: str) -> Any:
     if not is_arraylike(x):
         raise TypeError(f"special.{fname}: expected an array, got {type(x).__name__}; "
                         f"convert it with xp.asarray")
-    bk = backend_of(x)
+    bk = raw_namespace(x)
     if bk.isdtype(x.dtype, "real floating"):
         return x
     if bk.isdtype(x.dtype, "complex floating"):
         raise TypeError(f"special.{fname}: complex input ({x.dtype}) is not supported; "
                         f"pass a real floating array")
     info = bk.__array_namespace_info__()
-    return EXPORTS["astype"](x, info.default_dtypes(device=x.device)["real floating"])
+    return astype(x, info.default_dtypes(device=x.device)["real floating"])
 
 
 @export(name="special.erf")
@@ -503,7 +503,7 @@ def digamma(x, /):
 @export(name="special.entr")
 def entr(x, /):
     """Elementwise entropy ``-x log x`` (0 at 0, ``-inf`` for ``x < 0``)."""
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     x = _floating(x, "entr")
     fmax = xp.finfo(x.dtype).max
     lim = fmax / math.log(fmax)  # beyond, x log x overflows
@@ -517,7 +517,7 @@ def entr(x, /):
 def _xlog(x, y, fname, log_fn, bad):
     x, y = operands(x, y)
     x, y = _floating(x, fname), _floating(y, fname)
-    xp = _ns(x, y)
+    xp = namespace_for_values([x, y])
     if x.dtype != y.dtype:  # computed and returned in the promoted dtype
         dt = xp.result_type(x, y)
         x, y = xp.astype(x, dt), xp.astype(y, dt)
@@ -544,12 +544,6 @@ def xlog1py(x, y, /):
                  lambda xp, y: xp.logical_or(xp.less_equal(y, -1.0), xp.equal(y, math.inf)))
 
 
-def _ns(*arrays):
-    from .._namespace import namespace_for_values
-
-    return namespace_for_values(arrays)
-
-
 def _shift(xp, a, axis):
     """The max over ``axis`` (kept dims) as a constant, 0 where it is not finite."""
     m = stop_gradient(xp.max(a, axis=axis, keepdims=True))
@@ -573,7 +567,7 @@ def logsumexp(a, /, axis=None, b=None, keepdims=False, return_sign=False):
     1000.6931471805599
     """
     a = _floating(a, "logsumexp")
-    xp = _ns(a)
+    xp = namespace_for_values([a])
     m = _shift(xp, a, axis)
     e = xp.exp(xp.subtract(a, m))
     if b is not None:
@@ -604,7 +598,7 @@ def softmax(x, /, axis=None):
     array([0.5, 0.5])
     """
     x = _floating(x, "softmax")
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     e = xp.exp(xp.subtract(x, _shift(xp, x, axis)))
     return xp.divide(e, xp.sum(e, axis=axis, keepdims=True))
 
@@ -613,7 +607,7 @@ def softmax(x, /, axis=None):
 def log_softmax(x, /, axis=None):
     """``x - logsumexp(x, axis)`` computed stably."""
     x = _floating(x, "log_softmax")
-    xp = _ns(x)
+    xp = namespace_for_values([x])
     z = xp.subtract(x, _shift(xp, x, axis))
     return xp.subtract(z, xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True)))
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
-from .._backend import update
-from .._core import primitive
+from ..backend import update
+from ..core import Zero, instantiate, primitive
+from ._families import move_batch_to, unbroadcast
+from .manipulation import reshape, zeros_like
 
 
 def _diag_embed_impl(bk, s):
@@ -43,10 +45,8 @@ def diag_embed(s):
 
 def diag_block(s, shape):
     """The Jacobian block ``shape + shape`` of an elementwise map with derivative ``s``."""
-    from ._families import EXPORTS
-
     n = math.prod(shape)
-    return EXPORTS["reshape"](diag_embed(EXPORTS["reshape"](s, (n,))), tuple(shape) + tuple(shape))
+    return reshape(diag_embed(reshape(s, (n,))), tuple(shape) + tuple(shape))
 
 
 # --- diagonal plus low rank: the Jacobian of a softmax-like map, written once ----------
@@ -64,8 +64,6 @@ def _lowrank_impl(bk, s, W, C, *, has_diag):
 
 
 def _lowrank_jvp(xp, p, t, *, has_diag):
-    from .._core import Zero, instantiate
-
     s, W, C = p
     ts, tW, tC = t
     out = _lowrank.bind(s, W, C, has_diag=has_diag)
@@ -88,14 +86,10 @@ def _lowrank_vjp(xp, g, out, p, needs, *, has_diag):
         cs = xp.reshape(g, tuple(g.shape[:-2]) + (n * n,))[..., :: n + 1]
     cW = xp.matmul(g, xp.matrix_transpose(C)) if needs[1] else None
     cC = xp.matmul(xp.matrix_transpose(W), g) if needs[2] else None
-    from ._families import unbroadcast
-
     return [None if c is None else unbroadcast(xp, c, x.shape) for c, x in zip((cs, cW, cC), p)]
 
 
 def _lowrank_batch(xp, vals, batched, size, *, has_diag):
-    from ._families import move_batch_to
-
     s, W, C = vals
     bs, bW, bC = batched
     if bs and not (bW or bC):  # the product must carry the batch axis the diagonal has
@@ -110,8 +104,6 @@ _lowrank = primitive("lowrank_diag", _lowrank_impl, jvp=_lowrank_jvp, vjp=_lowra
 def lowrank_diag(s, W, C):
     """``W @ C`` plus ``s`` on the diagonal (``s=None``: no diagonal), in one pass."""
     if s is None:
-        from ._families import EXPORTS
-
-        zero = EXPORTS["zeros_like"](W[..., 0])
+        zero = zeros_like(W[..., 0])
         return _lowrank.bind(zero, W, C, has_diag=False)
     return _lowrank.bind(s, W, C, has_diag=True)

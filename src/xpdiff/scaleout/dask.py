@@ -31,7 +31,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from . import INSTALL_HINT
+from .layout import INSTALL_HINT
 
 try:
     import dask
@@ -44,8 +44,9 @@ except ImportError as e:  # only reached when Dask is missing: name the extra
 import array_api_compat
 import numpy as np
 
-from .. import _api, _tree
-from . import Layout, RechunkWarning, check_block, check_per_sample, total_loss
+from ..core import tree as _tree
+from ..transforms import api as _api
+from .layout import Layout, RechunkWarning, check_block, check_per_sample, total_loss
 
 _WARNED: set = set()
 _WARNED_LOCK = threading.Lock()

@@ -1,5 +1,11 @@
 """Primitives, the trace stack and ``bind``: the heart of xpdiff.
 
+Layer: core (above ``xpdiff.backend``).  May import: the standard library and
+``xpdiff.backend``.  What only a higher layer can build is registered into a slot
+owned here, at that layer's import time: the traced array types (``TRACER_TYPES``,
+filled by ``xpdiff.tracer``) and the namespace rules receive
+(:func:`register_rules_namespace`, called by ``xpdiff.namespaces``).
+
 A *primitive* is one operation registered once with its implementation and its
 rules (JVP, VJP, batching, data-view).  A *transformation* (forward mode, the
 reverse tape, vmap, the ``batch_ndim`` data view) pushes a ``MainTrace`` with a
@@ -12,12 +18,13 @@ transformations never confuse their perturbations.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from . import _backend
+from ..backend import _NS_CACHE as _NS_OF_TYPE  # raw array type -> its namespace
+from ..backend import backend_name, device_label, fix_result, is_array, namespace_of, same_device
 
 
 class XpdiffError(Exception):
@@ -177,9 +184,15 @@ _DEAD.alive = False
 
 
 class Trace:
-    """Base of the interpreters; ``process`` applies a primitive to tracers."""
+    """Base of the interpreters; ``process`` applies a primitive to tracers.
+
+    ``lift(value)`` makes a raw value a constant of this trace; constants created
+    by user code while transformations are active are lifted onto the innermost
+    trace whose ``lifts_constants`` is true (see :func:`lift_constant`).
+    """
 
     __slots__ = ("main",)
+    lifts_constants = True
 
     def __init__(self, main: MainTrace):
         self.main = main
@@ -191,7 +204,20 @@ class Trace:
         raise NotImplementedError
 
 
-TRACER_TYPES: set = set()  # filled by _array: every Tracer subclass registers itself
+def lift_constant(value: Any, like: Any = None) -> Any:
+    """Make a freshly created constant a tracer of the innermost active transformation
+    that lifts constants (of ``like``'s transformation when given), so in-place updates
+    on it (``out = xp.zeros(n); out[1:] = traced``) can be traced.  Outside any
+    transformation the value is returned as is."""
+    if like is not None:
+        return like._main.trace.lift(value)
+    for main in reversed(_STACK.items):
+        if main.trace.lifts_constants:
+            return main.trace.lift(value)
+    return value
+
+
+TRACER_TYPES: set = set()  # filled by xpdiff.tracer: every Tracer subclass registers itself
 
 
 def top_main(args: tuple) -> MainTrace | None:
@@ -231,12 +257,36 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
 _bind = bind
 
 
+# --- the two ways to a namespace ------------------------------------------------------------
+
+def raw_namespace(*values: Any) -> Any:
+    """The raw backend namespace of the first array among ``values`` (traced arrays
+    answer for their innermost value): the one way above the backend layer."""
+    for v in values:
+        while type(v) in TRACER_TYPES:
+            v = v._a
+        ns = _NS_OF_TYPE.get(type(v))
+        if ns is not None:
+            return ns
+        if is_array(v):
+            return namespace_of(v)
+    raise TypeError("no array among the operands")
+
+
+_BUILD_RULES_NS: list[Callable[[Any], Any]] = []  # filled by xpdiff.namespaces
 _RULES_NS: dict[type, Any] = {}  # raw array type -> the namespace rules receive
 
 
-def namespace_for_values(vals: Any) -> Any:
-    """The namespace for rules applied to ``vals`` (the backend of the first array),
-    cached per raw array type: this runs once per rule application."""
+def register_rules_namespace(build: Callable[[Any], Any]) -> None:
+    """Slot for the namespace layer: ``build(raw_namespace)`` gives the namespace that
+    rules receive (xpdiff's functions, dispatching on traced arrays; raw constants)."""
+    _BUILD_RULES_NS[:] = [build]
+    _RULES_NS.clear()
+
+
+def namespace_for_values(vals: Sequence[Any]) -> Any:
+    """xpdiff's namespace for ``vals`` (the backend of the first array): the one way to
+    it inside the package.  Rules receive it as ``xp``; cached per raw array type."""
     for v in vals:
         t = type(v)
         x = v
@@ -246,15 +296,12 @@ def namespace_for_values(vals: Any) -> Any:
         ns = _RULES_NS.get(t)
         if ns is not None:
             return ns
-        if _backend.is_array(x):
-            from ._namespace import namespace_for
-
-            ns = _RULES_NS[t] = namespace_for(_backend.namespace_of(x), rules=True)
+        if is_array(x):
+            ns = _RULES_NS[t] = _BUILD_RULES_NS[0](namespace_of(x))
             return ns
     raise TypeError("no array among the operands")
 
 
-_NS_OF_TYPE = _backend._NS_CACHE
 _ARRAY_TYPES: set = set()  # result types that need no fixing (filled as seen)
 
 
@@ -315,13 +362,13 @@ def eval_raw(prim: Primitive, args: tuple, params: dict) -> Any:
         if rec is not None:
             return rec.call(prim, args, params)
     a0 = args[0]
-    xp = _NS_OF_TYPE.get(type(a0)) or _backend.namespace_of(a0)
+    xp = _NS_OF_TYPE.get(type(a0)) or namespace_of(a0)
     out = prim.impl(xp, *args, **params)
     if prim.multiple_results:
-        return tuple(_backend.fix_result(o) for o in out)
+        return tuple(fix_result(o) for o in out)
     if type(out) in _ARRAY_TYPES:
         return out
-    fixed = _backend.fix_result(out)
+    fixed = fix_result(out)
     if fixed is out and type(out) in _NS_OF_TYPE:
         _ARRAY_TYPES.add(type(out))
     return fixed
@@ -347,3 +394,82 @@ def instantiate(xp: Any, t: Any) -> Any:
     if isinstance(t, Zero):
         return xp.zeros_like(t.like)
     return t
+
+
+# --- argument checks shared by the layers above ------------------------------------------------
+
+def broadcast_shapes(*shapes):
+    """The shape that broadcasting ``shapes`` against each other gives (API 2025.12).
+
+    >>> import xpdiff as xd
+    >>> xd.namespace("numpy", api_version="2025.12").broadcast_shapes((2, 1), (3,))
+    (2, 3)
+    """
+    nd = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(nd):
+        dims = {s[len(s) - nd + i] for s in shapes if len(s) - nd + i >= 0}
+        sizes = dims - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"broadcast_shapes: shapes {shapes} cannot be broadcast together "
+                             f"(dim {i - nd} has sizes {sorted(sizes, key=str)})")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def norm_axis(axis: int, ndim: int, name: str = "axis") -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"{name}={axis} is out of bounds for an array with {ndim} dims")
+    return axis % ndim if ndim else 0
+
+
+def norm_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(norm_axis(a, ndim) for a in axis)
+
+
+def check_same_backend(arrays: Sequence[tuple[str, Any]], where: str) -> None:
+    """Raise if the arrays do not all share one backend and one device.
+
+    Args:
+        arrays: ``(label, array)`` pairs, raw or traced, e.g. ``("argument 1", x)``;
+            entries that are not arrays (Python scalars, ``None``) are skipped.
+        where: the calling function, for the message.
+
+    Raises:
+        TypeError: two backends (e.g. a NumPy array and an array-api-strict array).
+        ValueError: two devices of one backend.
+
+    xpdiff never moves data between backends or devices by itself: the fix is on the
+    caller's side, and the message names both arrays.
+
+    >>> import numpy as np
+    >>> check_same_backend([("x", np.ones(2)), ("y", np.zeros(3))], "jacobian")
+    """
+    first_label = first_ns = first_dev = None
+    for label, x in arrays:
+        ns = _NS_OF_TYPE.get(type(x))
+        if ns is None:
+            if type(x) in TRACER_TYPES or is_array(x):
+                ns = raw_namespace(x)
+            else:
+                continue
+        dev = x.device
+        if first_ns is None:
+            first_label, first_ns, first_dev = label, ns, dev
+            continue
+        if ns is not first_ns and backend_name(ns) != backend_name(first_ns):
+            raise TypeError(
+                f"{where}: {label} is an array of backend {backend_name(ns)} but {first_label} "
+                f"is an array of backend {backend_name(first_ns)}; xpdiff never converts between "
+                f"backends: create both with one namespace "
+                f"(xpdiff.namespace({backend_name(first_ns)!r}).asarray(...)) or convert one "
+                f"explicitly")
+        if dev is not first_dev and not same_device(dev, first_dev):
+            raise ValueError(
+                f"{where}: {label} is on device {device_label(dev)} but {first_label} is on "
+                f"device {device_label(first_dev)}; xpdiff never moves data between devices: "
+                f"move one explicitly, e.g. array_api_compat.to_device(x, other.device)")

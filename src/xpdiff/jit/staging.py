@@ -9,7 +9,7 @@ Two parts, both active only while a jitted function traces:
   backend products of raw operands) never see an input-derived value: capture is
   complete by construction.  Its ``process`` evaluates the primitive on the raw
   values (one level down is the backend).
-* :class:`Recorder`, installed in the core's recording slot (``_core.recording``):
+* :class:`Recorder`, installed in the core's recording slot (``xpdiff.core.recording``):
   every backend call of this thread (``eval_raw`` of any primitive, ``create`` of any
   creation function) runs through it and is appended to the program with its
   operands as value numbers.  Raw arrays that no recorded call produced are
@@ -18,6 +18,9 @@ Two parts, both active only while a jitted function traces:
 A value that leaves the array world (``bool``/``int``/``float``/``__index__`` of a
 traced value, a data-dependent output shape) is recorded as a guard, with the
 user's line that asked for it.
+
+Layer: inside ``xpdiff.jit`` (an interpreter).  May import: ``xpdiff.core``,
+``xpdiff.tracer``, ``xpdiff.backend`` and ``.program``.
 """
 
 from __future__ import annotations
@@ -28,17 +31,17 @@ import sys
 import weakref
 from typing import Any
 
-from . import _core
-from ._array import Tracer
-from ._backend import fix_result, is_array, namespace_of
-from ._core import Primitive, Trace, XpdiffError
-from ._program import FOLD_MAX_ELEMENTS, Call, Guard, Program, Var, _size
+from .. import core as _core
+from ..backend import fix_result, is_array, namespace_of
+from ..core import Primitive, Trace, XpdiffError
+from ..tracer import Tracer
+from .program import FOLD_MAX_ELEMENTS, Call, Guard, Program, Var, _size
 
 # primitives whose output shape depends on the data: their shapes are guarded
 DATA_DEPENDENT_SHAPES = frozenset({"nonzero", "unique_all", "unique_counts", "unique_inverse",
                                    "unique_values"})
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # src/xpdiff
 
 
 def user_line() -> str:

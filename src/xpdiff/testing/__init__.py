@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._api import jvp, vjp, vmap
-from ._backend import from_host, to_host
+from ..backend import from_host, to_host
+from ..transforms.api import jvp, vjp, vmap
 
 
 def _host(x: Any) -> np.ndarray:

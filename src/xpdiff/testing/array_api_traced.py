@@ -8,7 +8,7 @@ every function applied to it runs its JVP rule, and every operator runs through
 the traced array object.  It exists to run the array API conformance suite on
 traced arrays::
 
-    ARRAY_API_TESTS_MODULE=xpdiff.array_api_traced ci/conformance.sh <suite>
+    ARRAY_API_TESTS_MODULE=xpdiff.testing.array_api_traced ci/conformance.sh <suite>
 
 The suite then checks the *primal* values and the array object of xpdiff's traced
 arrays.  Two liberties make that possible, and make this module unfit for programs:
@@ -19,7 +19,7 @@ arrays.  Two liberties make that possible, and make this module unfit for progra
   refuse these conversions: they would drop the derivative);
 * the transformation is never closed, so xpdiff's trace stack is never empty.
 
->>> import xpdiff.array_api_traced as xpt        # doctest: +SKIP
+>>> import xpdiff.testing.array_api_traced as xpt        # doctest: +SKIP
 >>> type(xpt.ones(2)).__name__                     # doctest: +SKIP
 'ConformanceTracer'
 """
@@ -30,11 +30,11 @@ import builtins
 import operator
 from typing import Any
 
-from ._array import Tracer
-from ._core import Zero, new_main
-from ._jvp import JVPTrace, JVPTracer
-from ._namespace import namespace as _namespace
-from .rules.creation import backend_creation
+from ..core import Zero, new_main
+from ..interpreters.forward import JVPTrace, JVPTracer
+from ..namespaces import namespace as _namespace
+from ..rules.creation import backend_creation
+from ..tracer import Tracer
 
 
 class ConformanceTracer(JVPTracer):

@@ -9,7 +9,10 @@ batched-code call into its per-sample call (``Primitive.data``): an axis
 argument loses the ``k`` data dims, and an op that would touch a data dim (a sum
 over it, a reshape merging it, a matmul contracting it, ...) raises
 :class:`MixingError` naming the op.  A shared array whose leading dims line up
-with the data dims by broadcasting is *lifted*: each sample reads its own row.
+with the data dims by broadcasting is *lifted*: each sample reads its own row
+(the ``select`` primitive defined here).
+
+Layer: interpreters.  May import: ``xpdiff.core`` and ``xpdiff.tracer``.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._array import Tracer
-from ._core import USER_OP, MixingError, Primitive, Trace
+from ..core import USER_OP, MixingError, Primitive, Trace, namespace_for_values, primitive
+from ..tracer import Tracer
 
 
 class DataTracer(Tracer):
@@ -62,8 +65,6 @@ class DataContext:
     def lift(self, x: Any, lead: int | None = None) -> Any:
         """Per-sample value of a shared array whose first ``lead`` dims align with the
         last ``lead`` data dims (size 1 or the data size); default ``lead = k``."""
-        from . import _namespace as ns
-
         k = self.k if lead is None else lead
         shape = tuple(x.shape)
         head, rest = shape[:k], shape[k:]
@@ -75,15 +76,17 @@ class DataContext:
                     f"data of shape {self.B}+...: its leading dims {head} do not broadcast "
                     f"against the data dims {want}"
                 )
+        xp = namespace_for_values([x])
         if all(h == 1 for h in head):
-            return ns.reshape(x, rest)
-        full = ns.broadcast_to(x, self.B + rest)
-        flat = ns.reshape(full, (math.prod(self.B),) + rest)
-        return ns._select(flat, self.index)
+            return xp.reshape(x, rest)
+        full = xp.broadcast_to(x, self.B + rest)
+        flat = xp.reshape(full, (math.prod(self.B),) + rest)
+        return _select.bind(flat, self.index)
 
 
 class DataTrace(Trace):
     __slots__ = ()
+    lifts_constants = False  # a constant is the same for every sample: the trace below lifts it
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         d = self.main.data
@@ -115,3 +118,34 @@ class DataTrace(Trace):
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_passthrough(self, args)
+
+
+# --- select: per-sample row of a shared array (lifting under batch_ndim) -------------------
+
+def _select_impl(bk, x, i):
+    return bk.reshape(bk.take(x, bk.reshape(i, (1,)), axis=0), x.shape[1:])
+
+
+def _select_vjp(xp, g, out, p, needs, **kw):
+    x, i = p
+    m = x.shape[0]
+    onehot = xp.astype(xp.equal(xp.arange(m, device=g.device), i), g.dtype)
+    return [xp.multiply(xp.reshape(onehot, (m,) + (1,) * g.ndim), g), None]
+
+
+def _select_batch(xp, vals, batched, n, **kw):
+    x, i = vals
+    bx, bi = batched
+    if bi and not bx:
+        return xp.take(x, i, axis=0), True
+    if bx and not bi:
+        return xp.take(x, xp.reshape(i, (1,)), axis=1)[:, 0, ...], True
+    m = x.shape[1]
+    flat = xp.reshape(x, (n * m,) + tuple(x.shape[2:]))
+    return xp.take(flat, xp.add(xp.multiply(xp.arange(n, device=i.device), m), i), axis=0), True
+
+
+_select = primitive(
+    "select", _select_impl,
+    jvp=lambda xp, p, t: (_select.bind(p[0], p[1]), _select.bind(t[0], p[1])),
+    vjp=_select_vjp, batch=_select_batch)

@@ -8,7 +8,7 @@ switches branch (``entr`` and ``xlogy`` at 0).
 
 from __future__ import annotations
 
-from ..rules import special as sp
+from ...rules import special as sp
 from ._op import Op
 
 S = (3, 4)

@@ -7,6 +7,9 @@ records one tape node (its pullback is the user's ``bwd``, or for a
 rule, which is linear in the tangents); vmap and the ``batch_ndim`` data view
 re-bind the call with the user's functions run under their interpretation, so
 the rule survives for the transformations above them.
+
+Layer: custom rules and the eager API (above ``xpdiff.transforms``).  May import:
+``xpdiff.transforms`` and everything below it.
 """
 
 from __future__ import annotations
@@ -15,18 +18,17 @@ from collections.abc import Callable
 from functools import update_wrapper
 from typing import Any
 
-from . import _tree
-from ._array import Tracer
-from ._batching import BatchTrace, BatchTracer
-from ._core import Zero, instantiate, new_main, top_main
-from ._dataview import DataContext, DataTracer
-from ._jvp import JVPTracer
-from ._reverse import vjp_call
+from .core import Zero, instantiate, namespace_for_values, new_main, top_main
+from .core import tree as _tree
+from .interpreters.batching import BatchTrace, BatchTracer
+from .interpreters.dataview import DataContext, DataTracer
+from .interpreters.forward import JVPTracer
+from .interpreters.reverse import vjp_call
+from .interpreters.structured import Diag
+from .tracer import Tracer
 
 
 def _zeros_like(x: Any) -> Any:
-    from ._namespace import namespace_for_values
-
     return namespace_for_values([x]).zeros_like(x)
 
 
@@ -94,9 +96,6 @@ class _Call:
 
 
 def instantiate_like(p: Any, t: Any) -> Any:
-    from ._jvp import Diag
-    from ._namespace import namespace_for_values
-
     if type(t) is Diag:
         return t.dense()
     return instantiate(namespace_for_values([p]), t) if isinstance(t, Zero) else t
@@ -134,8 +133,6 @@ class _Wrapper:
         return res
 
     def _materialise(self, o: Any) -> Any:
-        from ._namespace import namespace_for_values
-
         d = self.data
         if self.batch:
             return namespace_for_values([o]).broadcast_to(o, (d["size"],) + tuple(o.shape))
@@ -185,8 +182,6 @@ class _Wrapper:
 
             out = self.call(run, [(list(res), [True] * len(res)), (list(gs), [True] * len(gs))])
             if self.batch:  # unbatched inputs get the cotangent summed over the batch
-                from ._namespace import namespace_for_values
-
                 out = [c if f else namespace_for_values([c]).sum(c, axis=0)
                        for c, f in zip(out, self.flags)]
             return out

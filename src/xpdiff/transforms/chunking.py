@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _backend
-from ._core import TRACER_TYPES
+from .. import backend as _backend
+from ..core import TRACER_TYPES, namespace_for_values
 
 AUTO_FRACTION = 0.5
 FIRST_CHUNK = 8
@@ -76,7 +76,7 @@ def _kind(x: Any) -> str:
 
 def free_memory(like: Any) -> int | None:
     """Bytes free on ``like``'s device, where the backend reports it
-    (:func:`xpdiff._backend.free_memory` of its innermost value)."""
+    (:func:`xpdiff.backend.free_memory` of its innermost value)."""
     while type(like) in TRACER_TYPES:
         like = like._a
     return _backend.free_memory(like)
@@ -196,8 +196,6 @@ def itemsize(like: Any) -> int:
         key = (type(dt).__module__, str(dt))
         size = _ITEMSIZE.get(key)
     if size is None:
-        from ._namespace import namespace_for_values
-
         xp = namespace_for_values([like])
         try:
             size = xp.finfo(dt).bits // 8

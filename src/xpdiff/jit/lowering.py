@@ -1,4 +1,4 @@
-"""Lowering a :class:`~xpdiff._program.Program` to something that runs (the backend layer of ``jit``).
+"""Lowering a :class:`~xpdiff.jit.program.Program` to something that runs (the backend layer of ``jit``).
 
 * Every backend: the calls become one generated straight-line Python function
   (``v3 = F2(L0, v1, axis=L4)``), constants and functions bound as its globals,
@@ -15,6 +15,8 @@
 
 Fusion and graphs are properties of the lowering: rules are written once against
 the standard and never see them.
+
+Layer: inside ``xpdiff.jit``.  May import: ``.program`` (NumPy lazily).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._program import Call, Program, Var, last_uses
+from .program import Call, Program, Var, last_uses
 
 
 class Retrace(Exception):  # noqa: N818 - a signal, not an error

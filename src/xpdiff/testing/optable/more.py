@@ -19,8 +19,10 @@ import math
 
 import numpy as np
 
-from .._array import Tracer
-from ..rules.indexing import _getitem_fn, _setitem_fn
+from ...core import raw_namespace
+from ...namespaces import namespace_for
+from ...rules.indexing import _getitem_fn, _setitem_fn
+from ...tracer import Tracer
 from ._op import Op
 
 S = (3, 4)
@@ -28,9 +30,6 @@ S = (3, 4)
 
 def _i(x, vals):
     """An index array on ``x``'s device (``x`` raw or traced, of any backend)."""
-    from xpdiff._backend import raw_namespace
-    from xpdiff._namespace import namespace_for
-
     return namespace_for(raw_namespace(x)).asarray(vals, device=x.device)
 
 

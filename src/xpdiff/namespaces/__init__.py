@@ -11,28 +11,27 @@ A namespace is built per backend and per API version (``"2023.12"``,
 names for that version (names newer than the version are left out), the
 extension submodules ``linalg`` and ``fft``, xpdiff's ``special`` submodule and
 one extra public name, ``stop_gradient``.  See docs/namespace.md.
+
+Layer: namespaces (above ``xpdiff.rules``).  May import: ``xpdiff.rules`` and
+everything below it.  At import it fills the slots of the layers below: the
+namespace rules receive (``xpdiff.core.register_rules_namespace``) and the
+operators of traced arrays (``xpdiff.tracer.install``).
 """
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from . import _core
-from ._array import Tracer
-from ._backend import backend_namespace, is_array
-from .rules import EXPORTS
-from .rules.creation import backend_creation
-from .rules.indexing import _getitem_fn as _getitem
-from .rules.indexing import _setitem_fn as _setitem
-from .rules.indexing import select as _select
-from .rules.manipulation import stop_gradient
-
-# the operators of traced arrays look functions up here (this shadows the builtins max,
-# min, sum, all, any in this module: use builtins.max etc.)
-globals().update({n: f for n, f in EXPORTS.items() if "." not in n})
+from .. import tracer
+from ..backend import backend_namespace, canonical_name, default_backend, is_array, parse_device
+from ..core import broadcast_shapes, lift_constant, register_rules_namespace
+from ..rules import EXPORTS
+from ..rules.creation import backend_creation
+from ..rules.indexing import _getitem_fn, _setitem_fn
+from ..rules.manipulation import stop_gradient
+from ..tracer import Tracer
 
 SUPPORTED_VERSIONS = ("2023.12", "2024.12", "2025.12")
 DEFAULT_VERSION = "2024.12"
@@ -51,25 +50,6 @@ EXTRAS = ("stop_gradient",)  # xpdiff's own public names beside the standard's
 _DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
            "float32", "float64", "complex64", "complex128"]
 _CONSTANTS = ["e", "inf", "nan", "newaxis", "pi"]
-
-
-def _lift_constant(value: Any, like: Tracer | None = None) -> Any:
-    """Make a freshly created constant a tracer of the innermost active transformation
-    (of ``like``'s transformation when given), so in-place updates on it can be traced."""
-    from ._dataview import DataTrace
-
-    if like is not None:
-        return like._main.trace.lift(value)
-    for main in reversed(_core._STACK):
-        if not isinstance(main.trace, DataTrace):
-            return main.trace.lift(value)
-    return value
-
-
-def _const(value: Any) -> Any:
-    if not _core._STACK:
-        return value
-    return _lift_constant(value)
 
 
 def _dtype_of(x: Any) -> Any:
@@ -183,25 +163,6 @@ def _dtype_functions(bk: Any) -> dict[str, Any]:
     return {f.__name__: f for f in fns}
 
 
-def broadcast_shapes(*shapes):
-    """The shape that broadcasting ``shapes`` against each other gives (API 2025.12).
-
-    >>> import xpdiff as xd
-    >>> xd.namespace("numpy", api_version="2025.12").broadcast_shapes((2, 1), (3,))
-    (2, 3)
-    """
-    nd = builtins.max((len(s) for s in shapes), default=0)
-    out = []
-    for i in range(nd):
-        dims = {s[len(s) - nd + i] for s in shapes if len(s) - nd + i >= 0}
-        sizes = dims - {1}
-        if len(sizes) > 1:
-            raise ValueError(f"broadcast_shapes: shapes {shapes} cannot be broadcast together "
-                             f"(dim {i - nd} has sizes {sorted(sizes, key=str)})")
-        out.append(sizes.pop() if sizes else 1)
-    return tuple(out)
-
-
 # --- inspection ------------------------------------------------------------------------------
 
 class Info:
@@ -301,7 +262,7 @@ def _build(bk: Any, version: str, lift: bool = True) -> Namespace:
     # user code gets constants lifted onto the innermost transformation (so that
     # `out = xp.zeros(...); out[i] = traced` works); rules get raw constants (a rule
     # runs one level down, where lifting onto the innermost trace would be wrong)
-    const = _const if lift else (lambda v: v)
+    const = lift_constant if lift else (lambda v: v)
     for n, f in backend_creation(bk, const, dtype_fns["result_type"]).items():
         setattr(ns, n, f)
     for n in _DTYPES + _CONSTANTS:
@@ -337,7 +298,10 @@ def namespace_for(bk: Any, api_version: str | None = None, *, rules: bool = Fals
     return ns
 
 
-namespace_for_values = _core.namespace_for_values  # cached per array type
+register_rules_namespace(lambda bk: namespace_for(bk, rules=True))
+tracer.install({**{n: f for n, f in EXPORTS.items() if "." not in n},
+                "getitem": _getitem_fn, "setitem": _setitem_fn, "lift_constant": lift_constant,
+                "namespace_for": namespace_for})
 
 
 _DEVICE_CREATION = ("arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros")
@@ -368,8 +332,6 @@ def namespace(backend: str | None = None, *, device: Any = None,
     >>> xd.namespace("array_api_strict", device="device1").zeros(2).device
     array_api_strict.Device('device1')
     """
-    from ._backend import canonical_name, default_backend, parse_device
-
     name = canonical_name(backend) if backend is not None else default_backend()
     base = namespace_for(backend_namespace(name), api_version)
     if device is None:
@@ -399,5 +361,4 @@ def _on_device(fn: Any, dev: Any) -> Any:
 
 
 __all__ = ["DEFAULT_VERSION", "EXTENSIONS", "EXTRAS", "INTRODUCED", "Info", "Namespace",
-           "SUPPORTED_VERSIONS", "broadcast_shapes", "namespace", "namespace_for",
-           "namespace_for_values", "stop_gradient", "_getitem", "_setitem", "_select"]
+           "SUPPORTED_VERSIONS", "namespace", "namespace_for"]

@@ -13,6 +13,9 @@ stack; ``bind`` finds them through the tracers' ``_main``):
   ``E`` as the real batched operations.
 
 See docs/eager.md for the design.
+
+Layer: custom rules and the eager API (above ``xpdiff.transforms``).  May import:
+``xpdiff.transforms`` and everything below it.
 """
 
 from __future__ import annotations
@@ -21,13 +24,22 @@ import itertools
 import math
 from typing import Any
 
-from . import _core
-from ._array import Tracer
-from ._backend import device_key, is_array, namespace_of
-from ._batching import BatchTrace, BatchTracer, vmap_call
-from ._core import MainTrace, MixingError, RuleError, Zero
-from ._dataview import DataTrace, DataTracer
-from ._reverse import Node, ReverseTrace, ReverseTracer, backward, vjp_call
+from .backend import device_key, is_array
+from .core import (
+    _STACK,
+    MainTrace,
+    MixingError,
+    Primitive,
+    RuleError,
+    Zero,
+    namespace_for_values,
+    raw_namespace,
+)
+from .interpreters.batching import BatchTrace, BatchTracer, vmap_call
+from .interpreters.dataview import DataTrace, DataTracer
+from .interpreters.reverse import Node, ReverseTrace, ReverseTracer, backward, vjp_call
+from .rules.creation import CREATION
+from .tracer import Tracer
 
 _LEVEL_E, _LEVEL_V, _LEVEL_D = -3_000_000, -2_000_000, -1_000_000
 _COUNT = itertools.count()
@@ -109,7 +121,7 @@ class DiffArray(Tracer):
         """The plain backend array (no derivative information), of shape ``self.shape``."""
         if isinstance(self, _Data):
             flat = _raw(_flat(self, record=False))
-            return namespace_of(flat).reshape(flat, self.shape)
+            return raw_namespace(flat).reshape(flat, self.shape)
         return _raw(self)
 
     def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
@@ -181,7 +193,7 @@ class EagerTrace(ReverseTrace):
     def lift(self, x: Any) -> _Flat:
         return _make(_Flat, self.main, x, None)
 
-    def process(self, prim: _core.Primitive, args: tuple, params: dict) -> Any:
+    def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         primals, ids = self._split(args)
         out = prim.bind(*primals, **params)
         if not prim.differentiable or all(i is None for i in ids):
@@ -239,7 +251,7 @@ class EagerDataTrace(DataTrace):
 
     __slots__ = ()
 
-    def process(self, prim: _core.Primitive, args: tuple, params: dict) -> Any:
+    def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         for a in args:
             if isinstance(a, _Data) and a._main is not self.main:
                 B, B2 = self.main.data["B"], a._main.data["B"]
@@ -298,8 +310,6 @@ def _eager_namespace(plain: Any) -> Any:
     transformation is active (inside one, they are lifted onto it as usual)."""
     ns = _EAGER_NS.get(id(plain))
     if ns is None:
-        from .rules.creation import CREATION
-
         ns = type(plain)(**vars(plain))
         for name in CREATION:
             if hasattr(plain, name):
@@ -311,7 +321,7 @@ def _eager_namespace(plain: Any) -> Any:
 def _lifting(f: Any) -> Any:
     def create(*args: Any, **kwargs: Any) -> Any:
         out = f(*args, **kwargs)
-        if _core._STACK:
+        if _STACK:
             return out
         if isinstance(out, (list, tuple)):
             return type(out)(_as_flat(o) for o in out)
@@ -334,7 +344,7 @@ def _leaf(value: Any, k: Any) -> DiffArray:
         raise TypeError(f"DiffArray: value must be an array of an array-API backend, got "
                         f"{type(value).__name__}; convert it first, e.g. "
                         f"xd.namespace('numpy').asarray(value, dtype=float64)")
-    bk = namespace_of(value)
+    bk = raw_namespace(value)
     if not _is_float(bk, value.dtype):
         raise TypeError(f"DiffArray: value has dtype {value.dtype}; only floating-point arrays can "
                         f"be differentiated. Cast it first, e.g. xp.astype(value, xp.float64)")
@@ -358,15 +368,7 @@ def _raw(v: Any) -> Any:
 
 
 def _zeros_like(x: Any) -> Any:
-    from ._namespace import namespace_for_values
-
     return namespace_for_values([x]).zeros_like(x)
-
-
-def _ns(v: Any) -> Any:
-    from ._namespace import namespace_for_values
-
-    return namespace_for_values([v])
 
 
 def _flat(d: _Data, record: bool = True) -> Any:
@@ -378,7 +380,7 @@ def _flat(d: _Data, record: bool = True) -> Any:
             return v._a
         v = v._a
     shape = (V.data["size"],) + tuple(v.shape)
-    return _ns(v).broadcast_to(v if record else _raw(v), shape)
+    return namespace_for_values([v]).broadcast_to(v if record else _raw(v), shape)
 
 
 def _unflat(e: Any, D: MainTrace) -> _Data:
@@ -407,13 +409,6 @@ class _Tape:
                     for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
             yield Node(nd.prim, nd.params, nd.primals, nd.in_ids, tuple(outs) if multi else outs[0],
                        nd.out_ids, nd.custom)
-
-
-class _Sweep:
-    __slots__ = ("tape",)
-
-    def __init__(self, tape: _Tape):
-        self.tape = tape
 
 
 def _nodes_between(out_ref: _Ref, target: _Ref) -> list:
@@ -445,10 +440,10 @@ def _pullback(ye: Any, xe: Any, where: str):
 
     def pull(ct: Any) -> Any:
         if not nodes and y_ref is not x_ref:
-            return namespace_of(x_raw).zeros_like(x_raw)
+            return raw_namespace(x_raw).zeros_like(x_raw)
         tape = _Tape(nodes, main)
         try:
-            (c,) = backward(_Sweep(tape), [y_ref], [ct], [x_ref], [x_raw])
+            (c,) = backward(tape, [y_ref], [ct], [x_ref], [x_raw])
         except Exception as e:
             nd = tape.current
             if nd is not None and nd.custom is None and nd.prim.vjp is None:
@@ -461,19 +456,19 @@ def _pullback(ye: Any, xe: Any, where: str):
                 if note is not None:
                     note(f"{where}: raised by the reverse-mode rule of {name}")
             raise
-        return namespace_of(x_raw).zeros_like(x_raw) if isinstance(c, Zero) else c
+        return raw_namespace(x_raw).zeros_like(x_raw) if isinstance(c, Zero) else c
 
     return pull
 
 
 def _eye(like: Any, n: int, shape: tuple) -> Any:
-    bk = namespace_of(like)
+    bk = raw_namespace(like)
     return bk.reshape(bk.eye(n, dtype=like.dtype, device=like.device), (n,) + shape)
 
 
 def _vmapped(fn: Any, basis: Any, n: int) -> Any:
     (v,), (b,) = vmap_call(lambda c: [fn(c)], [basis], [True], n)
-    return v if b else _ns(v).broadcast_to(v, (n,) + tuple(v.shape))
+    return v if b else namespace_for_values([v]).broadcast_to(v, (n,) + tuple(v.shape))
 
 
 # --- y.to(x) ------------------------------------------------------------------------------
@@ -485,7 +480,7 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
                         f"to), got {type(x).__name__}")
     if jacobian and cotangent is not None:
         raise ValueError(f"{where}: pass either cotangent= or jacobian=True, not both")
-    if not _is_float(y._backend(), y.dtype):
+    if not _is_float(raw_namespace(y), y.dtype):
         raise TypeError(f"{where}: y has dtype {y.dtype}; only floating-point arrays can be "
                         f"differentiated (integer and boolean results carry no derivative)")
     Dy = y._main if isinstance(y, _Data) else None
@@ -514,15 +509,15 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
             nY = math.prod(Y)
             basis = _eye(ye_raw, nY, Y)
             if Dy is not None:  # the same one-hot row for every sample: (nY, nB) + Y, a view
-                bk = namespace_of(basis)
+                bk = raw_namespace(basis)
                 basis = bk.broadcast_to(bk.reshape(basis, (nY, 1) + Y), (nY, nB) + Y)
             J = _vmapped(pull, basis, nY)
             if Dx is not None:  # (nY, nB) + X -> (nB,) + Y + X
-                ns = _ns(J)
+                ns = namespace_for_values([J])
                 X = tuple(J.shape[2:])
                 J = ns.reshape(ns.moveaxis(J, 0, 1), (nB,) + Y + X)
             else:
-                J = _ns(J).reshape(J, Y + tuple(J.shape[1:]))
+                J = namespace_for_values([J]).reshape(J, Y + tuple(J.shape[1:]))
         return _unflat(J, D) if D is not None else _as_flat(J)
     ct = _cotangent(y, ye_raw, cotangent, where)
     g = pull(ct)
@@ -530,7 +525,7 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
 
 
 def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
-    bk = namespace_of(ye_raw)
+    bk = raw_namespace(ye_raw)
     if g is None:
         return bk.ones(ye_raw.shape, dtype=ye_raw.dtype, device=ye_raw.device)
     if not hasattr(g, "shape") or tuple(g.shape) != tuple(y.shape):
@@ -541,7 +536,7 @@ def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
             raise MixingError(f"{where}: the cotangent has different data dims than y")
         return _flat(g)
     if isinstance(y, _Data):
-        return _ns(g).reshape(g, tuple(ye_raw.shape))
+        return namespace_for_values([g]).reshape(g, tuple(ye_raw.shape))
     return g
 
 
@@ -551,7 +546,7 @@ def _jac_shared(pull: Any, ye_raw: Any, x_raw: Any, nB: int) -> Any:
     Forward mode by transposition: ``pull`` is linear in the cotangent, so reverse
     mode over it gives ``v -> J v``, vectorised over a basis of ``x``.
     """
-    bk = namespace_of(ye_raw)
+    bk = raw_namespace(ye_raw)
     u0 = bk.zeros(ye_raw.shape, dtype=ye_raw.dtype, device=ye_raw.device)
     _, pull2 = vjp_call(lambda u: [pull(u)], [u0])
     X = tuple(x_raw.shape)
@@ -563,7 +558,7 @@ def _jac_shared(pull: Any, ye_raw: Any, x_raw: Any, nB: int) -> Any:
             if isinstance(c, Zero) else c
 
     J = _vmapped(jv, _eye(x_raw, nX, X), nX)  # (nX, nB) + Y
-    ns = _ns(J)
+    ns = namespace_for_values([J])
     return ns.reshape(ns.moveaxis(J, 0, -1), tuple(ye_raw.shape) + X)
 
 

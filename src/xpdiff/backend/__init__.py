@@ -1,6 +1,12 @@
 """The backend layer: the only module that knows concrete array libraries.
 
-Everything else in xpdiff sees a backend as an array-API namespace obtained here.
+Layer: bottom (``xpdiff.backend``).  May import: the standard library,
+``array_api_compat`` and the backends themselves (optional ones lazily, inside
+functions); nothing of xpdiff.  It knows nothing of traced arrays: every function
+here takes raw backend arrays or namespaces.
+
+Everything else in xpdiff sees a backend as an array-API namespace obtained here
+(above the core, through ``xpdiff.core.raw_namespace``).
 Type checks go through ``array_api_compat`` (its ``is_*_array`` helpers look in
 ``sys.modules`` first), so CuPy, PyTorch and JAX are never imported unless their
 arrays are in use or their backend is asked for by name.
@@ -16,7 +22,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import array_api_compat
@@ -182,7 +188,7 @@ def backend_name(obj: Any) -> str:
 
     Namespaces that xpdiff does not know by name are named by their module.
     """
-    ns = obj if not (is_array(obj) or _is_tracer(obj)) else raw_namespace(obj)
+    ns = namespace_of(obj) if is_array(obj) else obj
     c = array_api_compat
     for name, test in (("numpy", c.is_numpy_namespace), ("cupy", c.is_cupy_namespace),
                        ("torch", c.is_torch_namespace), ("jax", c.is_jax_namespace),
@@ -282,71 +288,8 @@ def device_label(d: Any) -> str:
     return _short(d)
 
 
-# --- one backend and one device per call -----------------------------------------------------
-
-_TRACER: list = []  # xpdiff's Tracer class, looked up once (it imports this module)
-
-
-def _is_tracer(x: Any) -> bool:
-    if not _TRACER:
-        from ._array import Tracer
-
-        _TRACER.append(Tracer)
-    return isinstance(x, _TRACER[0])
-
-
-def raw_namespace(x: Any) -> Any:
-    """The raw backend namespace of an array, traced (its innermost value's) or not."""
-    return x._backend() if _is_tracer(x) else namespace_of(x)
-
-
-def check_same_backend(arrays: Sequence[tuple[str, Any]], where: str) -> None:
-    """Raise if the arrays do not all share one backend and one device.
-
-    Args:
-        arrays: ``(label, array)`` pairs, raw or traced, e.g. ``("argument 1", x)``;
-            entries that are not arrays (Python scalars, ``None``) are skipped.
-        where: the calling function, for the message.
-
-    Raises:
-        TypeError: two backends (e.g. a NumPy array and an array-api-strict array).
-        ValueError: two devices of one backend.
-
-    xpdiff never moves data between backends or devices by itself: the fix is on the
-    caller's side, and the message names both arrays.
-
-    >>> import numpy as np
-    >>> check_same_backend([("x", np.ones(2)), ("y", np.zeros(3))], "jacobian")
-    """
-    first_label = first_ns = first_dev = None
-    for label, x in arrays:
-        ns = _NS_CACHE.get(type(x))
-        if ns is None:
-            if _is_tracer(x):
-                ns = x._backend()
-            elif is_array(x):
-                ns = namespace_of(x)
-            else:
-                continue
-        dev = x.device
-        if first_ns is None:
-            first_label, first_ns, first_dev = label, ns, dev
-            continue
-        if ns is not first_ns and backend_name(ns) != backend_name(first_ns):
-            raise TypeError(
-                f"{where}: {label} is an array of backend {backend_name(ns)} but {first_label} "
-                f"is an array of backend {backend_name(first_ns)}; xpdiff never converts between "
-                f"backends: create both with one namespace "
-                f"(xpdiff.namespace({backend_name(first_ns)!r}).asarray(...)) or convert one "
-                f"explicitly")
-        if dev is not first_dev and not _same_device(dev, first_dev):
-            raise ValueError(
-                f"{where}: {label} is on device {device_label(dev)} but {first_label} is on "
-                f"device {device_label(first_dev)}; xpdiff never moves data between devices: "
-                f"move one explicitly, e.g. array_api_compat.to_device(x, other.device)")
-
-
-def _same_device(a: Any, b: Any) -> bool:
+def same_device(a: Any, b: Any) -> bool:
+    """Whether two device objects of one backend are the same device."""
     if a is b:
         return True
     try:
@@ -464,21 +407,18 @@ def device_scope_needed() -> bool:
     return any(_SCOPE_MODULES.get(name, name) in mods for name in DEVICE_SCOPES)
 
 
-def device_scope(leaves: Sequence[Any]) -> Any:
-    """The context a transformation of arrays ``leaves`` runs under: the device of the
-    first array made current (``with device:`` for CuPy, ``torch.cuda.device`` for torch
-    CUDA tensors), so what the backend creates without a ``device=`` lands there too;
-    a no-op context for other backends and when there is no array.
+def device_scope(bk: Any, device: Any) -> Any:
+    """The context a transformation of arrays of raw namespace ``bk`` on ``device`` runs
+    under: the device made current (``with device:`` for CuPy, ``torch.cuda.device`` for
+    torch CUDA tensors), so what the backend creates without a ``device=`` lands there
+    too; a no-op context for other backends.
 
-    >>> import numpy as np
-    >>> with device_scope([np.ones(2)]):
+    >>> import array_api_compat.numpy as cnp
+    >>> with device_scope(cnp, "cpu"):
     ...     pass
     """
-    for x in leaves:
-        if _is_tracer(x) or is_array(x):
-            make = DEVICE_SCOPES.get(backend_name(x))
-            return contextlib.nullcontext() if make is None else make(x.device)
-    return contextlib.nullcontext()
+    make = DEVICE_SCOPES.get(backend_name(bk))
+    return contextlib.nullcontext() if make is None else make(device)
 
 
 def default_float_dtype(bk: Any, device: Any = None) -> Any:

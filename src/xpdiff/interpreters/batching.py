@@ -3,14 +3,16 @@
 A batched value keeps its batch axis first (``_b`` is ``True``); an unbatched
 value (``_b`` is ``False``) is shared by every slice.  Batching rules therefore
 only ever see the batch axis at position 0.
+
+Layer: interpreters.  May import: ``xpdiff.core`` and ``xpdiff.tracer``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._array import Tracer
-from ._core import Primitive, RuleError, Trace, namespace_for_values, new_main
+from ..core import Primitive, RuleError, Trace, namespace_for_values, new_main
+from ..tracer import Tracer
 
 
 class BatchTracer(Tracer):

@@ -1,4 +1,7 @@
-"""Pytrees of arguments and outputs: a thin layer over optree."""
+"""Pytrees of arguments and outputs: a thin layer over optree.
+
+Layer: core.  May import: the standard library and ``optree``.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``xpdiff check``: the op-table derivative checks on one backend and device.
 
-Every entry of :data:`xpdiff.optable.OPS` is checked on arrays created on the
+Every entry of :data:`xpdiff.testing.optable.OPS` is checked on arrays created on the
 chosen backend and device:
 
 * ``grad``: forward mode vs central differences and reverse mode by the
@@ -25,7 +25,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import _backend
+from .. import backend as _backend
+from .. import transforms
+from ..core import raw_namespace
+from ..namespaces import namespace_for
+from . import check_grads, check_vmap, optable
 
 
 @dataclass
@@ -135,10 +139,8 @@ def _table_fn(op: Any) -> Callable:
     """``op.fn`` called with xpdiff's namespace of its arguments' backend (what
     ``x.__array_namespace__()`` gives for a traced ``x``; it takes raw arrays too, and
     torch tensors have no ``__array_namespace__`` of their own)."""
-    from ._namespace import namespace_for
-
     def f(*args: Any) -> Any:
-        return op.fn(namespace_for(_backend.raw_namespace(args[0])), *args)
+        return op.fn(namespace_for(raw_namespace(args[0])), *args)
 
     f.__name__ = op.name
     return f
@@ -149,7 +151,7 @@ def _check_resident(results: Iterable, bk_name: str, device: Any, what: str) -> 
         name = _backend.backend_name(r)
         if name != bk_name:
             raise AssertionError(f"{what} returned an array of backend {name}, expected {bk_name}")
-        if not _backend._same_device(r.device, device):
+        if not _backend.same_device(r.device, device):
             raise AssertionError(f"{what} returned an array on device "
                                  f"{_backend.device_label(r.device)}, expected "
                                  f"{_backend.device_label(device)}")
@@ -157,8 +159,6 @@ def _check_resident(results: Iterable, bk_name: str, device: Any, what: str) -> 
 
 def check_op(op: Any, bk: Any, device: Any, dtype: Any, order2: bool = True) -> list[Failure]:
     """Run every check of one op-table entry; return the failures (empty when all pass)."""
-    from . import _api
-    from .testing import check_grads, check_vmap
 
     f = _table_fn(op)
     bk_name = _backend.backend_name(bk)
@@ -179,12 +179,12 @@ def check_op(op: Any, bk: Any, device: Any, dtype: Any, order2: bool = True) -> 
         args = _sample(op, bk, device, dtype, (), 1)
         nums, home = tuple(range(len(args))), args[0].device
         for mode in ("fwd", "rev"):
-            J = _api.jacobian(f, argnums=nums, mode=mode)(*args)
+            J = transforms.api.jacobian(f, argnums=nums, mode=mode)(*args)
             _check_resident(J, bk_name, home, f"jacobian(mode={mode!r})")
         if op.batched:
             args = _sample(op, bk, device, dtype, (3,), 3)
             for mode in ("fwd", "rev"):
-                J = _api.jacobian(f, argnums=nums, batch_ndim=1, mode=mode)(*args)
+                J = transforms.api.jacobian(f, argnums=nums, batch_ndim=1, mode=mode)(*args)
                 _check_resident(J, bk_name, home, f"jacobian(batch_ndim=1, mode={mode!r})")
 
     attempt("residency", residency)
@@ -212,8 +212,6 @@ def run_checks(backend: str | None = None, device: Any = None, *, dtype: str = "
     >>> report.ok, report.n_ops
     (True, 4)
     """
-    from .optable import OPS
-
     name = _backend.default_backend() if backend is None else _backend.canonical_name(backend)
     bk = _backend.backend_namespace(name)
     dev = _backend.parse_device(name, device)
@@ -224,7 +222,7 @@ def run_checks(backend: str | None = None, device: Any = None, *, dtype: str = "
     if dtype not in ("float64", "float32"):
         raise ValueError(f"xpdiff check: dtype must be 'float64' or 'float32', got {dtype!r}")
     dt = getattr(bk, dtype)
-    ops = [op for op in OPS if not select or any(s in op.name for s in select)]
+    ops = [op for op in optable.OPS if not select or any(s in op.name for s in select)]
     home = _backend.on_device(bk, [0.0], dev, dt).device  # where the checks' arrays live
     report = CheckReport(backend=name, device=home, dtype=dtype, n_ops=len(ops))
     bar = _Progress(len(ops), progress, stream or sys.stderr, f"check {name}")

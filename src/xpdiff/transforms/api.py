@@ -14,34 +14,37 @@ from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
-from . import _chunking, _tree
-from ._array import Tracer
-from ._backend import (
+from ..backend import (
     backend_namespace,
-    check_same_backend,
     default_float_dtype,
     device_scope,
     device_scope_needed,
     is_array,
-    raw_namespace,
     update,
 )
-from ._batching import BatchTrace, BatchTracer, vmap_call
-from ._core import XpdiffError, Zero, instantiate, new_main
-from ._dataview import DataTrace, DataTracer
-from ._jvp import Diag, jvp_call
-from ._namespace import namespace_for, namespace_for_values
-from ._reverse import vjp_call
-from .rules.structure import diag_block, lowrank_diag
+from ..core import (
+    XpdiffError,
+    Zero,
+    check_same_backend,
+    instantiate,
+    namespace_for_values,
+    new_main,
+    raw_namespace,
+)
+from ..core import tree as _tree
+from ..interpreters.batching import BatchTrace, BatchTracer, vmap_call
+from ..interpreters.dataview import DataContext, DataTrace, DataTracer
+from ..interpreters.forward import jvp_call
+from ..interpreters.reverse import vjp_call
+from ..interpreters.structured import Diag
+from ..rules.structure import diag_block, lowrank_diag
+from ..tracer import Tracer
+from . import chunking as _chunking
 
 ArgNums = int | Sequence[int]
 
 
 # --- argument helpers ----------------------------------------------------------------------
-
-def _ns_of(x: Any) -> Any:
-    return namespace_for_values([x])
-
 
 def _as_array(x: Any, fname: str, what: str, like: Any = None) -> Any:
     """``x`` as an array; a Python number becomes a 0-d array of ``like``'s backend and
@@ -71,7 +74,7 @@ def _check_float(x: Any, fname: str, what: str) -> None:
             return
     except TypeError:  # an unhashable dtype: no caching
         key = None
-    bk = x._backend() if isinstance(x, Tracer) else _ns_of(x)._backend
+    bk = raw_namespace(x)
     if bk.isdtype(dt, ("real floating", "complex floating")):
         if key is not None:
             _FLOAT_DTYPES.add(key)
@@ -102,7 +105,8 @@ def _device_scope(args: Sequence) -> Any:
     nothing to do unless such a backend is loaded."""
     if not device_scope_needed():
         return _NO_SCOPE
-    return device_scope(_tree.flatten(list(args))[0])
+    x = _first_array(args)
+    return _NO_SCOPE if x is None else device_scope(raw_namespace(x), x.device)
 
 
 _NO_SCOPE = contextlib.nullcontext()
@@ -250,7 +254,8 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
         ts.append(t)
     with _device_scope(primals):
         outs, touts = jvp_call(flat, flat.flat_in, ts)
-    touts = [_ns_of(o).zeros_like(o) if isinstance(t, Zero) else t for o, t in zip(outs, touts)]
+    xp = namespace_for_values(outs)
+    touts = [xp.zeros_like(o) if isinstance(t, Zero) else t for o, t in zip(outs, touts)]
     return _tree.unflatten(flat.out_def, outs), _tree.unflatten(flat.out_def, touts)
 
 
@@ -282,7 +287,7 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
                                  f"has shape {tuple(o.shape)}")
         with _device_scope(primals):
             cts = pullback(list(c_leaves) + [None] * (len(res) - n_out))
-        cts = [instantiate(_ns_of(x), c) for x, c in zip(flat.flat_in, cts)]
+        cts = [instantiate(namespace_for_values([x]), c) for x, c in zip(flat.flat_in, cts)]
         return tuple(flat.pack_in(cts, single=False))
 
     out = _tree.unflatten(flat.out_def, outs)
@@ -311,9 +316,9 @@ def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> 
                             f"per-sample derivatives")
         out = outs[0]
         _check_float(out, "grad", "the output of f")
-        xp = _ns_of(out)
+        xp = namespace_for_values([out])
         cts = pullback([xp.ones_like(out)] + [None] * (len(res) - 1))
-        cts = [instantiate(_ns_of(x), c) for x, c in zip(flat.flat_in, cts)]
+        cts = [instantiate(namespace_for_values([x]), c) for x, c in zip(flat.flat_in, cts)]
         g = flat.pack_in(cts, single)
         return ((out, aux), g) if has_aux else (out, g)
 
@@ -341,7 +346,7 @@ def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
 
 def _eye_block(like: Any, n: int, start: int, stop: int, offset: int, shape: tuple) -> Any:
     """Rows ``start:stop`` of the basis block of one leaf: ``(stop-start,) + shape``."""
-    xp = _ns_of(like)
+    xp = namespace_for_values([like])
     size = math.prod(shape)
     e = xp.eye(stop - start, size, k=start - offset, dtype=like.dtype, device=like.device)
     return xp.reshape(e, (stop - start,) + tuple(shape))
@@ -350,7 +355,7 @@ def _eye_block(like: Any, n: int, start: int, stop: int, offset: int, shape: tup
 def _concat0(parts: list) -> Any:
     if len(parts) == 1:
         return parts[0]
-    return _ns_of(parts[0]).concat(parts, axis=0)
+    return namespace_for_values([parts[0]]).concat(parts, axis=0)
 
 
 def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
@@ -358,14 +363,14 @@ def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
     if type(t) is Diag:
         t = t.dense()
     if isinstance(t, BatchTracer) and t._main is bmain:
-        return t._a if t._b else _ns_of(t._a).broadcast_to(t._a, (count,) + tuple(t._a.shape))
-    return _ns_of(t).broadcast_to(t, (count,) + tuple(t.shape))
+        return t._a if t._b else namespace_for_values([t._a]).broadcast_to(t._a, (count,) + tuple(t._a.shape))
+    return namespace_for_values([t]).broadcast_to(t, (count,) + tuple(t.shape))
 
 
 def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, mult=1):
     """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis.
 
-    With a single input leaf the basis is structured (``_jvp.Diag``): elementwise
+    With a single input leaf the basis is structured (``interpreters.structured.Diag``): elementwise
     operations keep it symbolic and an elementwise Jacobian is written once, at the
     size of the result; an op that mixes positions materialises it.
     """
@@ -419,7 +424,7 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, m
                     state["result_bytes"] = rb
                 piece = []
                 for o, t in zip(outs, touts[:flat.n_out]):
-                    xp = _ns_of(o)
+                    xp = namespace_for_values([o])
                     full = count == n and len(ins) == 1
                     if full and type(t) is Diag and t.shape == tuple(o.shape):
                         piece.append(("J", _diag_jacobian(t, bmain, o, ins[0])))
@@ -449,7 +454,7 @@ def _jacfwd0(f, argnums, has_aux, chunk_size, fname="jacfwd", max_memory=None, m
 def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
     """The Jacobian ``Y + X`` (Y == X) of a structured tangent over the full basis:
     ``diag(scale) + sum_r w_r c_r^T``, written once."""
-    xp = _ns_of(o)
+    xp = namespace_for_values([o])
     shape = tuple(x.shape)
     n = math.prod(shape)
     if not t.terms:
@@ -492,7 +497,7 @@ def _assemble_one(blocks: list, o: Any, ins: list, flat: _Flat, single: bool, ro
     """Jacobian blocks of one output leaf (one block per input leaf) into ``Y + X``."""
     per_in = []
     for blk, x in zip(blocks, ins):
-        xp = _ns_of(blk)
+        xp = namespace_for_values([blk])
         if rows_are_out:
             per_in.append(xp.reshape(blk, tuple(o.shape) + tuple(x.shape)))
         else:
@@ -555,15 +560,16 @@ def _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, 
 
     if len(outs) == 1 and m == 1:  # a scalar output (per sample): one plain pullback
         o = outs[0]
-        xp = _ns_of(o)
+        xp = namespace_for_values([o])
         cts = pullback([xp.ones_like(o)] + [None] * n_aux)
-        Js = [_ns_of(x).reshape(instantiate(_ns_of(x), c), tuple(o.shape) + tuple(x.shape))
+        Js = [xp.reshape(instantiate(xp, c), tuple(o.shape) + tuple(x.shape))
               for x, c in zip(ins, cts)]
         J = _tree.unflatten(flat.out_def, [flat.pack_in(Js, single)])
         return (J, aux) if has_aux else J
     if len(outs) == 1 and (budget is None or chunk_size is not None and chunk_size >= m):
         # one pass over the whole basis of one output: a structured cotangent basis
         o = outs[0]
+        xp = namespace_for_values([o])
         with new_main(BatchTrace, size=m) as bmain:
             cts = pullback([Diag(None, bmain, tuple(o.shape), o)] + [None] * n_aux)
             Js = []
@@ -572,10 +578,10 @@ def _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, 
                     Js.append(_diag_jacobian(c, bmain, o, x))
                     continue
                 if isinstance(c, Zero):
-                    rows = _ns_of(x).zeros((m,) + tuple(x.shape), dtype=x.dtype, device=x.device)
+                    rows = xp.zeros((m,) + tuple(x.shape), dtype=x.dtype, device=x.device)
                 else:
                     rows = _basis_main_values(c, bmain, m)
-                Js.append(_ns_of(rows).reshape(rows, tuple(o.shape) + tuple(x.shape)))
+                Js.append(xp.reshape(rows, tuple(o.shape) + tuple(x.shape)))
         J = _tree.unflatten(flat.out_def, [flat.pack_in(Js, single)])
         return (J, aux) if has_aux else J
 
@@ -584,10 +590,10 @@ def _sweep(flat, single, res, pullback, has_aux, chunk_size, fname, max_memory, 
 
         def pull(*cs):
             cts = pullback(list(cs) + [None] * n_aux)
-            return [instantiate(_ns_of(x), c) for x, c in zip(ins, cts)]
+            return [instantiate(namespace_for_values([x]), c) for x, c in zip(ins, cts)]
 
         vals, batched = vmap_call(pull, basis, [True] * len(outs), e - s)
-        return [v if b else _ns_of(v).broadcast_to(v, (e - s,) + tuple(v.shape))
+        return [v if b else namespace_for_values([v]).broadcast_to(v, (e - s,) + tuple(v.shape))
                 for v, b in zip(vals, batched)]
 
     parts = _chunking.run_chunks(m, run, chunk_size, budget, rb, outs[0])
@@ -663,7 +669,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
             new = []
             for x, d in zip(leaves, flags):
                 if d:
-                    xp = _ns_of(x)
+                    xp = namespace_for_values([x])
                     new.append(xp.reshape(x, (nB,) + tuple(x.shape[k:])))
                 else:
                     new.append(x)
@@ -689,7 +695,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
             return out
 
         some = next(x for (ls, _), fl in zip(per_arg, is_data) for x, d in zip(ls, fl) if d)
-        index = _ns_of(some).arange(nB, device=some.device)
+        index = namespace_for_values([some]).arange(nB, device=some.device)
         a = nums if not single else nums[0]
         flags_flat = [d for flags in is_data for d in flags] + [True]
 
@@ -713,7 +719,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
                 return ol
 
             outs, ob = vmap_call(flat_f, vals, flags_flat, e - s)
-            return ([o if b else _ns_of(o).broadcast_to(o, (e - s,) + tuple(o.shape))
+            return ([o if b else namespace_for_values([o]).broadcast_to(o, (e - s,) + tuple(o.shape))
                      for o, b in zip(outs, ob)], out_def[-1])
 
         split = False
@@ -725,7 +731,8 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
             split = True
         if split:
             leaves, tdef = _sample_chunks(chunk, nB, some, max_memory, fname)
-        return _tree.unflatten(tdef, [_ns_of(r).reshape(r, B + tuple(r.shape[1:])) for r in leaves])
+        xp = namespace_for_values(leaves)
+        return _tree.unflatten(tdef, [xp.reshape(r, B + tuple(r.shape[1:])) for r in leaves])
 
     return run
 
@@ -755,7 +762,7 @@ def _sample_chunks(chunk: Callable, nB: int, like: Any, max_memory: Any, fname: 
     pieces: list = [leaves0]
     if in_place:
         for x in leaves0:
-            xp = _ns_of(x)
+            xp = namespace_for_values([x])
             out = xp.empty((nB,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
             outs.append(update(out, (slice(0, first), Ellipsis), x))
     with _chunking.split_mode("sized"):
@@ -776,8 +783,6 @@ def _unview(y: Any, main: Any, B: tuple, where: str) -> Any:
         return y._a
     shape = tuple(getattr(y, "shape", ()))
     if shape[:len(B)] == B:
-        from ._dataview import DataContext
-
         return DataContext(len(B), B, main.data["index"], where, "output").lift(y)
     raise ValueError(f"{where}: an output of f has shape {shape}, which does not start with the data "
                      f"dims {B}; with batch_ndim every output must keep the data dims first")
@@ -990,7 +995,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
             elif n != size:
                 raise ValueError(f"vmap: mapped axes have different sizes ({size} and {n}); all "
                                  f"mapped arguments must share the mapped size")
-            vals.append(x if ax == 0 else _ns_of(x).moveaxis(x, ax, 0))
+            vals.append(x if ax == 0 else namespace_for_values([x]).moveaxis(x, ax, 0))
             batched.append(True)
         if size is None:
             raise ValueError("vmap: in_axes maps no argument; at least one must be mapped")
@@ -1005,7 +1010,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
         def run(s, e):
             v = [x[s:e, ...] if b and (s, e) != (0, size) else x for x, b in zip(vals, batched)]
             outs, ob = vmap_call(flat_f, v, batched, e - s)
-            return [o if b else _ns_of(o).broadcast_to(o, (e - s,) + tuple(o.shape))
+            return [o if b else namespace_for_values([o]).broadcast_to(o, (e - s,) + tuple(o.shape))
                     for o, b in zip(outs, ob)]
 
         like = next(x for x, b in zip(vals, batched) if b)
@@ -1020,7 +1025,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
                 raise ValueError("vmap: out_axes=None is only valid for outputs that are not "
                                  "mapped; xpdiff always maps outputs, use an int")
             if ax % o.ndim != 0:
-                o = _ns_of(o).moveaxis(o, 0, ax)
+                o = namespace_for_values([o]).moveaxis(o, 0, ax)
             res.append(o)
         return _tree.unflatten(od, res)
 
@@ -1029,4 +1034,4 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
 
 
 __all__ = ["grad", "hessian", "jacfwd", "jacobian", "jacrev", "jvp", "value_and_grad", "vjp",
-           "vmap", "XpdiffError", "namespace_for"]
+           "vmap"]

@@ -6,6 +6,8 @@ and ``nan`` included.  ``where`` creates masks; the interpreters honour them in
 elementwise rules by selecting ``0`` in place of the partial derivative at masked
 positions (:func:`guard_partials`), so ``where(x > 0, sqrt(x), 0)`` has the
 derivative of the branch it selected.  Any other rule receives the plain value.
+
+Layer: interpreters.  May import: ``xpdiff.core``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._core import Zero
+from ..core import Zero
 
 ALL = True  # the mask of a symbolic zero: every position
 

@@ -16,6 +16,8 @@ Passes (each a function ``Program -> Program`` or an analysis):
 * :func:`eliminate_dead` (DCE): calls no output or guard needs are dropped;
 * :func:`last_uses` (liveness): where each value is used for the last time, so a
   lowering frees it there and peak memory stays at most the eager call's.
+
+Layer: inside ``xpdiff.jit``.  May import: the standard library only.
 """
 
 from __future__ import annotations

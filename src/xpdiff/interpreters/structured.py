@@ -1,38 +1,23 @@
-"""Forward mode: the JVP interpreter (tracers carry a primal and a tangent)."""
+"""The structured algebra of identity bases, shared by both modes.
+
+Layer: interpreters (above ``xpdiff.tracer``).  May import: ``xpdiff.core``,
+``xpdiff.tracer``, ``xpdiff.interpreters.batching`` and ``.masked``.
+
+``jacfwd`` pushes an identity basis of tangents and ``jacrev`` pulls an identity
+basis of cotangents.  Both keep it symbolic as a :class:`Diag` (diagonal plus low
+rank) for as long as the primitives allow: :func:`push` is forward mode's rule on
+structured tangents, :func:`pull` reverse mode's on structured cotangents; a
+primitive that really mixes positions gets the basis materialised once
+(:meth:`Diag.dense`).
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from . import _core
-from ._array import Tracer
-from ._batching import BatchTracer
-from ._core import Primitive, RuleError, Trace, Zero, namespace_for_values, new_main
-from ._masked import (
-    ALL,
-    Masked,
-    elementwise_mask,
-    guard_partials,
-    select,
-    split,
-    unmask,
-    wrap,
-)
-
-
-class JVPTracer(Tracer):
-    """``_a`` is the primal (one level down), ``_b`` its tangent (or ``Zero``)."""
-
-    __slots__ = ()
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._a.shape
-
-    def _constant_value(self) -> Any:
-        return self._a if type(self._b) is Zero else None
-
+from ..core import PRIMITIVES, Primitive, Zero, namespace_for_values, norm_axes
+from .batching import BatchTracer
 
 MAX_TERMS = 4  # low-rank terms kept symbolic before a structured tangent is densified
 
@@ -69,13 +54,9 @@ class Diag:
     def replace(self, scale: Any, diag: bool, terms: tuple) -> Diag:
         return Diag(scale, self.main, self.shape, self.like, self.start, self.count, diag, terms)
 
-    def _xp(self) -> Any:
-
-        return namespace_for_values([self.like])
-
     def value(self) -> Any:
         """The tangent as an array ``(count,) + shape``, one level down."""
-        xp = self._xp()
+        xp = namespace_for_values([self.like])
         n = math.prod(self.shape)
         full = (self.count,) + self.shape
         val = None
@@ -93,11 +74,11 @@ class Diag:
 
     def dense(self) -> Any:
         """The tangent as a basis-batched array (materialised once)."""
-
         return BatchTracer(self.main, self.value(), True)
 
 
-def _densify(tangents: list) -> list:
+def densify(tangents: list) -> list:
+    """``tangents`` with every :class:`Diag` materialised (for rules that need arrays)."""
     return [t.dense() if type(t) is Diag else t for t in tangents]
 
 
@@ -124,8 +105,22 @@ def _plus(xp: Any, a: Any, b: Any, like: Any) -> Any:
 
 
 def _basis_dense(t: Any, main: Any) -> bool:
-
     return isinstance(t, BatchTracer) and t._main is main and bool(t._b)
+
+
+def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any = None,
+         partials: tuple | None = None) -> Any:
+    """Forward mode on structured tangents (at least one a :class:`Diag`):
+    ``(out, out_tangent)`` keeping the structure, or ``None`` when ``prim`` cannot
+    keep it (the caller then densifies and runs the JVP rule).  ``partials``: the
+    primitive's, guarded against masked zeros."""
+    if prim.partials is not None:
+        return _diag_rule(prim, primals, tangents, params, out, partials)
+    if prim.reduce_deriv is not None:
+        return _reduce_rule(prim, primals, tangents, params, out)
+    if prim.basis_jvp is not None:
+        return _basis_rule(prim, primals, tangents, params, out)
+    return None
 
 
 def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
@@ -137,7 +132,7 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     if params:
         return None
     if prim.select:
-        return _diag_select(primals, tangents, out)
+        return push_select(primals, tangents, out)
     first = next(t for t in tangents if type(t) is Diag)
     main = first.main
     if out is None:
@@ -184,7 +179,7 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     return out, first.replace(scale, has_diag, tuple(terms))
 
 
-def _diag_select(primals: list, tangents: list, out: Any) -> Any:
+def push_select(primals: list, tangents: list, out: Any) -> Any:
     """``where`` on structured tangents without low-rank terms: a select of their
     scales (primal-sized); ``None`` otherwise (the caller densifies)."""
     c, a, b = primals
@@ -218,15 +213,13 @@ def _diag_select(primals: list, tangents: list, out: Any) -> Any:
 
 
 def _where_prim() -> Primitive:
-    return _core.PRIMITIVES["where"]
+    return PRIMITIVES["where"]
 
 
 def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
                  out: Any = None) -> Any:
     """A reduction over the whole (per-sample) array of a structured tangent: a small
     dense tangent ``(count,) + out.shape``."""
-    from .rules._families import norm_axes
-
     (t,) = tangents
     x = primals[0]
     shape = tuple(x.shape)
@@ -265,126 +258,6 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     return out, BatchTracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)
 
 
-def scaled(xp: Any, t: Any, d: Any) -> Any:
-    """``t * d``, skipping the multiplication for the constants 1 and -1.
-
-    Two raw arrays of one library (the innermost level, e.g. a first-order
-    gradient) multiply through the backend's ``multiply`` directly: what ``bind``
-    would reach anyway, without the dispatch."""
-    if isinstance(d, (int, float)):
-        if d == 1:
-            return t
-        if d == -1:
-            return xp.negative(t)
-    tt = type(t)
-    if tt is type(d) and tt in _core._ARRAY_TYPES:
-        return _core._backend.fix_result(_core._NS_OF_TYPE[tt].multiply(t, d))
-    return xp.multiply(t, d)
-
-
-def partials_tangent(xp: Any, partials: tuple, primals: list, tangents: list, out: Any) -> Any:
-    """The output tangent of an elementwise primitive from its partial derivatives:
-    ``sum_i t_i * d_i`` (only the partials of non-zero tangents are computed)."""
-    acc = None
-    for t, d in zip(tangents, partials):
-        if t is None or d is None or isinstance(t, Zero):
-            continue
-        term = scaled(xp, t, d(xp, primals, out))
-        acc = term if acc is None else xp.add(acc, term)
-    if acc is None:
-        return Zero(out)
-    if tuple(acc.shape) != tuple(out.shape):
-        acc = xp.broadcast_to(acc, out.shape)
-    return acc
-
-
-def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any = None) -> tuple:
-    """Push tangents through one application of ``prim``: ``(out, out_tangent)``.
-
-    The one place forward mode applies a rule: structured tangents (:class:`Diag`)
-    keep their structure where the primitive allows it, else they are densified
-    and the primitive's JVP rule runs.  ``out`` is the primal output when it is
-    already known (replaying a recorded tape): elementwise and reduction rules
-    then do not recompute it.  Masked tangents and ``where`` go to :func:`_push_masked`.
-    """
-    if prim.select:
-        return _push_masked(prim, primals, tangents, params, out)
-    structured = False
-    for t in tangents:
-        tt = type(t)
-        if tt is Masked:
-            return _push_masked(prim, primals, tangents, params, out)
-        if tt is Diag:
-            structured = True
-    if structured:
-        res = None
-        if prim.partials is not None:
-            res = _diag_rule(prim, primals, tangents, params, out)
-        elif prim.reduce_deriv is not None:
-            res = _reduce_rule(prim, primals, tangents, params, out)
-        elif prim.basis_jvp is not None:
-            res = _basis_rule(prim, primals, tangents, params, out)
-        if res is not None:
-            return res
-        tangents = _densify(tangents)
-
-    xp = namespace_for_values(primals)
-    if out is not None and prim.partials is not None and not params:
-        return out, partials_tangent(xp, prim.partials, primals, tangents, out)
-    return prim.jvp(xp, primals, tangents, **params)
-
-
-def _push_masked(prim: Primitive, primals: list, tangents: list, params: dict,
-                 out: Any = None) -> tuple:
-    """:func:`push` for ``where`` and for masked tangents (docs/where.md): ``where``
-    selects and masks what it did not select; an elementwise rule guards its partial
-    derivatives with the masks (one select per masked operand); any other rule gets
-    the plain values."""
-    vals, masks = split(tangents)
-    xp = namespace_for_values(primals)
-    if prim.written is not None:  # a write: masked where it writes a zero tangent
-        o, t = prim.jvp(xp, primals, _densify(vals), **params)
-        mv = ALL if masks[1] is ALL else None
-        if mv is None and masks[0] is None:
-            return o, t
-        m = select(xp, prim.written(xp, primals, params), mv, masks[0])
-        return o, (Zero(o) if m is ALL else wrap(t, m))
-    if prim.select:
-        res = None
-        if any(type(t) is Diag for t in vals):
-            res = _diag_select(primals, vals, out)
-            if res is None:
-                vals = _densify(vals)
-        if res is None:
-            res = prim.jvp(xp, primals, vals, **params)
-        o, t = res
-        m = select(xp, primals[0], masks[1], masks[2])
-        return o, (Zero(o) if m is ALL else wrap(t, m))
-    if prim.partials is None or params:
-        return push(prim, primals, vals, params, out)
-    m_out = elementwise_mask(xp, prim.partials, masks)
-    if m_out is not None and not any(type(t) is Diag for t in vals) and \
-            sum(d is not None and m is not ALL for d, m in zip(prim.partials, masks)) > 1 and \
-            all(m is ALL or m is m_out or d is None for d, m in zip(prim.partials, masks)):
-        # several tangents with one mask: one select, on the output
-        if out is None:
-            out = prim.bind(*primals)
-        t = partials_tangent(xp, prim.partials, primals, vals, out)
-        return out, wrap(xp.where(m_out, 0.0, t), m_out)
-    partials = guard_partials(prim.partials, masks)  # one select per masked operand
-    res = None
-    if any(type(t) is Diag for t in vals):
-        res = _diag_rule(prim, primals, vals, params, out, partials)
-        if res is None:
-            vals = _densify(vals)
-    if res is None:
-        if out is None:
-            out = prim.bind(*primals)
-        res = out, partials_tangent(xp, partials, primals, vals, out)
-    o, t = res
-    return o, wrap(t, m_out)
-
-
 def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
                 out: Any = None) -> Any:
     """A primitive with a ``basis_jvp`` rule applied to one pure scaled identity
@@ -407,106 +280,6 @@ def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     return out, BatchTracer(t.main, val, True)
 
 
-class JVPTrace(Trace):
-    __slots__ = ()
-
-    def lift(self, x: Any) -> JVPTracer:
-        return JVPTracer(self.main, x, Zero(x))
-
-    def _split(self, args: tuple) -> tuple[list, list]:
-        primals, tangents = [], []
-        for a in args:
-            if isinstance(a, JVPTracer) and a._main is self.main:
-                primals.append(a._a)
-                tangents.append(a._b)
-            else:
-                primals.append(a)
-                tangents.append(Zero(a) if hasattr(a, "shape") else None)
-        return primals, tangents
-
-    def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
-        primals, tangents = self._split(args)
-        if not prim.differentiable or all(t is None or isinstance(t, Zero) for t in tangents):
-            # a constant of this trace (so raw arrays never meet tracers in user code)
-            out = prim.bind(*primals, **params)
-            if prim.multiple_results:
-                return tuple(self.lift(o) for o in out)
-            return self.lift(out)
-        if prim.jvp is None:
-            raise RuleError(
-                f"Differentiation rule for '{prim.name}' not implemented (forward mode / jvp); "
-                f"wrap the computation in xpdiff.custom_jvp to give it a rule"
-            )
-        out, tout = push(prim, primals, tangents, params)
-        if prim.multiple_results:
-            return tuple(self._box(o, t) for o, t in zip(out, tout))
-        return self._box(out, tout)
-
-    def _box(self, out: Any, tout: Any) -> Any:
-        return JVPTracer(self.main, out, Zero(out) if tout is None else tout)
-
-    def process_custom(self, call: Any, args: tuple) -> Any:
-        return call.process_jvp(self, args)
-
-
-def jvp_call(fun: Any, primals: list, tangents: list) -> tuple[Any, Any]:
-    """Run ``fun(*flat_primals)`` (flat list in, flat list out) under forward mode."""
-    with new_main(JVPTrace) as main:
-        ins = [JVPTracer(main, p, t) for p, t in zip(primals, tangents)]
-        outs = fun(*ins)
-        res_p, res_t = [], []
-        for o in outs:
-            if isinstance(o, JVPTracer) and o._main is main:
-                res_p.append(o._a)
-                res_t.append(unmask(o._b))
-            else:
-                res_p.append(o)
-                res_t.append(Zero(o))
-    return res_p, res_t
-
-
-def replay(tape: list, in_ids: list, in_tangents: list, out_ids: list, outs: list) -> list:
-    """Forward mode over a recorded reverse-mode tape: the output tangents.
-
-    The tape (:mod:`._reverse`) holds every primitive application that depends on
-    the inputs, with its primal operands and outputs, in creation order.  Pushing
-    tangents through it node by node gives the JVP without evaluating the function
-    again (elementwise and reduction rules reuse the recorded outputs).  A tangent
-    is dropped after its last use, so a basis of tangents is not kept alive for
-    the whole tape.  Tapes with custom-rule nodes are not replayable (see
-    :func:`._reverse.replayable`).
-    """
-    tan: dict = {i: t for i, t in zip(in_ids, in_tangents)
-                 if i is not None and t is not None and type(t) is not Zero}
-    keep = set(out_ids)
-    last: dict = {}
-    for k, node in enumerate(tape):
-        for i in node.in_ids:
-            if i is not None:
-                last[i] = k
-    for k, node in enumerate(tape):
-        ids = node.in_ids
-        ts = [None if i is None else tan.get(i) for i in ids]
-        for i in ids:
-            if i is not None and last.get(i) == k and i not in keep:
-                tan.pop(i, None)
-        if all(t is None for t in ts):
-            continue
-        prim, primals = node.prim, node.primals
-        tangents = [(Zero(p) if hasattr(p, "shape") else None) if t is None else t
-                    for t, p in zip(ts, primals)]
-        _, tout = push(prim, primals, tangents, node.params, node.out)
-        if prim.multiple_results:
-            for i, t in zip(node.out_ids, tout):
-                if t is not None and type(t) is not Zero and (i in last or i in keep):
-                    tan[i] = t
-        else:
-            i = node.out_ids[0]
-            if tout is not None and type(tout) is not Zero and (i in last or i in keep):
-                tan[i] = tout
-    return [unmask(tan.get(i, Zero(o))) if i is not None else Zero(o) for i, o in zip(out_ids, outs)]
-
-
 # --- structured cotangents: reverse mode over an identity basis ---------------------------
 
 def _pure(t: Diag) -> bool:
@@ -514,7 +287,7 @@ def _pure(t: Diag) -> bool:
     return t.diag and not t.terms and t.start == 0 and t.count == math.prod(t.shape)
 
 
-def pull_structured(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
+def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
                     params: dict, partials: tuple | None = None) -> list | None:
     """Operand cotangents of one application of ``prim`` for a structured output
     cotangent ``g`` (a scaled identity basis over the output, as ``jacrev`` sweeps
@@ -573,26 +346,13 @@ def pull_structured(prim: Primitive, g: Diag, out: Any, primals: list, needs: li
     return None
 
 
-def add_structured(a: Any, b: Any) -> Any:
+def add(xp: Any, a: Any, b: Any) -> Any:
     """``a + b`` for cotangents where either may be structured."""
     if type(a) is Diag and type(b) is Diag and _pure(a) and _pure(b) and a.main is b.main \
             and a.shape == b.shape:
-        xp = a._xp()
         return a.replace(_plus(xp, a.scale, b.scale, a.like), True, ())
     if type(a) is Diag:
         a = a.dense()
     if type(b) is Diag:
         b = b.dense()
-    return add_fn()(a, b)
-
-
-_ADD: list = []
-
-
-def add_fn() -> Any:
-    """xpdiff's ``add`` (imported once, lazily: the namespace imports this module)."""
-    if not _ADD:
-        from ._namespace import add
-
-        _ADD.append(add)
-    return _ADD[0]
+    return xp.add(a, b)

@@ -2,12 +2,16 @@
 
 The first call for a key (the arguments' tree structure, shapes, dtypes, backend
 and device, and the static arguments) runs the function eagerly on the real inputs
-with the staging level at the bottom of the interpreter stack (``_staging``); every
-backend call is recorded.  The program is optimised (``_program``) and lowered for
-the backend (``_lowering``); later calls with the key run the lowered program.
+with the staging level at the bottom of the interpreter stack (``.staging``); every
+backend call is recorded.  The program is optimised (``.program``) and lowered for
+the backend (``.lowering``); later calls with the key run the lowered program.
 Guards recorded while tracing are checked during a replay; when one fails the
 function is traced again and the variant cached beside the others (up to
 ``cache_size`` per key; past that it runs eagerly, with one warning).
+
+Layer: transforms (a sibling of ``xpdiff.transforms``).  May import:
+``xpdiff.namespaces`` and everything below it, and its own modules ``program`` <
+``lowering``, ``staging``.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from collections.abc import Callable, Sequence
 from functools import update_wrapper
 from typing import Any
 
-from . import _core, _tree
-from ._array import Tracer
-from ._backend import backend_name, device_of, is_array
-from ._core import TRACER_TYPES, XpdiffError, new_main
-from ._lowering import Lowered, Retrace, _copy, lower
-from ._program import Program, Var, describe, optimize
-from ._staging import Recorder, StageTrace, StageTracer
+from .. import core as _core
+from ..backend import backend_name, device_of, is_array
+from ..core import TRACER_TYPES, XpdiffError, new_main
+from ..core import tree as _tree
+from ..tracer import Tracer
+from .lowering import Lowered, Retrace, _copy, lower
+from .program import Program, Var, describe, optimize
+from .staging import Recorder, StageTrace, StageTracer
 
 MAX_KEYS = 64  # argument signatures kept per jitted function (least recently used dropped)
 

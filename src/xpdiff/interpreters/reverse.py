@@ -5,16 +5,22 @@ graph, so one backward sweep over the numbers (no recursion) visits every
 node after all of its consumers: cost linear in the graph size, shared
 subexpressions visited once.  The tape can be swept many times (new
 cotangents, basis of cotangents under vmap, higher orders).
+
+Layer: interpreters.  May import: ``xpdiff.core``, ``xpdiff.tracer``,
+``xpdiff.interpreters.structured``, ``.masked`` and ``.forward`` (forward mode
+replays a tape).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._array import Tracer
-from ._core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
-from ._jvp import Diag, _densify, add_fn, add_structured, pull_structured, replay
-from ._masked import Masked, both, either, guard_partials, reduce_mask, unmask, unmask_all, where_masks, wrap
+from ..core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
+from ..tracer import Tracer
+from . import structured
+from .forward import replay
+from .masked import Masked, both, either, guard_partials, reduce_mask, unmask, unmask_all, where_masks, wrap
+from .structured import Diag, densify
 
 
 class ReverseTracer(Tracer):
@@ -116,25 +122,30 @@ class ReverseTrace(Trace):
         return call.process_vjp(self, args)
 
 
-def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes: list) -> list:
-    """Sweep the tape once from the outputs; return the cotangents of ``in_ids``.
+def backward(tape: Any, out_ids: list, cts: list, in_ids: list, likes: list) -> list:
+    """Sweep ``tape`` (a sequence of :class:`Node`, in creation order) once from the
+    outputs; return the cotangents of ``in_ids`` (``likes``: the inputs, for zeros).
 
-    An output cotangent may be a structured identity basis (:class:`._jvp.Diag`,
-    from ``jacrev``): nodes that can keep the structure do
-    (:func:`._jvp.pull_structured`), the others get it densified.  ``where`` nodes
-    and masked cotangents go to :func:`_pull_masked` (docs/where.md)."""
+    An output cotangent may be a structured identity basis
+    (:class:`.structured.Diag`, from ``jacrev``): nodes that can keep the structure
+    do (:func:`.structured.pull`), the others get it densified.  ``where`` nodes and
+    masked cotangents go to :func:`_pull_masked` (docs/where.md)."""
     acc: dict[int, Any] = {}
-    structured = any(type(c) is Diag for c in cts)
-    plus = add_structured if structured else add_fn()
+    xp = namespace_for_values([*likes, *cts])  # one backend per tape (mixing backends is refused)
+    is_structured = any(type(c) is Diag for c in cts)
+    if is_structured:
+        def plus(a: Any, b: Any) -> Any:
+            return structured.add(xp, a, b)
+    else:
+        plus = xp.add
 
     for i, c in zip(out_ids, cts):
         if i is not None and c is not None and type(c) is not Zero:
             prev = acc.get(i)
             acc[i] = c if prev is None else plus(prev, c)
-    xp = None
     pop = acc.pop
     get = acc.get
-    for node in reversed(trace.tape):
+    for node in reversed(tape):
         oids = node.out_ids
         if len(oids) == 1:
             g = pop(oids[0], None)
@@ -162,9 +173,9 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                 continue
         elif gs is not None:
             gs = unmask_all(gs)
-        if structured:
+        if is_structured:
             if gs is None and type(g) is Diag and node.custom is None:
-                in_cts = pull_structured(node.prim, g, node.out, node.primals, needs, node.params)
+                in_cts = structured.pull(node.prim, g, node.out, node.primals, needs, node.params)
                 if in_cts is not None:
                     for i, c in zip(node_ids, in_cts):
                         if i is not None and c is not None and type(c) is not Zero:
@@ -174,14 +185,12 @@ def backward(trace: ReverseTrace, out_ids: list, cts: list, in_ids: list, likes:
                                 else _add(prev, c, plus))
                     continue
             if gs is None:
-                g = _densify([g])[0]
+                g = densify([g])[0]
             else:
-                gs = _densify(gs)
+                gs = densify(gs)
         if node.custom is not None:
             in_cts = node.custom([g] if gs is None else gs, node)
         else:
-            if xp is None:  # one backend per tape (mixing backends is refused)
-                xp = namespace_for_values(node.primals)
             if node.prim.multiple_results:
                 g = [Zero(o) if gi is None else gi for gi, o in zip([g] if gs is None else gs, node.out)]
             in_cts = node.prim.vjp(xp, g, node.out, node.primals, needs, **node.params)
@@ -214,7 +223,7 @@ def _pull_masked(node: Node, g: Any, needs: list) -> list | None:
     primals, out = node.primals, node.out
     if node.custom is None and prim.written is not None:  # a write: masked where it wrote
         xp = namespace_for_values(primals)
-        cts = list(prim.vjp(xp, _densify([gv])[0], out, primals, needs, **node.params))
+        cts = list(prim.vjp(xp, densify([gv])[0], out, primals, needs, **node.params))
         if cts[0] is not None:
             cts[0] = wrap(cts[0], either(xp, prim.written(xp, primals, node.params), gm))
         return cts
@@ -222,18 +231,18 @@ def _pull_masked(node: Node, g: Any, needs: list) -> list | None:
         return None
     xp = namespace_for_values(primals)
     if prim.select:
-        cts = pull_structured(prim, gv, out, primals, needs, node.params) \
+        cts = structured.pull(prim, gv, out, primals, needs, node.params) \
             if type(gv) is Diag else None
         if cts is None:
-            cts = prim.vjp(xp, _densify([gv])[0], out, primals, needs)
+            cts = prim.vjp(xp, densify([gv])[0], out, primals, needs)
         ma, mb = where_masks(xp, primals[0], gm)
         return [None, wrap(cts[1], reduce_mask(xp, ma, out.shape, primals[1].shape)),
                 wrap(cts[2], reduce_mask(xp, mb, out.shape, primals[2].shape))]
     partials = guard_partials(prim.partials, [gm] * len(primals))
-    cts = pull_structured(prim, gv, out, primals, needs, node.params, partials) \
+    cts = structured.pull(prim, gv, out, primals, needs, node.params, partials) \
         if type(gv) is Diag else None
     if cts is None:
-        cts = prim.vjp(xp, _densify([gv])[0], out, primals, needs, partials=partials)
+        cts = prim.vjp(xp, densify([gv])[0], out, primals, needs, partials=partials)
     return [None if c is None else wrap(c, reduce_mask(xp, gm, out.shape, x.shape))
             for c, x in zip(cts, primals)]
 
@@ -254,7 +263,7 @@ class Pullback:
         self.primals, self.outs = primals, outs
 
     def __call__(self, cts: list) -> list:
-        return backward(self.trace, self.out_ids, cts, self.in_ids, self.primals)
+        return backward(self.trace.tape, self.out_ids, cts, self.in_ids, self.primals)
 
     @property
     def replayable(self) -> bool:

@@ -1,7 +1,12 @@
 """The traced array: a thin slotted wrapper implementing the array API's array object.
 
-Every interpreter's tracer subclasses :class:`Tracer`; its dunders delegate to
-xpdiff's namespace, so code written against the standard runs unchanged on it.
+Layer: the traced array (above ``xpdiff.core``).  May import: ``xpdiff.core`` and
+``xpdiff.backend``.  Its operators and ``__array_namespace__`` delegate to xpdiff's
+namespace, which is built two layers up: ``xpdiff.namespaces`` installs them at
+its import time through :func:`install` (the slot this module owns).
+
+Every interpreter's tracer subclasses :class:`Tracer`, so code written against the
+standard runs unchanged on it.
 Tracers have value semantics: ``x[idx] = v`` and ``x += y`` rebind the tracer to
 a new value computed functionally (a view taken earlier does not see the change).
 """
@@ -14,8 +19,8 @@ import os
 import sys
 from typing import Any
 
-from ._backend import namespace_of as _namespace_of
 from .backend.numpy_dispatch import call_function, call_ufunc
+from .core import TRACER_TYPES, raw_namespace
 
 _LOST = "{what} on an array that carries derivative information would drop the derivative; {fix}"
 
@@ -50,8 +55,6 @@ class Tracer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        from ._core import TRACER_TYPES
-
         TRACER_TYPES.add(cls)
 
     # --- what each interpreter provides -------------------------------------------
@@ -78,16 +81,16 @@ class Tracer:
 
     @property
     def mT(self) -> Any:
-        return _ns().matrix_transpose(self)
+        return _OPS["matrix_transpose"](self)
 
     @property
     def T(self) -> Any:
         if self.ndim != 2:
             raise ValueError(f"x.T requires a 2-d array, got {self.ndim} dims; use x.mT or permute_dims")
-        return _ns().permute_dims(self, (1, 0))
+        return _OPS["permute_dims"](self, (1, 0))
 
     def __array_namespace__(self, /, *, api_version: str | None = None) -> Any:
-        return _ns().namespace_for(self._backend(), api_version)
+        return _OPS["namespace_for"](raw_namespace(self), api_version)
 
     # --- NumPy's dispatch protocols: plain NumPy code runs through the standard -------
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -95,12 +98,6 @@ class Tracer:
 
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         return call_function(self.__array_namespace__(), func, args, kwargs)
-
-    def _backend(self) -> Any:
-        x = self._a
-        while isinstance(x, Tracer):
-            x = x._a
-        return _namespace_of(x)
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> Any:
         if device == self.device:
@@ -134,7 +131,7 @@ class Tracer:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}: "
                                  + _lost(self, f"x.{name}()"))
         fix = _METHOD_FIXES.get(name)
-        if fix is None and hasattr(_ns().namespace_for(self._backend(), None), name):
+        if fix is None and hasattr(_OPS["namespace_for"](raw_namespace(self), None), name):
             fix = f"xp.{name}(x, ...)"
         hint = (f": the array API standard has it as a function, not an array method; write {fix} "
                 f"with xp = x.__array_namespace__()") if fix else ""
@@ -192,17 +189,15 @@ class Tracer:
 
     # --- indexing and in-place updates ---------------------------------------------
     def __getitem__(self, key: Any) -> Any:
-        return _ns()._getitem(self, key)
+        return _OPS["getitem"](self, key)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._rebind(_ns()._setitem(self, key, value))
+        self._rebind(_OPS["setitem"](self, key, value))
 
     def _rebind(self, new: Any) -> Any:
         """Make this tracer object stand for ``new`` (functional in-place update)."""
         if not isinstance(new, Tracer):
-            from ._namespace import _lift_constant
-
-            new = _lift_constant(new, self)
+            new = _OPS["lift_constant"](new, self)
         object.__setattr__(self, "__class__", type(new))
         self._main, self._a, self._b = new._main, new._a, new._b
         return self
@@ -218,27 +213,34 @@ def _lost(x: Tracer, what: str) -> str:
     return msg
 
 
-_NS_MODULE: list = []
+_OPS: dict[str, Any] = {}  # the slot: namespace functions, filled by :func:`install`
 
 
-def _ns() -> Any:
-    """xpdiff._namespace (imported lazily once: it imports this module)."""
-    if not _NS_MODULE:
-        from . import _namespace
+def install(functions: dict[str, Any]) -> None:
+    """Give traced arrays their operators (called once by ``xpdiff.namespaces``).
 
-        _NS_MODULE.append(_namespace)
-    return _NS_MODULE[0]
+    ``functions`` maps the standard's names used by the dunders (``add``, ``less``,
+    ``negative``, ``matrix_transpose``, ...) to xpdiff's namespace functions, plus
+    ``getitem``, ``setitem``, ``lift_constant(value, like)`` and
+    ``namespace_for(raw_namespace, api_version)``.
+    """
+    _OPS.update(functions)
+    for dunder, name, symbol in _BINARY:
+        fn = functions[name]
+        setattr(Tracer, f"__{dunder}__", _binop(fn, dunder))
+        setattr(Tracer, f"__r{dunder}__", _rbinop(fn, dunder))
+        setattr(Tracer, f"__i{dunder}__", _iop(fn, dunder, symbol))
+    for dunder, name in _COMPARISONS:
+        setattr(Tracer, f"__{dunder}__", _binop(functions[name], dunder))
+    for dunder, name in _UNARY:
+        setattr(Tracer, f"__{dunder}__", _unop(functions[name], dunder))
 
 
-def _binop(name: str, reflected: bool = False):
-    fn: list = []  # the namespace function, looked up once
-
+def _binop(fn: Any, dunder: str):
     def op(self: Tracer, other: Any) -> Any:
-        if not fn:
-            fn.append(getattr(_ns(), name))
-        return fn[0](other, self) if reflected else fn[0](self, other)
+        return fn(self, other)
 
-    op.__name__ = f"__{'r' if reflected else ''}{name}__"
+    op.__name__ = f"__{dunder}__"
     return op
 
 
@@ -249,14 +251,22 @@ def _kind(bk: Any, dtype: Any) -> int:
     return next(i for i, k in enumerate(_KIND_ORDER) if bk.isdtype(dtype, k))
 
 
-def _iop(name: str, symbol: str):
+def _rbinop(fn: Any, dunder: str):
     def op(self: Tracer, other: Any) -> Any:
-        new = getattr(_ns(), name)(self, other)
+        return fn(other, self)
+
+    op.__name__ = f"__r{dunder}__"
+    return op
+
+
+def _iop(fn: Any, dunder: str, symbol: str):
+    def op(self: Tracer, other: Any) -> Any:
+        new = fn(self, other)
         if new.dtype != self.dtype or tuple(new.shape) != tuple(self.shape):
             new = _inplace_result(self, other, new, symbol)
         return self._rebind(new)
 
-    op.__name__ = f"__i{name}__"
+    op.__name__ = f"__i{dunder}__"
     return op
 
 
@@ -268,40 +278,31 @@ def _inplace_result(x: Tracer, other: Any, new: Any, symbol: str) -> Any:
         raise ValueError(
             f"x {symbol}= y: the result has shape {tuple(new.shape)} but an in-place "
             f"operation cannot change the shape of x {tuple(x.shape)}; write x = x {symbol} y")
-    bk = x._backend()
+    bk = raw_namespace(x)
     if _kind(bk, new.dtype) != _kind(bk, x.dtype):
         theirs = type(other).__name__ if isinstance(other, (bool, int, float, complex)) else other.dtype
         raise TypeError(
             f"x {symbol}= y: x has dtype {x.dtype} and y is {theirs}, so the result has dtype "
             f"{new.dtype}, which an in-place operation cannot store in x (NumPy and the array "
             f"API standard refuse it); write x = x {symbol} y for a new array, or cast y first")
-    return _ns().astype(new, x.dtype)
+    return _OPS["astype"](new, x.dtype)
 
 
-def _unop(name: str):
+def _unop(fn: Any, dunder: str):
     def op(self: Tracer) -> Any:
-        return getattr(_ns(), name)(self)
+        return fn(self)
 
+    op.__name__ = f"__{dunder}__"
     return op
 
 
-for _dunder, _fn, _sym in [("add", "add", "+"), ("sub", "subtract", "-"),
-                           ("mul", "multiply", "*"), ("truediv", "divide", "/"),
-                           ("floordiv", "floor_divide", "//"), ("mod", "remainder", "%"),
-                           ("pow", "pow", "**"), ("matmul", "matmul", "@"),
-                           ("and", "bitwise_and", "&"), ("or", "bitwise_or", "|"),
-                           ("xor", "bitwise_xor", "^"), ("lshift", "bitwise_left_shift", "<<"),
-                           ("rshift", "bitwise_right_shift", ">>")]:
-    setattr(Tracer, f"__{_dunder}__", _binop(_fn))
-    setattr(Tracer, f"__r{_dunder}__", _binop(_fn, reflected=True))
-    setattr(Tracer, f"__i{_dunder}__", _iop(_fn, _sym))
-
-for _dunder, _fn in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
-                     ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal")]:
-    setattr(Tracer, f"__{_dunder}__", _binop(_fn))
-
-for _dunder, _fn in [("neg", "negative"), ("pos", "positive"), ("abs", "abs"),
-                     ("invert", "bitwise_invert")]:
-    setattr(Tracer, f"__{_dunder}__", _unop(_fn))
+_BINARY = [("add", "add", "+"), ("sub", "subtract", "-"), ("mul", "multiply", "*"),
+           ("truediv", "divide", "/"), ("floordiv", "floor_divide", "//"), ("mod", "remainder", "%"),
+           ("pow", "pow", "**"), ("matmul", "matmul", "@"), ("and", "bitwise_and", "&"),
+           ("or", "bitwise_or", "|"), ("xor", "bitwise_xor", "^"),
+           ("lshift", "bitwise_left_shift", "<<"), ("rshift", "bitwise_right_shift", ">>")]
+_COMPARISONS = [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
+                ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal")]
+_UNARY = [("neg", "negative"), ("pos", "positive"), ("abs", "abs"), ("invert", "bitwise_invert")]
 
 Tracer.__hash__ = None  # type: ignore[assignment]
