@@ -110,7 +110,7 @@ def _threaded(*arrays):
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         yield c
 
@@ -150,6 +150,18 @@ def test_on_a_local_cluster(client):
     _check(lazy, expected, lambda *a: client.compute(list(a), sync=True))
 
 
+def test_demo_on_the_cluster(client, tmp_path):
+    from xpdiff.scaleout import demo
+
+    lines = []
+    assert demo.run(size_gb=0.0005, chunk=64, out=str(tmp_path), echo=lines.append, client=client) == 0
+    text = "\n".join(lines)
+    assert "samples/s" in text and "peak RSS" in text and "worker process" in text, text
+    assert "max abs difference 0.0e+00" in text
+    assert not list(tmp_path.iterdir())  # the Zarr store is deleted
+    assert demo.run(size_gb=1e9, echo=lines.append) == 2 and "disk" in lines[-1]
+
+
 def test_process_scheduler():
     J = xd.jacobian(lambda x: elementwise(x) * 2.0, batch_ndim=1)(X)
     (got,) = J.compute(scheduler="processes", num_workers=2),
@@ -172,6 +184,15 @@ def test_one_derivative_task_per_chunk():
     assert all(len(_derivative_tasks(j, "jacobian")) == X.npartitions for j in Jw)
     # the data's chunks, one derivative task each, and the shared part (f and the weights) once
     assert len(dict(J.__dask_graph__())) == 2 * x.npartitions + 1
+
+
+def test_gradient_is_one_task_per_chunk_and_a_tree_reduction():
+    x = da.ones((64, 3), chunks=(8, 3))  # 8 chunks
+    g = xd.scaleout.grad(lambda w, x: xp.sum(x * w, axis=1), data_argnums=1, split_every=2)(np.ones(3), x)
+    assert len(_derivative_tasks(g, "scaleout.value_and_grad")) == 8
+    layers = [name.rsplit("-", 1)[0] for name in g.dask.layers]
+    assert layers.count("sum-partial") == 2 and layers.count("sum-aggregate") == 1  # 8 -> 4 -> 2 -> 1
+    np.testing.assert_allclose(g.compute(scheduler="sync"), np.full(3, 64.0))
 
 
 def test_shared_weight_once_in_the_graph():
@@ -221,8 +242,10 @@ def test_split_differentiation_dims_merged_with_one_warning():
         warnings.simplefilter("always")
         J = xd.jacobian(elementwise, batch_ndim=1)(x)
         xd.jacobian(elementwise, batch_ndim=1)(x)  # the same layout again: no second warning
-    msgs = [str(w.message) for w in caught if issubclass(w.category, xd.scaleout.RechunkWarning)]
+    ours = [w for w in caught if issubclass(w.category, xd.scaleout.RechunkWarning)]
+    msgs = [str(w.message) for w in ours]
     assert len(msgs) == 1 and "differentiation dims (1,) split over 3 chunks" in msgs[0], msgs
+    assert ours[0].filename == __file__  # points at the caller's line
     assert "rechunk" in msgs[0]
     assert J.chunks[0] == x.chunks[0]  # data dims never merged
     np.testing.assert_allclose(J.compute(scheduler="sync"), xd.jacobian(elementwise, batch_ndim=1)(XN))

@@ -20,10 +20,14 @@ import xpdiff as xd
 
 from . import backend as _backend
 from .backend import to_host as _host
+from .scaleout import demo as _dask_demo
 from .testing.check import run_checks
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.dask:
+        return _dask_demo.run(size_gb=args.size_gb, chunk=args.chunk, workers=args.workers, out=args.out,
+                              keep=args.keep)
     try:
         xp = xd.namespace(args.backend)
         xp.asarray(0.0)  # a backend that imports but cannot make arrays fails here, in one line
@@ -147,6 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("demo", help="batched Jacobian of a small MLP, checked against finite differences")
     d.add_argument("--backend", default=None, help=backends)
     d.add_argument("--batch", type=int, default=256, help="number of samples (default: 256)")
+    d.add_argument("--dask", action="store_true", help="per-sample Jacobians larger than memory on a Dask "
+                   "LocalCluster, written to Zarr (docs/scaleout.md); needs xpdiff[dask]")
+    d.add_argument("--size-gb", type=float, default=None,
+                   help="--dask: the Jacobian's uncompressed size in GB (default: twice the RAM)")
+    d.add_argument("--chunk", type=int, default=4096, help="--dask: samples per chunk (one task each)")
+    d.add_argument("--workers", type=int, default=2, help="--dask: worker processes")
+    d.add_argument("--out", default=None, help="--dask: directory for the temporary Zarr store")
+    d.add_argument("--keep", action="store_true", help="--dask: keep the Zarr store")
     d.set_defaults(run=_demo)
     i = sub.add_parser("info", help="version, backends and their devices, the default backend")
     i.set_defaults(run=_info)

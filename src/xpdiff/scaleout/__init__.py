@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from functools import wraps
 from typing import Any
 
 from ..core import tree as _tree
@@ -96,6 +97,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         raise ValueError(f"scaleout.value_and_grad: batch_ndim must be a positive int (the data dims "
                          f"the loss is summed over), got {batch_ndim!r}")
 
+    @wraps(f)
     def vg(*args: Any) -> Any:
         if _has_dask(args):
             return _impl().value_and_grad(f, args, argnums, has_aux, reduce, batch_ndim, data_argnums,
@@ -122,6 +124,7 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False, *
     vg = value_and_grad(f, argnums, has_aux, reduce=reduce, batch_ndim=batch_ndim,
                         data_argnums=data_argnums, split_every=split_every)
 
+    @wraps(f)
     def g(*args: Any) -> Any:
         (_, aux), gr = vg(*args) if has_aux else ((None, None), vg(*args)[1])
         return (gr, aux) if has_aux else gr

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 import operator
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -48,6 +50,7 @@ from ..core import tree as _tree
 from ..transforms import api as _api
 from .layout import Layout, RechunkWarning, check_block, check_per_sample, total_loss
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WARNED: set = set()
 _WARNED_LOCK = threading.Lock()
 
@@ -80,8 +83,16 @@ def _merge(x: da.Array, dims: tuple, fname: str, what: str, k: int) -> da.Array:
             f"{math.prod(len(x.chunks[d]) for d in split)} chunks; they are merged into one chunk "
             f"{per} (a rechunk: chunks of up to {_human(after)} instead of {_human(before)}, the "
             f"array moved once). Rechunk it yourself, x.rechunk({{{', '.join(f'{d}: -1' for d in split)}}}), "
-            f"to choose where that happens.", RechunkWarning, stacklevel=5)
+            f"to choose where that happens.", RechunkWarning, stacklevel=_user_stacklevel())
     return x.rechunk({d: -1 for d in split})
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside xpdiff (the user's line)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _standin(x: Any, k: int) -> Any:
