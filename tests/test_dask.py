@@ -216,6 +216,25 @@ def test_output_meta_without_computing_data():
     assert (H.shape, H.dtype) == ((24, 5, 5), np.float32)
 
 
+def test_chunks_of_another_array_library():
+    """Chunks that are not NumPy arrays (array-api-strict here, CuPy on a GPU): the stand-in block
+    is made in the meta's namespace and every task works on that library's arrays."""
+    import dask
+
+    xps = pytest.importorskip("array_api_strict")
+    xs = X.map_blocks(xps.asarray, meta=xps.asarray(np.empty((0, 0))))
+    J = xd.jacobian(elementwise, batch_ndim=1)(xs)
+    Jw = xd.jacobian(lambda x, w: xd.namespace("array_api_strict").matmul(x, w), argnums=1, batch_ndim=1,
+                     data_argnums=0)(xs, xps.asarray(W1))
+    assert type(J._meta) is type(Jw._meta) is type(xs._meta)
+    for lazy, want in ((J, xd.jacobian(elementwise, batch_ndim=1)(XN)),
+                       (Jw, np.broadcast_to(np.eye(4)[None, :, None, :] * XN[:, None, :, None],
+                                            (24, 4, 5, 4)))):
+        blocks = dask.compute(*lazy.to_delayed().ravel(), scheduler="sync")
+        assert all(type(b) is type(xs._meta) for b in blocks)
+        np.testing.assert_allclose(np.concatenate([np.asarray(b) for b in blocks]), want, atol=1e-15)
+
+
 def test_shared_argument_shaped_like_a_block_is_not_data():
     """A weight whose leading dim equals the chunk size stays shared (not taken for data)."""
     w = RNG.standard_normal((6, 5))  # 6 == the data chunk size of X

@@ -106,10 +106,19 @@ def _standin(x: Any, k: int) -> Any:
     return xp.ones(shape, dtype=x.dtype)
 
 
+def _unnest(b: Any) -> Any:
+    while isinstance(b, list):
+        (b,) = b
+    return b
+
+
 def _block(spec: tuple, packed: tuple, *blocks: Any) -> Any:
     """One task: the leaves of this chunk, the shared leaves, the in-memory transform."""
     is_data, single = spec
     run, shared = packed
+    # each data leaf is one chunk along its differentiation dims: blockwise hands it over as
+    # nested one-element lists (concatenate=False: no concatenation call on any chunk type)
+    blocks = tuple(_unnest(b) for b in blocks)
     it_shared, it_blocks = iter(shared), iter(blocks)
     leaves = [next(it_blocks) if d else next(it_shared) for d in is_data]
     out = _tree.flatten(run(leaves))[0]
@@ -176,10 +185,10 @@ def _call(fname: str, run: Callable, leaves: list, is_data: list, k: int,
     if single:
         ind, new_axes, adjust = layout(0, out_leaves[0])
         res = da.blockwise(_block, ind, spec, None, packed, None, *pairs, new_axes=new_axes,
-                           adjust_chunks=adjust, meta=metas[0], name=name, concatenate=True)
+                           adjust_chunks=adjust, meta=metas[0], name=name, concatenate=False)
         return [res], out_def
     tup = da.blockwise(_block, bind, spec, None, packed, None, *pairs,
-                       meta=np.empty((0,) * k, dtype=object), name=name, concatenate=True)
+                       meta=np.empty((0,) * k, dtype=object), name=name, concatenate=False)
     res = []
     for i, (y, m) in enumerate(zip(out_leaves, metas)):
         ind, new_axes, adjust = layout(i, y)
