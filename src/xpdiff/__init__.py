@@ -11,7 +11,7 @@ any array-API backend, computed on the arrays' device.
 (8, 4, 4)
 """
 
-from . import scaleout  # noqa: E402  (the Dask handler; never imports Dask)
+from . import scaleout  # registers the Dask handler; never imports Dask
 from .backend import BackendUnavailableError
 from .core import MixingError, RuleError, XpdiffError
 from .custom import custom_jvp, custom_vjp

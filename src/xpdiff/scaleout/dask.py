@@ -63,7 +63,7 @@ def _human(n: float) -> str:
     return ""  # pragma: no cover
 
 
-def _merge(x: da.Array, dims: tuple, fname: str, what: str, k: int) -> da.Array:
+def _merge(x: da.Array, dims: tuple, fname: str, what: str, k: int, kind: str) -> da.Array:
     """``x`` with ``dims`` in one chunk each; warns once per layout, with the cost."""
     split = tuple(d for d in dims if len(x.chunks[d]) > 1)
     if not split:
@@ -79,7 +79,7 @@ def _merge(x: da.Array, dims: tuple, fname: str, what: str, k: int) -> da.Array:
         after = math.prod(merged) * item
         per = "per data chunk" if k else "in one task"
         warnings.warn(
-            f"{fname}: {what} (shape {tuple(x.shape)}) has its differentiation dims {split} split over "
+            f"{fname}: {what} (shape {tuple(x.shape)}) has its {kind} {split} split over "
             f"{math.prod(len(x.chunks[d]) for d in split)} chunks; they are merged into one chunk "
             f"{per} (a rechunk: chunks of up to {_human(after)} instead of {_human(before)}, the "
             f"array moved once). Rechunk it yourself, x.rechunk({{{', '.join(f'{d}: -1' for d in split)}}}), "
@@ -125,13 +125,14 @@ def _block(spec: tuple, packed: tuple, *blocks: Any) -> Any:
     return out[0] if single else tuple(out)
 
 
-def _call(fname: str, run: Callable, leaves: list, is_data: list, k: int,
+def _call(fname: str, run: Callable, args: tuple, leaves: list, is_data: list, k: int,
           reduced: Callable[[int], bool] = lambda i: False) -> tuple[list, Any]:
     """The lazy outputs (leaves, treedef) of ``run(leaves)`` mapped over the data chunks.
 
     ``reduced(i)``: output leaf ``i`` has one element per chunk along the data dims
-    (a partial sum to be reduced), not the chunk's samples.
+    (a partial sum to be reduced), not the chunk's samples.  ``args`` only names the leaves.
     """
+    labels = [label for label, _ in _api._labelled(args)]
     if k == 0:
         is_data = [False] * len(leaves)
     data = []
@@ -142,13 +143,14 @@ def _call(fname: str, run: Callable, leaves: list, is_data: list, k: int,
         if not isinstance(x, da.Array):  # an in-memory data leaf: chunked like the Dask ones
             chunks = (ref.chunks[:k] if ref is not None else tuple(x.shape[:k])) + tuple(x.shape[k:])
             x = da.from_array(x, chunks=chunks)
-        data.append(_merge(x, tuple(range(k, x.ndim)), fname, f"argument leaf {j}", k))
+        data.append(_merge(x, tuple(range(k, x.ndim)), fname, labels[j], k,
+                           "per-example dims" if fname == "vmap" else "differentiation dims"))
     shared = []
     for j, (x, d) in enumerate(zip(leaves, is_data)):
         if d:
             continue
         if isinstance(x, da.Array):
-            x = _merge(x, tuple(range(x.ndim)), fname, f"shared argument leaf {j}", 0)
+            x = _merge(x, tuple(range(x.ndim)), fname, labels[j], 0, "dims")
         shared.append(x)
 
     # stand-in run: shapes, dtypes, MixingError -- before any task exists
@@ -240,7 +242,7 @@ def transform(fname: str, f: Callable, options: dict, args: tuple) -> Any:
         leaves, treedef = _tree.flatten(args)
         is_data, check = [False] * len(leaves), None
     run = partial(_run_transform, fname, f, options, treedef, check)
-    out, out_def = _call(fname, run, leaves, is_data, k)
+    out, out_def = _call(fname, run, args, leaves, is_data, k)
     return _tree.unflatten(out_def, out)
 
 
@@ -265,7 +267,7 @@ def _vmap(f: Callable, options: dict, args: tuple) -> Any:
                          "arguments must share the mapped size")
     opts = {key: options[key] for key in ("chunk_size", "max_memory")}
     run = partial(_run_vmap, f, treedef, tuple(mapped), opts)
-    out, out_def = _call("vmap", run, moved, mapped, 1)
+    out, out_def = _call("vmap", run, args, moved, mapped, 1)
     oax = _tree.broadcast_prefix(options["out_axes"], _tree.unflatten(out_def, out), "vmap(out_axes)")
     res = []
     for o, ax in zip(out, oax):
@@ -313,7 +315,7 @@ def value_and_grad(f: Callable, args: tuple, argnums: Any, has_aux: bool, reduce
                   tuple(shared_grad), check)
     ng = len(shared_grad)
     reduced = lambda i: i == 0 or (1 <= i <= ng and shared_grad[i - 1])  # noqa: E731
-    out, out_def = _call(fname, run, lay.leaves, lay.is_data, k, reduced)
+    out, out_def = _call(fname, run, args, lay.leaves, lay.is_data, k, reduced)
     axes = tuple(range(k))
     out = [da.sum(x, axis=axes, split_every=split_every) if reduced(i) else x for i, x in enumerate(out)]
     value, g, aux = _tree.unflatten(out_def, out)
