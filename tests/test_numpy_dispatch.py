@@ -216,3 +216,13 @@ def test_inplace_write_into_numpy_array_names_the_fix():
 
     with pytest.raises(TypeError, match=r"write `a = a \+ x` instead"):
         xd.grad(f)(V.copy())
+
+
+def test_the_docs_list_exactly_the_covered_functions():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "numpy.md").read_text()
+    for func in nd.FUNCTIONS:
+        assert f"`numpy.{_name(func)}`" in text, _name(func)
+    for uf, std in nd.UFUNCS.items():
+        assert f"| `{uf.__name__}` | `{std}` |" in text or f"`{uf.__name__}` | `{std}`" in text, uf

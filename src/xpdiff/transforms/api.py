@@ -27,6 +27,7 @@ from ..core import (
     Zero,
     check_same_backend,
     instantiate,
+    lift_constant,
     namespace_for_values,
     new_main,
     raw_namespace,
@@ -138,6 +139,16 @@ def _labelled(args: Sequence, what: str = "argument") -> list:
     return out
 
 
+def _constants(arg: Any) -> Any:
+    """``arg`` with its raw backend arrays made constants of the innermost transformation
+    (no tape node, no tangent); traced values and non-arrays are left as they are."""
+    leaves, tdef = _tree.flatten(arg)
+    if not any(is_array(x) and not isinstance(x, Tracer) for x in leaves):
+        return arg
+    return _tree.unflatten(tdef, [lift_constant(x) if is_array(x) and not isinstance(x, Tracer)
+                                  else x for x in leaves])
+
+
 class _Flat:
     """``f`` over flat leaves of the differentiated arguments (others held fixed)."""
 
@@ -160,7 +171,10 @@ class _Flat:
         self.aux_def = None
 
     def rebuild(self, flat: Sequence) -> list:
-        args = list(self.args)
+        """The arguments inside the transformation: the differentiated ones from ``flat``,
+        the others with their arrays as constants of it (so every array argument answers
+        with xpdiff's namespace: ``array_namespace(X, w)`` works)."""
+        args = [_constants(a) for a in self.args]
         pos = 0
         for i, tdef, n in zip(self.nums, self.in_defs, self.sizes):
             args[i] = _tree.unflatten(tdef, list(flat[pos:pos + n]))
@@ -1002,7 +1016,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
         out_def = []
 
         def flat_f(*xs):
-            out = f(*_tree.unflatten(tdef, list(xs)))
+            out = f(*_tree.unflatten(tdef, [_constants(x) for x in xs]))
             ol, od = _tree.flatten(out)
             out_def.append(od)
             return ol
