@@ -4,6 +4,8 @@ second order in both modes, vmap vs a loop, and batch_ndim vs per-sample Jacobia
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,70 @@ def test_every_primitive_is_covered():
     missing = set(_core.PRIMITIVES) - seen - internal
     nodiff = {n for n, p in _core.PRIMITIVES.items() if not p.differentiable}
     assert not (missing - nodiff), f"primitives without a table entry: {sorted(missing - nodiff)}"
+
+
+def _derivatives(f, args, backend):
+    """Forward- and reverse-mode derivatives of ``f`` at ``args`` (all arguments), and
+    the Hessian of ``sum(f)`` in the first one, as NumPy arrays."""
+    nums = tuple(range(len(args)))
+    fwd = xd.jacobian(f, argnums=nums, mode="fwd")(*args)
+    rev = xd.jacobian(f, argnums=nums, mode="rev")(*args)
+    hess = xd.hessian(lambda *a: a[0].__array_namespace__().sum(f(*a)))(*args)
+    return [backend.to_numpy(j) for j in fwd], [backend.to_numpy(j) for j in rev], hess
+
+
+def test_hypot_at_the_origin_has_a_subgradient(backend):
+    # hypot(x, y) = |(x, y)|: at (0, 0) any vector of norm <= 1 is a subgradient; xpdiff
+    # gives 0 (as abs has sign(0) = 0), in both modes and under a second derivative
+    xp = namespace_for(raw_namespace(backend.asarray(0.0)))
+    f = lambda a, b: xp.hypot(a, b)  # noqa: E731
+    zero = backend.asarray([0.0, 3.0])
+    other = backend.asarray([0.0, 4.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fwd, rev, hess = _derivatives(f, (zero, other), backend)
+    for J in (fwd, rev):
+        np.testing.assert_allclose(J[0], np.diag([0.0, 0.6]))
+        np.testing.assert_allclose(J[1], np.diag([0.0, 0.8]))
+    # d2/da2 hypot = b^2 / h^3 away from the origin; finite (0) at it
+    np.testing.assert_allclose(backend.to_numpy(hess), np.diag([0.0, 16 / 125]))
+    # traced as the conformance harness runs it (forward mode, tangents ones)
+    y, t = xd.jvp(f, (zero, other), (backend.asarray([1.0, 1.0]), backend.asarray([1.0, 1.0])))
+    np.testing.assert_allclose(backend.to_numpy(t), [0.0, 1.4])
+
+
+# inputs the primal accepts without a floating-point warning, where a derivative rule
+# used to form 0/0, x/0, log(0) or inf - inf
+NO_WARNING_CASES = [
+    ("hypot", lambda xp, a, b: xp.hypot(a, b), ([0.0, -0.0, np.inf], [0.0, 0.0, 1.0])),
+    ("atan2", lambda xp, a, b: xp.atan2(a, b), ([0.0, -0.0, np.inf, np.inf, 1e-200],
+                                                [0.0, 0.0, 1.0, np.inf, 0.0])),
+    ("max-nan", lambda xp, a: xp.max(a, axis=-1), ([[1.0, np.nan, 2.0, np.nan]],)),
+    ("min-nan", lambda xp, a: xp.min(a, axis=-1), ([[np.nan, 1.0]],)),
+    ("pow", lambda xp, a, b: xp.pow(a, b), ([-8.0, 2.0, 0.0], [3.0, 2.0, 2.0])),
+    ("pow-root", lambda xp, a: xp.pow(a, 0.5), ([0.0, 4.0],)),
+    ("sqrt", lambda xp, a: xp.sqrt(a), ([0.0, 4.0],)),
+    ("asin", lambda xp, a: xp.asin(a), ([1.0, -1.0, 0.5],)),
+    ("acos", lambda xp, a: xp.acos(a), ([1.0, -1.0, 0.5],)),
+    ("acosh", lambda xp, a: xp.acosh(a), ([1.0, 2.0],)),
+    ("logaddexp", lambda xp, a, b: xp.logaddexp(a, b), ([np.inf, -np.inf, 0.0],
+                                                        [np.inf, -np.inf, np.inf])),
+]
+
+
+@pytest.mark.parametrize("case", NO_WARNING_CASES, ids=[c[0] for c in NO_WARNING_CASES])
+def test_rules_do_not_warn_where_the_primal_does_not(case, backend):
+    _, fn, raw = case
+    args = [backend.asarray(a) for a in raw]
+    xp = namespace_for(raw_namespace(args[0]))
+    f = lambda *a: fn(xp, *a)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f(*args)  # the primal accepts these inputs silently
+        for mode in ("fwd", "rev"):
+            J = xd.jacobian(f, argnums=tuple(range(len(args))), mode=mode)(*args)
+            for j in J:
+                _check_device(j, backend)
+        # traced as the conformance harness runs it (tangents ones)
+        ones = tuple(backend.asarray(np.ones_like(np.asarray(a, dtype=float))) for a in raw)
+        xd.jvp(f, tuple(args), ones)

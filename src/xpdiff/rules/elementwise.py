@@ -18,7 +18,7 @@ _UNARY = {
     "positive": lambda xp, x, y: 1,
     "abs": lambda xp, x, y: xp.sign(x),
     "square": lambda xp, x, y: xp.multiply(x, 2.0),
-    "sqrt": lambda xp, x, y: xp.divide(0.5, y),
+    "sqrt": lambda xp, x, y: _over_root(xp, 0.5, y),
     "exp": lambda xp, x, y: y,
     "expm1": lambda xp, x, y: xp.add(y, 1.0),
     "log": lambda xp, x, y: xp.divide(1.0, x),
@@ -28,14 +28,14 @@ _UNARY = {
     "sin": lambda xp, x, y: xp.cos(x),
     "cos": lambda xp, x, y: xp.negative(xp.sin(x)),
     "tan": lambda xp, x, y: xp.add(xp.square(y), 1.0),
-    "asin": lambda xp, x, y: xp.divide(1.0, xp.sqrt(xp.subtract(1.0, xp.square(x)))),
-    "acos": lambda xp, x, y: xp.divide(-1.0, xp.sqrt(xp.subtract(1.0, xp.square(x)))),
+    "asin": lambda xp, x, y: _over_root(xp, 1.0, xp.sqrt(xp.subtract(1.0, xp.square(x)))),
+    "acos": lambda xp, x, y: _over_root(xp, -1.0, xp.sqrt(xp.subtract(1.0, xp.square(x)))),
     "atan": lambda xp, x, y: xp.divide(1.0, xp.add(xp.square(x), 1.0)),
     "sinh": lambda xp, x, y: xp.cosh(x),
     "cosh": lambda xp, x, y: xp.sinh(x),
     "tanh": lambda xp, x, y: xp.subtract(1.0, xp.square(y)),
     "asinh": lambda xp, x, y: xp.divide(1.0, xp.sqrt(xp.add(xp.square(x), 1.0))),
-    "acosh": lambda xp, x, y: xp.divide(1.0, xp.sqrt(xp.subtract(xp.square(x), 1.0))),
+    "acosh": lambda xp, x, y: _over_root(xp, 1.0, xp.sqrt(xp.subtract(xp.square(x), 1.0))),
     "atanh": lambda xp, x, y: xp.divide(1.0, xp.subtract(1.0, xp.square(x))),
     "reciprocal": lambda xp, x, y: xp.negative(xp.square(y)),
     "conj": lambda xp, x, y: 1,
@@ -46,8 +46,30 @@ _UNARY = {
 _UNARY_NODIFF = ["sign", "floor", "ceil", "trunc", "round", "isfinite", "isinf", "isnan",
                  "signbit", "logical_not", "bitwise_invert", "imag"]
 
+def _over_root(xp, num, r):
+    """``num / r`` for a Python number ``num`` and a square root ``r`` (>= 0 or NaN):
+    ``+-inf`` where ``r == 0`` (an infinite derivative), without a division by zero."""
+    zero = xp.equal(r, 0.0)
+    return xp.where(zero, num * math.inf, xp.divide(num, xp.where(zero, 1.0, r)))
+
+
 def _datan2(xp, a, b, num):
-    return xp.divide(num, xp.add(xp.square(a), xp.square(b)))
+    """``num / (a**2 + b**2)`` (``num`` is ``b`` or ``-a``) as ``(num / h) / h`` with
+    ``h = hypot(a, b)`` (no overflow or underflow of the squares); 0 at the origin
+    (a subgradient) and where ``h`` is infinite (the limit), without 0/0 or inf/inf."""
+    h = xp.hypot(a, b)
+    bad = xp.logical_or(xp.equal(h, 0.0), xp.isinf(h))
+    hs = xp.where(bad, 1.0, h)
+    return xp.where(bad, 0.0, xp.divide(xp.divide(num, hs), hs))
+
+
+def _dhypot(xp, a, h):
+    """``a / hypot(a, b)``: 0 at the origin (the minimum-norm subgradient, as ``abs``
+    has ``sign(0) = 0``), ``sign(a)`` where ``a`` is infinite, 0 where only the other
+    operand is: no 0/0 or inf/inf."""
+    bad = xp.logical_or(xp.equal(h, 0.0), xp.isinf(h))
+    return xp.where(bad, xp.where(xp.isinf(a), xp.sign(a), 0.0),
+                    xp.divide(a, xp.where(bad, 1.0, h)))
 
 
 _BINARY = {
@@ -64,9 +86,9 @@ _BINARY = {
                 lambda xp, p, y: _dmax(xp, p[1], p[0], xp.less)),
     "atan2": (lambda xp, p, y: _datan2(xp, p[0], p[1], p[1]),
               lambda xp, p, y: _datan2(xp, p[0], p[1], xp.negative(p[0]))),
-    "hypot": (lambda xp, p, y: xp.divide(p[0], y), lambda xp, p, y: xp.divide(p[1], y)),
-    "logaddexp": (lambda xp, p, y: xp.exp(xp.subtract(p[0], y)),
-                  lambda xp, p, y: xp.exp(xp.subtract(p[1], y))),
+    "hypot": (lambda xp, p, y: _dhypot(xp, p[0], y), lambda xp, p, y: _dhypot(xp, p[1], y)),
+    "logaddexp": (lambda xp, p, y: _dlogaddexp(xp, p[0], y),
+                  lambda xp, p, y: _dlogaddexp(xp, p[1], y)),
     "copysign": (lambda xp, p, y: xp.subtract(
         1.0, xp.multiply(2.0, xp.astype(xp.not_equal(xp.signbit(p[0]), xp.signbit(p[1])), y.dtype))),
         None),
@@ -79,17 +101,29 @@ _BINARY_NODIFF = ["floor_divide", "equal", "not_equal", "less", "less_equal", "g
                   "nextafter"]
 
 
+def _dlogaddexp(xp, a, y):
+    """``exp(a - y)``, with 1 where ``a == y`` is infinite (no inf - inf)."""
+    same_inf = xp.logical_and(xp.isinf(y), xp.equal(a, y))
+    return xp.exp(xp.where(same_inf, 0.0, xp.subtract(a, xp.where(same_inf, 0.0, y))))
+
+
 def _dpow_base(xp, a, b, y):
     # b * a**(b-1), with 0 where b == 0 (so 0**0 has derivative 0): the exponent is
-    # masked (b = 0 -> a**0 = 1, times b = 0), so a scalar b costs a scalar select
+    # masked (b = 0 -> a**0 = 1, times b = 0), so a scalar b costs a scalar select.
+    # At a == 0 with b < 1 the derivative is infinite: b * inf, formed without 0**(b-1)
+    # (a division by zero)
     b1 = xp.where(xp.equal(b, 0.0), 1.0, b)
-    return xp.multiply(b, xp.pow(a, xp.subtract(b1, 1.0)))
+    e = xp.subtract(b1, 1.0)
+    pole = xp.logical_and(xp.equal(a, 0.0), xp.less(e, 0.0))
+    return xp.multiply(b, xp.where(pole, math.inf, xp.pow(xp.where(pole, 1.0, a), e)))
 
 
 def _dpow_exp(xp, a, b, y):
-    # log(a) * a**b, with 0 where a == 0 (the limit for b > 0)
-    zero = xp.equal(a, 0.0)
-    return xp.where(zero, 0.0, xp.multiply(xp.log(xp.where(zero, 1.0, a)), y))
+    # log(a) * a**b, with 0 where a == 0 (the limit for b > 0) and NaN where a < 0 (no
+    # real logarithm), without evaluating log at 0 or below
+    pos = xp.greater(a, 0.0)
+    val = xp.multiply(xp.log(xp.where(pos, a, 1.0)), y)
+    return xp.where(pos, val, xp.where(xp.equal(a, 0.0), 0.0, xp.where(xp.less(a, 0.0), math.nan, val)))
 
 
 def _dmax(xp, a, b, cmp):

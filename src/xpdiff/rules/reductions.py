@@ -56,8 +56,10 @@ def _reduction(name, deriv=None, *, linear=False):
 
 
 def _dextreme(xp, x, out, axis):
-    """d max/min: the winners share the derivative evenly (ties split)."""
-    mask = xp.astype(xp.equal(x, out), x.dtype)
+    """d max/min: the winners share the derivative evenly (ties split).  Where a NaN
+    makes the result NaN, the NaN entries are the winners (so no group is empty and
+    no 0/0 is formed)."""
+    mask = xp.astype(xp.logical_or(xp.equal(x, out), xp.isnan(x)), x.dtype)
     return xp.divide(mask, xp.sum(mask, axis=axis, keepdims=True))
 
 
