@@ -43,3 +43,32 @@ def test_numpy_conversion_inside_scipy_names_scipy_array_api(monkeypatch):
     monkeypatch.delenv("SCIPY_ARRAY_API", raising=False)
     with pytest.raises(TypeError, match="SCIPY_ARRAY_API=1"):
         xd.grad(lambda x: xp.sum(xp.asarray(np.asarray(x))))(np.ones(3))
+
+
+def _loss(p, X, y):
+    r = X @ p["w"] - y
+    return r * r
+
+
+@pytest.mark.parametrize("params", [{"w": np.ones(3)}, {"w": np.ones(3), "b": np.ones(())}])
+def test_parameters_first_under_batch_ndim_suggest_data_argnums(params):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 3)), rng.standard_normal(6)
+    with pytest.raises((xd.MixingError, ValueError), match=r"data_argnums=\(1, 2\)"):
+        xd.jacobian(_loss, argnums=0, batch_ndim=1)(params, X, y)
+    J = xd.jacobian(_loss, argnums=0, batch_ndim=1, data_argnums=(1, 2))(params, X, y)
+    np.testing.assert_allclose(J["w"], 2 * (X @ params["w"] - y)[:, None] * X)
+
+
+def test_a_scalar_first_argument_names_the_data_arguments():
+    X = np.ones((6, 3))
+    with pytest.raises(ValueError, match=r"first array argument, which has 0 dims; if the data are "
+                                         r"argument\(s\) 1, say so with data_argnums=\(1,\)"):
+        xd.jacobian(lambda s, X: s * X, batch_ndim=1)(np.ones(()), X)
+
+
+def test_mixing_errors_name_the_arguments_taken_as_data():
+    W, X = np.ones((3, 2)), np.ones((6, 3))
+    with pytest.raises(xd.MixingError, match=r"took argument\(s\) 0 as data \(leading dims \(3,\)\).*"
+                                             r"data_argnums=\(1,\)"):
+        xd.jacobian(lambda W, X: xp.tanh(X @ W), batch_ndim=1)(W, X)

@@ -37,16 +37,17 @@ class DataTracer(Tracer):
 class DataContext:
     """What a ``data`` rule may use: ``k``, ``B``, ``lift`` and ``mixing``."""
 
-    __slots__ = ("k", "B", "index", "where", "op")
+    __slots__ = ("k", "B", "index", "where", "op", "hint")
 
-    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str):
+    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: str = ""):
         self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
+        self.hint = hint  # which arguments were taken as data, and data_argnums= (or "")
 
     def mixing(self, what: str) -> MixingError:
         return MixingError(
             f"{self.where}: '{self.op}' {what}, which mixes samples (the first {self.k} "
             f"dim(s), {self.B}, are data dims). Write the function per sample and use "
-            f"xpdiff.vmap, or use batch_ndim=0 for the full Jacobian"
+            f"xpdiff.vmap, or use batch_ndim=0 for the full Jacobian{self.hint}"
         )
 
     def axes(self, ndim: int, axis: Any) -> Any:
@@ -74,7 +75,7 @@ class DataContext:
                 raise ValueError(
                     f"{self.where}: '{self.op}' combines a shared array of shape {shape} with "
                     f"data of shape {self.B}+...: its leading dims {head} do not broadcast "
-                    f"against the data dims {want}"
+                    f"against the data dims {want}{self.hint}"
                 )
         xp = namespace_for_values([x])
         if all(h == 1 for h in head):
@@ -104,7 +105,7 @@ class DataTrace(Trace):
                 f"{d['where']}: '{op}' has no rule for batch_ndim (data dims); "
                 f"use xpdiff.vmap over a per-sample function instead"
             )
-        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op)
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op, d.get("hint", ""))
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:
@@ -113,7 +114,7 @@ class DataTrace(Trace):
 
     def lift(self, x: Any) -> DataTracer:
         d = self.main.data
-        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem")
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""))
         return DataTracer(self.main, ctx.lift(x), True)
 
     def process_custom(self, call: Any, args: tuple) -> Any:

@@ -631,9 +631,13 @@ def _data_split(args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str)
                 first = arr[0]
                 break
         if first is None or first.ndim < k:
-            raise ValueError(f"{fname}: batch_ndim={k} but the first array argument has "
-                             f"{0 if first is None else first.ndim} dims; batch_ndim must not exceed "
-                             f"the inputs' ndim")
+            is_data = [[False] * len(ls) for ls, _ in leaves_per_arg]
+            cands = _data_candidates(leaves_per_arg, is_data, k)
+            fix = (f"if the data are argument(s) {', '.join(map(str, cands))}, say so with "
+                   f"data_argnums={_tuple_text(cands)}" if cands else
+                   "batch_ndim must not exceed the inputs' ndim")
+            raise ValueError(f"{fname}: batch_ndim={k} takes the data dims from the first array "
+                             f"argument, which has {0 if first is None else first.ndim} dims; {fix}")
         B = tuple(first.shape[:k])
         is_data = [[hasattr(x, "shape") and x.ndim >= k and tuple(x.shape[:k]) == B for x in ls]
                    for ls, _ in leaves_per_arg]
@@ -665,6 +669,41 @@ def _data_split(args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str)
     return B, is_data, leaves_per_arg
 
 
+def _tuple_text(nums: Sequence[int]) -> str:
+    return f"({nums[0]},)" if len(nums) == 1 else f"({', '.join(map(str, nums))})"
+
+
+def _data_candidates(leaves_per_arg: list, is_data: list, k: int) -> list[int]:
+    """Arguments not taken as data whose array leaves could be data (at least ``k`` dims,
+    the same leading dims): what ``data_argnums=`` probably should say."""
+    lead: dict[tuple, list[int]] = {}
+    for i, ((ls, _), flags) in enumerate(zip(leaves_per_arg, is_data)):
+        arrs = [x for x, d in zip(ls, flags) if hasattr(x, "shape") and not d]
+        if arrs and not any(flags) and all(x.ndim >= k for x in arrs):
+            heads = {tuple(x.shape[:k]) for x in arrs}
+            if len(heads) == 1:
+                lead.setdefault(heads.pop(), []).append(i)
+    return max(lead.values(), key=len) if lead else []
+
+
+def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any) -> str:
+    """The sentence errors about data dims end with: which arguments were taken as data
+    and, when they were inferred, how to say otherwise."""
+    if sum(any(hasattr(x, "shape") for x in ls) for ls, _ in leaves_per_arg) < 2:
+        return ""  # one array argument: nothing to choose
+    taken = [i for i, flags in enumerate(is_data) if any(flags)]
+    text = (f". batch_ndim={k} took argument(s) {', '.join(map(str, taken))} as data (leading "
+            f"dims {B})")
+    if data_argnums is not None:
+        return text + f", as data_argnums={data_argnums!r} says"
+    cands = _data_candidates(leaves_per_arg, is_data, k)
+    text += ", the arguments whose leading dims match the first array argument's"
+    if cands:
+        text += (f"; if the data are argument(s) {', '.join(map(str, cands))}, say so with "
+                 f"data_argnums={_tuple_text(cands)}")
+    return text
+
+
 def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k: int,
                 data_argnums: Any, fname: str, max_memory: Any = None) -> Callable:
     """``inner(per_sample_f, argnums, has_aux, n_samples)`` computed per sample under
@@ -678,6 +717,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
         B, is_data, per_arg = _data_split(args, k, data_argnums, nums, fname)
         nB = math.prod(B)
         where = f"{fname}(batch_ndim={k})"
+        hint = _data_hint(per_arg, is_data, k, B, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
         for (leaves, tdef), flags in zip(per_arg, is_data):
             new = []
@@ -691,7 +731,7 @@ def _with_batch(inner: Callable, f: Callable, argnums: ArgNums, has_aux: bool, k
 
         def per_sample(*a):
             *a, index = a
-            with new_main(DataTrace, k=k, B=B, index=index, where=where) as main:
+            with new_main(DataTrace, k=k, B=B, index=index, where=where, hint=hint) as main:
                 viewed = []
                 for arg, flags in zip(a, is_data):
                     leaves, tdef = _tree.flatten(arg)
