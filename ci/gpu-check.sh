@@ -39,8 +39,8 @@
 #
 # Exit status: 0 all parts passed; 1 a part failed or timed out; 2 no usable GPU;
 # 3 CuPy is not installed; 4 a missing module has no wheel in wheels/; 64 usage.
-# --dry-run runs every part on the CPU instead (NumPy, tiny sizes, a single op-table
-# entry, test collection only): the GPU parts report "skipped: no GPU" and only this
+# --dry-run runs every part on the CPU instead (NumPy, tiny sizes and four workloads, a
+# single op-table entry, test collection only): the GPU parts report "skipped: no GPU" and only this
 # mode exits 0 without a GPU.  It takes well under a minute.
 set -uo pipefail
 
@@ -284,7 +284,8 @@ DEADLINE=$((T_BENCH > 60 ? T_BENCH - 30 : T_BENCH / 2))
 for dt in float32 float64; do
     if [[ $DRY -eq 1 ]]; then
         OK_LABEL="skipped: no GPU (dry run: numpy, tiny sizes: ok)"
-        BENCH=(--backend numpy --result-bytes 65536 --repeat 1 --malloc default)
+        BENCH=(--backend numpy --result-bytes 65536 --repeat 1 --malloc default
+               --workloads elementwise-jac,hessian,per-sample-grad,overhead)
     else
         BENCH=(--backend cupy ${BENCH_RESULT_BYTES:+--result-bytes "$BENCH_RESULT_BYTES"})
     fi
