@@ -35,6 +35,8 @@ V5 = RNG.standard_normal(5)
 ROTVEC = np.array([0.3, -0.2, 0.5])
 QUAT = np.array([0.2, -0.4, 0.1, 0.9])
 LABELS = np.array([0, 1] * 4)
+SIG40 = RNG.standard_normal(40)
+KERNEL7 = RNG.standard_normal(7)
 
 
 def _ns(a):
@@ -58,7 +60,7 @@ def _weighted(out, seed=1):
 
 
 def _scipy_cases():
-    from scipy import integrate, optimize, special, stats
+    from scipy import integrate, optimize, signal, special, stats
     from scipy.spatial.transform import Rotation
 
     return {
@@ -84,6 +86,9 @@ def _scipy_cases():
         "scipy.integrate.simpson": (lambda a: _weighted(integrate.simpson(a * a, axis=-1)), X35),
         "scipy.integrate.cumulative_simpson":
             (lambda a: _weighted(integrate.cumulative_simpson(a * a, axis=-1)), X35),
+        # overlap-add writes each block's result through a slice of the output (a view)
+        "scipy.signal.oaconvolve":
+            (lambda a: _weighted(signal.oaconvolve(a, _const(a, KERNEL7), mode="full")), SIG40),
         "scipy.optimize.rosen": (lambda a: optimize.rosen(a), V5),
         "scipy.optimize.rosen_der": (lambda a: _weighted(optimize.rosen_der(a)), V5),
         "scipy.spatial.transform.Rotation.from_rotvec.as_matrix":
@@ -389,7 +394,7 @@ SCIPY_NAMES = ["scipy.special.logsumexp", "scipy.special.softmax", "scipy.specia
                "scipy.stats.moment", "scipy.stats.sem", "scipy.stats.variation",
                "scipy.stats.entropy", "scipy.integrate.trapezoid",
                "scipy.integrate.cumulative_trapezoid", "scipy.integrate.simpson",
-               "scipy.integrate.cumulative_simpson", "scipy.optimize.rosen",
+               "scipy.integrate.cumulative_simpson", "scipy.signal.oaconvolve", "scipy.optimize.rosen",
                "scipy.optimize.rosen_der", "scipy.spatial.transform.Rotation.from_rotvec.as_matrix",
                "scipy.spatial.transform.Rotation.from_quat.apply",
                "DiffArray through scipy.special.softmax (Jacobian, then its VJP)",

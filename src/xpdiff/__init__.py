@@ -13,7 +13,7 @@ any array-API backend, computed on the arrays' device.
 
 from . import scaleout  # registers the Dask handler; never imports Dask
 from .backend import BackendUnavailableError
-from .core import MixingError, RuleError, XpdiffError
+from .core import AliasingError, MixingError, RuleError, XpdiffError
 from .custom import custom_jvp, custom_vjp
 from .eager import DiffArray
 from .jit import jit
@@ -31,6 +31,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xpdiff' has no attribute {name!r}")
 
 
-__all__ = ["BackendUnavailableError", "DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError",
+__all__ = ["AliasingError", "BackendUnavailableError", "DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError",
            "custom_jvp", "custom_vjp", "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jit", "jvp",
            "namespace", "scaleout", "stop_gradient", "value_and_grad", "vjp", "vmap"]

@@ -134,9 +134,10 @@ class DiffArray(Tracer):
         """
         return _eager_namespace(super().__array_namespace__(api_version=api_version))
 
-    def _rebind(self, new: Any) -> Any:
-        """``x[i] = v`` / ``x += y``: refused on a leaf, as PyTorch does (it would silently
-        change what ``y.to(x)`` differentiates with respect to); value semantics otherwise."""
+    def _check_write(self) -> None:
+        """``x[i] = v`` / ``x += y`` (also through a view of ``x``): refused on a leaf, as
+        PyTorch does (it would silently change what ``y.to(x)`` differentiates with
+        respect to)."""
         e = self._a._a if isinstance(self, _Data) and isinstance(self._a, BatchTracer) else self
         if isinstance(e, _Flat) and e._b is not None and e._b.node is None:
             raise TypeError(
@@ -144,7 +145,6 @@ class DiffArray(Tracer):
                 "input) of a DiffArray made by xd.DiffArray(...) would change what y.to(x) "
                 "differentiates with respect to; update a copy instead, e.g. "
                 "z = xp.asarray(x, copy=True) (or pass copy=True to the library)")
-        return super()._rebind(new)
 
     def __repr__(self) -> str:
         k = self.batch_ndim

@@ -7,8 +7,12 @@ its import time through :func:`install` (the slot this module owns).
 
 Every interpreter's tracer subclasses :class:`Tracer`, so code written against the
 standard runs unchanged on it.
-Tracers have value semantics: ``x[idx] = v`` and ``x += y`` rebind the tracer to
-a new value computed functionally (a view taken earlier does not see the change).
+In-place updates (``x[idx] = v``, ``x += y``) compute the new value functionally
+and rebind the tracer object to it; a traced array made by a view-producing
+operation (basic indexing, ``permute_dims``, ...) is linked to its base (a
+:class:`ViewLink`), so a write through it reaches the base and every other live
+view, as NumPy's views do (see docs/namespace-functions.md, "Views and in-place
+writes").
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import math
 import operator
 import os
 import sys
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .backend.numpy_dispatch import call_function, call_ufunc
-from .core import TRACER_TYPES, raw_namespace
+from .core import TRACER_TYPES, AliasingError, raw_namespace
 
 _LOST = "{what} on an array that carries derivative information would drop the derivative; {fix}"
 
@@ -43,7 +49,7 @@ class Tracer:
     ``_a`` is always a value one level down with this tracer's dtype and device
     (the primal, or the batched value); ``_b`` is the interpreter's own datum."""
 
-    __slots__ = ("_main", "_a", "_b", "__weakref__")
+    __slots__ = ("_main", "_a", "_b", "_view", "__weakref__")
     __array_priority__ = 1000
     # how to read a value without its derivative (the eager DiffArray says `.value`)
     _escape_fix = "use xpdiff.stop_gradient(x) first, or read the value outside the transformation"
@@ -52,6 +58,7 @@ class Tracer:
         self._main = main
         self._a = a
         self._b = b
+        self._view = None  # a ViewLink once this array is a view or has views
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -195,12 +202,182 @@ class Tracer:
         self._rebind(_OPS["setitem"](self, key, value))
 
     def _rebind(self, new: Any) -> Any:
-        """Make this tracer object stand for ``new`` (functional in-place update)."""
+        """Make this tracer object stand for ``new`` (an in-place update computed
+        functionally): through a view, the base and every other live view of it
+        are updated too."""
         if not isinstance(new, Tracer):
             new = _OPS["lift_constant"](new, self)
-        object.__setattr__(self, "__class__", type(new))
-        self._main, self._a, self._b = new._main, new._a, new._b
-        return self
+        if self._view is None:
+            self._check_write()
+            _assign(self, new)
+            return self
+        return _write_through(self, new)
+
+    def _check_write(self) -> None:
+        """Raise if this array may not be updated in place (the eager API's leaves)."""
+
+
+def _assign(x: Tracer, new: Tracer) -> None:
+    object.__setattr__(x, "__class__", type(new))
+    x._main, x._a, x._b = new._main, new._a, new._b
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+_TRACKED, _READONLY, _ALIAS = 1, 2, 3
+
+
+class ViewLink:
+    """How a traced array relates to the arrays it shares memory with.
+
+    ``kind`` is ``None`` for a base (an array that only has views), ``_TRACKED`` for
+    a view whose value is ``derive(parent)`` and whose writes go back to the parent as
+    ``write(parent, value)``, ``_READONLY`` for a view that cannot be written
+    (``broadcast_to``), ``_ALIAS`` for a result that may or may not share memory with
+    its base depending on the backend's layout (``reshape``): ``parent`` is then a
+    weak reference to the base, and a write is refused while both are alive.
+    ``children`` holds weak references to the views taken of this array."""
+
+    __slots__ = ("kind", "parent", "derive", "write", "name", "children", "limit")
+
+    def __init__(self, kind: int | None, parent: Any, derive: Callable | None,
+                 write: Callable | None, name: str):
+        self.kind, self.parent, self.derive, self.write, self.name = kind, parent, derive, write, name
+        self.children: list | None = None
+        self.limit = 16
+
+    def add(self, child: Tracer) -> None:
+        ch = self.children
+        if ch is None:
+            ch = self.children = []
+        ch.append(weakref.ref(child))
+        if len(ch) > self.limit:  # drop dead views (amortised: the limit doubles)
+            ch[:] = [r for r in ch if r() is not None]
+            self.limit = max(16, 2 * len(ch))
+
+
+def _link(x: Tracer) -> ViewLink:
+    info = x._view
+    if info is None:
+        info = x._view = ViewLink(None, None, None, None, "")
+    return info
+
+
+def _root(x: Tracer) -> Tracer:
+    """The array owning the memory ``x`` may share (through tracked views and live aliases)."""
+    while True:
+        info = x._view
+        if info is None or info.kind is None:
+            return x
+        if info.kind == _ALIAS:
+            p = info.parent()
+            if p is None:
+                return x
+            x = p
+        else:
+            x = info.parent
+
+
+def make_view(x: Any, out: Any, name: str, derive: Callable, write: Callable | None) -> Any:
+    """Link the traced array ``out`` (computed as ``derive(x)``) to ``x`` as a view:
+    writes through ``out`` reach ``x`` as ``x = write(x, out)`` and writes to ``x``
+    re-derive ``out``; ``write=None`` makes a read-only view.  Returns ``out``."""
+    if not (isinstance(x, Tracer) and isinstance(out, Tracer)) or out is x:
+        return out
+    _link(x).add(out)
+    out._view = ViewLink(_TRACKED if write is not None else _READONLY, x, derive, write, name)
+    return out
+
+
+def make_alias(x: Any, out: Any, name: str) -> Any:
+    """Mark the traced array ``out`` as possibly sharing memory with ``x`` (whether it
+    does is layout-dependent in NumPy): an in-place write to either, while both are
+    alive, raises :class:`AliasingError`.  Returns ``out``."""
+    if not (isinstance(x, Tracer) and isinstance(out, Tracer)) or out is x:
+        return out
+    root = _root(x)
+    _link(root).add(out)
+    out._view = ViewLink(_ALIAS, weakref.ref(root), None, None, name)
+    return out
+
+
+def _live_children(x: Tracer) -> list:
+    info = x._view
+    if info is None or not info.children:
+        return []
+    out = [c for c in (r() for r in info.children) if c is not None]
+    if len(out) < len(info.children):
+        info.children[:] = [weakref.ref(c) for c in out]
+    return out
+
+
+def _alias_error(name: str) -> AliasingError:
+    return AliasingError(
+        f"in-place write to an array that may share memory with another through {name}: "
+        f"whether {name} returns a view depends on the memory layout (NumPy copies when it "
+        f"cannot make a view), so xpdiff does not guess which of the two should see the "
+        f"write; make the copy explicit (xp.{name}(x, ..., copy=True) or "
+        f"xp.asarray(x, copy=True)) or drop the other array before writing")
+
+
+def _check_group(x: Tracer) -> None:
+    stack = [x]
+    while stack:
+        for c in _live_children(stack.pop()):
+            if c._view.kind == _ALIAS:
+                raise _alias_error(c._view.name)
+            stack.append(c)
+
+
+def _write_through(x: Tracer, new: Tracer) -> Tracer:
+    path = [x]
+    node = x
+    while True:
+        info = node._view
+        if info.kind is None:
+            break
+        if info.kind == _ALIAS:
+            if info.parent() is not None:
+                raise _alias_error(info.name)
+            break
+        if info.kind == _READONLY:
+            raise AliasingError(
+                f"in-place write to a read-only view made by {info.name} (NumPy refuses it "
+                f"too: its elements share memory); write to a copy, xp.asarray(y, copy=True)")
+        node = info.parent
+        if node._view is None:  # pragma: no cover - a parent always has its link
+            break
+        path.append(node)
+    _check_group(node)
+    for n in path:
+        n._check_write()
+    news = [new]
+    for child, parent in zip(path, path[1:]):
+        v = news[-1]
+        if v.dtype != parent.dtype:
+            v = _OPS["astype"](v, parent.dtype)
+        news.append(child._view.write(parent, v))
+    for n, v in zip(path, news):
+        _assign(n, v if isinstance(v, Tracer) else _lift(v, n))
+    _rederive(node, {id(n) for n in path})
+    return x
+
+
+def _lift(v: Any, like: Tracer) -> Tracer:
+    return _OPS["lift_constant"](v, like)
+
+
+def _rederive(x: Tracer, done: set) -> None:
+    """Recompute every live view below ``x`` from its parent (parents first; the ones
+    in ``done`` already hold their new value)."""
+    stack = [x]
+    while stack:
+        p = stack.pop()
+        for c in _live_children(p):
+            if id(c) not in done:
+                v = c._view.derive(p)
+                _assign(c, v if isinstance(v, Tracer) else _lift(v, c))
+            stack.append(c)
 
 
 def _lost(x: Tracer, what: str) -> str:

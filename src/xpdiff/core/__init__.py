@@ -35,6 +35,12 @@ class MixingError(XpdiffError, ValueError):
     """An operation mixes samples under ``batch_ndim`` (see docs/concepts.md)."""
 
 
+class AliasingError(XpdiffError, ValueError):
+    """An in-place write would reach arrays whose sharing of memory xpdiff does not
+    model (a ``reshape`` result and its base while both are alive), or a read-only
+    view (``broadcast_to``); see docs/namespace-functions.md."""
+
+
 # The operation the user called, while a composite (mean, var, sort, tile, ...) binds the
 # primitives it is built from: errors about those primitives name it instead.
 USER_OP: ContextVar[str | None] = ContextVar("xpdiff_user_op", default=None)

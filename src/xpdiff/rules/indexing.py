@@ -43,7 +43,7 @@ from ..core import (
     primitive,
     raw_namespace,
 )
-from ..tracer import Tracer
+from ..tracer import Tracer, make_view
 from ._families import export, is_arraylike, move_batch_to, norm_axis, pad_batched, unbroadcast
 
 _FULL = slice(None)
@@ -87,7 +87,7 @@ def fresh(x):
     if not isinstance(x, Tracer):
         return x
     y = object.__new__(type(x))
-    y._main, y._a, y._b = x._main, x._a, x._b
+    y._main, y._a, y._b, y._view = x._main, x._a, x._b, None
     return y
 
 
@@ -254,9 +254,21 @@ def _getitem_fn(x, key):
         with op_context("__getitem__ with array indices"):
             return _advanced_get(x, _expand_masks(entries), adjacent)
     key = tuple(entries)
-    if all(_is_full(k) for k in key):
-        return fresh(x)
-    return _getitem.bind(x, key=key)
+    if not isinstance(x, Tracer):
+        return x if all(_is_full(k) for k in key) else _getitem.bind(x, key=key)
+    if all(_is_full(k) for k in key):  # x[:], x[...]: a view of the whole array
+        return make_view(x, fresh(x), "__getitem__", _same, _whole)
+    return make_view(x, _getitem.bind(x, key=key), "__getitem__",
+                     lambda p: _getitem.bind(p, key=key),
+                     lambda p, v: _set_at.bind(p, v, key=key))
+
+
+def _same(p):
+    return p
+
+
+def _whole(p, v):
+    return v
 
 
 # --- getitem (advanced) ----------------------------------------------------------------------

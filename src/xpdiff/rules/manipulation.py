@@ -6,6 +6,7 @@ import math
 import numbers
 
 from ..core import Zero, broadcast_shapes, create, instantiate, primitive, raw_namespace
+from ..tracer import make_alias, make_view
 from ._families import (
     batch_axis_param,
     data_axis_param,
@@ -19,7 +20,7 @@ from ._families import (
     unbroadcast,
 )
 from .elementwise import PRIMS as _EW
-from .indexing import data_dependent, fresh, op_context, take
+from .indexing import _same, _whole, data_dependent, fresh, op_context, take
 
 
 def _resolve_shape(shape, size, name="reshape"):
@@ -67,9 +68,19 @@ def reshape(x, /, shape, *, copy=None):
     (2, 2, 4)
     """
     shape = _resolve_shape(shape, math.prod(x.shape))
+    if copy is False:  # never a copy: a view
+        return _reshape_view(x, shape, "reshape")
+    out = fresh(x) if shape == tuple(x.shape) else _reshape.bind(x, shape=shape)
+    return out if copy else make_alias(x, out, "reshape")
+
+
+def _reshape_view(x, shape, name):
+    """``x`` reshaped by inserting or removing unit dims: a view (NumPy always gives one)."""
     if shape == tuple(x.shape):
-        return fresh(x)
-    return _reshape.bind(x, shape=shape)
+        return make_view(x, fresh(x), name, _same, _whole)
+    return make_view(x, _reshape.bind(x, shape=shape), name,
+                     lambda p: _reshape.bind(p, shape=shape),
+                     lambda p, v: _reshape.bind(v, shape=tuple(p.shape)))
 
 
 # --- permute_dims ------------------------------------------------------------------------
@@ -102,8 +113,11 @@ def permute_dims(x, /, axes):
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"permute_dims: axes={axes} is not a permutation of {x.ndim} dims")
     if axes == tuple(range(x.ndim)):
-        return fresh(x)
-    return _permute.bind(x, axes=axes)
+        return make_view(x, fresh(x), "permute_dims", _same, _whole)
+    inv = _inverse(axes)
+    return make_view(x, _permute.bind(x, axes=axes), "permute_dims",
+                     lambda p: _permute.bind(p, axes=axes),
+                     lambda p, v: _permute.bind(v, axes=inv))
 
 
 @export
@@ -112,7 +126,7 @@ def matrix_transpose(x, /):
     if x.ndim < 2:
         raise ValueError("matrix_transpose: x must have at least 2 dims")
     axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return _permute.bind(x, axes=axes)
+    return permute_dims(x, axes)
 
 
 @export
@@ -143,7 +157,7 @@ def expand_dims(x, /, axis=0):
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
-    return _reshape.bind(x, shape=tuple(shape))
+    return _reshape_view(x, tuple(shape), "expand_dims")
 
 
 @export
@@ -153,7 +167,7 @@ def squeeze(x, /, axis):
     for a in axes:
         if x.shape[a] != 1:
             raise ValueError(f"squeeze: dim {a} has size {x.shape[a]}, not 1")
-    return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
+    return _reshape_view(x, tuple(s for i, s in enumerate(x.shape) if i not in axes), "squeeze")
 
 
 # --- broadcast_to ------------------------------------------------------------------------
@@ -182,8 +196,9 @@ def broadcast_to(x, /, shape):
     """Broadcast ``x`` to ``shape``."""
     shape = tuple(shape)
     if shape == tuple(x.shape):
-        return fresh(x)
-    return _bcast.bind(x, shape=shape)
+        return make_view(x, fresh(x), "broadcast_to", _same, None)
+    return make_view(x, _bcast.bind(x, shape=shape), "broadcast_to",
+                     lambda p: _bcast.bind(p, shape=shape), None)
 
 
 @export
@@ -271,7 +286,8 @@ _flip.batch = batch_axis_param(_flip)
 @export
 def flip(x, /, *, axis=None):
     """Reverse the order of elements along ``axis`` (all dims if ``None``)."""
-    return _flip.bind(x, axis=axis)
+    return make_view(x, _flip.bind(x, axis=axis), "flip",
+                     lambda p: _flip.bind(p, axis=axis), lambda p, v: _flip.bind(v, axis=axis))
 
 
 # --- astype, stop_gradient, *_like ---------------------------------------------------------
@@ -304,7 +320,7 @@ def astype(x, dtype, /, *, copy=True, device=None):
     if device is not None and device != x.device:
         raise ValueError("astype: changing device inside xpdiff is not supported; use to_device")
     if dtype == x.dtype and not copy:
-        return fresh(x)
+        return x  # NumPy returns the array itself
     return _astype.bind(x, dtype=dtype)
 
 
