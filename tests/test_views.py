@@ -266,3 +266,32 @@ def test_long_chains_of_views():
 
     x = np.arange(3.0)
     np.testing.assert_allclose(xd.jacrev(f)(x), [[0, 2, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_broadcast_arrays_returns_unbroadcast_arrays_themselves():
+    def f(x):
+        xp = _ns(x)
+        y = x * 1.0
+        a, b = xp.broadcast_arrays(y, x[:1])
+        assert a is y
+        a[0] = 2.0 * x[1]  # writable: it is y
+        with pytest.raises(AliasingError, match="broadcast_to"):
+            b[0] = 1.0
+        return y
+
+    x = np.arange(1.0, 4.0)
+    np.testing.assert_allclose(xd.jacrev(f)(x), [[0, 2, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_copy_of_a_view_is_independent():
+    import copy
+
+    def f(x):
+        y = x * 1.0
+        c = copy.copy(y[1:])
+        c += 10.0
+        return y + 0.0, c
+
+    (y, c), _ = xd.vjp(f, np.zeros(3))
+    np.testing.assert_allclose(y, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(c, [10.0, 10.0])

@@ -216,6 +216,12 @@ class Tracer:
     def _check_write(self) -> None:
         """Raise if this array may not be updated in place (the eager API's leaves)."""
 
+    def __copy__(self) -> Any:
+        """``copy.copy(x)``: a new array holding the same value, a view of nothing."""
+        new = object.__new__(type(self))
+        Tracer.__init__(new, self._main, self._a, self._b)
+        return new
+
 
 def _assign(x: Tracer, new: Tracer) -> None:
     object.__setattr__(x, "__class__", type(new))

@@ -205,7 +205,9 @@ def broadcast_to(x, /, shape):
 def broadcast_arrays(*arrays):
     """Broadcast arrays against each other."""
     shape = broadcast_shapes(*(a.shape for a in arrays))
-    return [broadcast_to(a, shape) for a in arrays]
+    # an array of the broadcast shape comes back as itself (as in NumPy), the others as
+    # read-only views (broadcast_to)
+    return [a if tuple(a.shape) == shape else broadcast_to(a, shape) for a in arrays]
 
 
 # --- concat / stack ----------------------------------------------------------------------
