@@ -215,3 +215,36 @@ def test_check_both_dtypes(capsys):
     assert rc == 0, out
     assert "dtype float32: " in out and "dtype float64: " in out
     assert out.index("dtype float32") < out.index("dtype float64")
+
+
+# --- xpdiff check --fuzz -------------------------------------------------------------------------
+
+def test_fuzz_short_run_passes(capsys):
+    """A short run in the suite (the long one: ``xpdiff check --fuzz 10000``)."""
+    rc = main(["check", "--fuzz", "8", "--seed", "100", "--no-progress", "--fuzz-all"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "fuzz: 8 programs from seed 100" in out and "0 fail" in out
+    assert out.rstrip().endswith("OK")
+
+
+def test_fuzz_finds_a_wrong_rule_and_prints_a_replayable_seed(capsys, monkeypatch):
+    monkeypatch.setattr(xpdiff.testing.optable, "OPS", [op for op in OPS if op.name in ("sin", "matmul")]
+                        + [_wrong_rule_op()])
+    rc = main(["check", "--fuzz", "6", "--seed", "7", "--dtype", "float64", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "wrong_cube" in out and "FAIL [fd]" in out
+    seed = next(line.split("--seed ")[1] for line in out.splitlines() if "replay:" in line)
+    assert main(["check", "--fuzz", "1", "--seed", seed, "--dtype", "float64", "--no-progress"]) == 1
+    again = capsys.readouterr().out
+    assert f"seed {seed} (float64" in again and "wrong_cube" in again
+
+
+def test_fuzz_programs_are_reproducible():
+    from xpdiff.testing.fuzz import make_program
+
+    a, b = make_program(42, OPS), make_program(42, OPS)
+    assert a.describe() == b.describe()
+    assert make_program(43, OPS).describe() != a.describe()
+    assert main(["check", "--fuzz", "0"]) == 2

@@ -31,6 +31,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xpdiff' has no attribute {name!r}")
 
 
-__all__ = ["AliasingError", "BackendUnavailableError", "DiffArray", "MixingError", "Namespace", "RuleError", "XpdiffError",
-           "custom_jvp", "custom_vjp", "grad", "hessian", "jacfwd", "jacobian", "jacrev", "jit", "jvp",
-           "namespace", "scaleout", "stop_gradient", "value_and_grad", "vjp", "vmap"]
+__all__ = ["AliasingError", "BackendUnavailableError", "DiffArray", "MixingError", "Namespace",
+           "RuleError", "XpdiffError", "custom_jvp", "custom_vjp", "grad", "hessian", "jacfwd",
+           "jacobian", "jacrev", "jit", "jvp", "namespace", "scaleout", "stop_gradient",
+           "value_and_grad", "vjp", "vmap"]

@@ -22,6 +22,7 @@ from . import backend as _backend
 from .backend import to_host as _host
 from .scaleout import demo as _dask_demo
 from .testing.check import run_checks
+from .testing.fuzz import run_fuzz
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -111,7 +112,10 @@ def _version(name: str) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     select = [s for s in (args.select or "").split(",") if s]
-    dtypes = ("float32", "float64") if args.dtype == "both" else (args.dtype,)
+    if args.fuzz is not None:
+        return _fuzz(args, select)
+    dtype = args.dtype or "float64"
+    dtypes = ("float32", "float64") if dtype == "both" else (dtype,)
     ok = True
     for dtype in dtypes:
         try:
@@ -127,6 +131,24 @@ def _check(args: argparse.Namespace) -> int:
         ok = ok and report.ok
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
+
+
+def _fuzz(args: argparse.Namespace, select: list[str]) -> int:
+    if args.fuzz < 1:
+        print(f"xpdiff check: --fuzz takes a positive number of programs, got {args.fuzz}",
+              file=sys.stderr)
+        return 2
+    try:
+        report = run_fuzz(args.fuzz, args.seed, backend=args.backend, device=args.device,
+                          dtype=None if args.dtype == "both" else args.dtype,
+                          select=select or None, everything=args.fuzz_all,
+                          progress=not args.no_progress)
+    except (ValueError, ImportError) as e:
+        print(f"xpdiff check: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print("OK" if report.passed else "FAILED")
+    return 0 if report.passed else 1
 
 
 def _bench(argv: list[str]) -> int:
@@ -166,12 +188,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--backend", default=None, help=backends)
     c.add_argument("--device", default=None,
                    help="a device of the backend as xpdiff info lists it (cpu, device1, cuda:0, ...)")
-    c.add_argument("--dtype", default="float64", choices=("float64", "float32", "both"),
+    c.add_argument("--dtype", default=None, choices=("float64", "float32", "both"),
                    help="dtype of the checked inputs (default: float64; both: float32, then "
-                        "float64)")
+                        "float64; with --fuzz the default, both, draws it per program)")
     c.add_argument("--select", default=None, help="comma-separated substrings of op-table names")
     c.add_argument("--first-order", action="store_true", help="skip second-derivative checks")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--fuzz", type=int, default=None, metavar="N",
+                   help="check N random programs over the op table instead (nested transforms, "
+                        "vmap, batch_ndim, chunked, structured and dense paths, finite differences)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the first --fuzz program "
+                   "(program i has seed S + i: --fuzz 1 --seed S+i replays it)")
+    c.add_argument("--fuzz-all", action="store_true",
+                   help="run every check on every --fuzz program (default: one costly check each)")
     c.set_defaults(run=_check)
     sub.add_parser("bench", help="benchmarks against JAX, torch.func and autograd "
                    "(options: xpdiff bench --help)")
