@@ -17,11 +17,12 @@ by a smooth map), and an output made of every step's floating results.  The dtyp
 * ``batch_ndim``: ``jacobian(batch_ndim=1)``, also chunked over samples
   (``chunk_size=1``), against the per-sample Jacobians (programs whose entries are
   all valid batched code);
+* ``jit``: ``jit(jacrev(f))``, traced at one point and replayed at another;
 * ``hessian``: ``hessian(s)`` against ``jacfwd(grad(s))``, its symmetry and central
   differences of ``grad(s)`` (entries with second derivatives), and
   ``hessian(s, batch_ndim=1)`` against the per-sample Hessians.
 
-The first three run on every program; of the last four, one per program in turn
+The first three run on every program; of the last five, one per program in turn
 (by seed), or all of them with ``--fuzz-all``.
 
 A program whose entries fail on plain arrays is not counted (``invalid``).  Program
@@ -203,7 +204,7 @@ def _close(what: str, a: Any, b: Any, tol: float) -> None:
 def check_program(prog: Program, bk: Any, device: Any, everything: bool = False) -> tuple[str, list]:
     """Check one program: ``("ok" | "invalid" | "fail", failures)``, each failure a
     ``(check, message)``.  ``fwd-rev``, ``dense`` and ``fd`` always run; of the costlier
-    ``chunked``, ``vmap``, ``batch_ndim`` and ``hessian``, one chosen by the seed (all
+    ``chunked``, ``vmap``, ``jit``, ``batch_ndim`` and ``hessian``, one chosen by the seed (all
     of them with ``everything=True``)."""
     xp = namespace_for(bk)
     f = program_fn(prog, xp)
@@ -281,13 +282,13 @@ def check_program(prog: Program, bk: Any, device: Any, everything: bool = False)
 
     def per_sample() -> Any:
         if "J" not in loop:
-            loop["J"] = np.stack([np.asarray(_backend.to_host(_api.jacrev(f)(X[i])))
+            loop["J"] = np.stack([np.asarray(_backend.to_host(_api.jacrev(f)(X[i, ...])))
                                   for i in range(B)])
         return loop["J"]
 
     def vmapped() -> None:
         _close("vmap(jacrev) vs a loop", _api.vmap(_api.jacrev(f))(X), per_sample(), tol["path"])
-        g = np.stack([np.asarray(_backend.to_host(_api.grad(s)(X[i]))) for i in range(B)])
+        g = np.stack([np.asarray(_backend.to_host(_api.grad(s)(X[i, ...]))) for i in range(B)])
         _close("vmap(grad) vs a loop", _api.vmap(_api.grad(s))(X), g, tol["path"])
 
     def batched() -> None:
@@ -311,13 +312,20 @@ def check_program(prog: Program, bk: Any, device: Any, everything: bool = False)
             _close("hessian vs central differences of grad", H, np.stack(cols, axis=-1), tol["fd"] * 10)
         if prog.batched:
             Hb = _api.hessian(s, batch_ndim=1)(X)
-            Hl = np.stack([np.asarray(_backend.to_host(_api.hessian(s)(X[i]))) for i in range(B)])
+            Hl = np.stack([np.asarray(_backend.to_host(_api.hessian(s)(X[i, ...]))) for i in range(B)])
             _close("hessian(batch_ndim=1) vs per-sample", Hb, Hl, tol["path"])
 
     attempt("fwd-rev", fwd_rev)
     attempt("dense", dense)
     attempt("fd", fd)
-    heavy = [("chunked", chunked), ("vmap", vmapped)]
+    def jitted() -> None:
+        from ._jit import jit
+
+        g = jit(_api.jacrev(f))
+        g(arr(rng.uniform(-1.0, 1.0, prog.n)))  # traced here, replayed below
+        _close("jit(jacrev) replayed vs jacrev", g(x), _jac(), tol["path"])
+
+    heavy = [("chunked", chunked), ("vmap", vmapped), ("jit", jitted)]
     if prog.batched:
         heavy.append(("batch_ndim", batched))
     if prog.order2:
