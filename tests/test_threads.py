@@ -51,6 +51,8 @@ TRANSFORMS = {
     "vmap(jacrev)": (xd.vmap(xd.jacrev(vector)), (3, 4)),
     "jvp": (lambda x: xd.jvp(vector, (x,), (x,))[1], (4,)),
     "vjp": (lambda x: xd.vjp(vector, x)[1](x)[0], (4,)),
+    "jit(grad)": (xd.jit(xd.grad(scalar)), (4,)),
+    "jit(jacobian(batch_ndim=1))": (xd.jit(xd.jacobian(vector, batch_ndim=1)), (3, 4)),
 }
 # the chunk planner probes memory with a process-wide allocator watch, which races
 # between threads; it is being replaced by a plan from the traced shapes
