@@ -322,8 +322,9 @@ def _alias_error(name: str) -> AliasingError:
         f"in-place write to an array that may share memory with another through {name}: "
         f"whether {name} returns a view depends on the memory layout (NumPy copies when it "
         f"cannot make a view), so xpdiff does not guess which of the two should see the "
-        f"write; make the copy explicit (xp.{name}(x, ..., copy=True) or "
-        f"xp.asarray(x, copy=True)) or drop the other array before writing")
+        f"write; make the copy explicit (xp.{name}(x, shape, copy=True)), ask for a view "
+        f"(xp.{name}(x, shape, copy=False): the write then reaches both), or drop the other "
+        f"array before writing")
 
 
 def _check_group(x: Tracer) -> None:
