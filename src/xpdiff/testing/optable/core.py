@@ -32,6 +32,16 @@ def _inplace_ops(xp, x, y):
     return z
 
 
+def _through_views(xp, x, y):
+    """Writes through views reach the base and the other views (as NumPy's views)."""
+    z = x * 1.0
+    v = z[..., 1:]
+    w = xp.matrix_transpose(z)
+    v += y[..., :3] * x[..., 1:]
+    w[..., 0, :] = xp.sin(y[..., :, 0])  # z[..., :, 0]
+    return z * v[..., :1]
+
+
 def _sin_times(v):
     return v.__array_namespace__().sin(v) * v
 
@@ -112,6 +122,7 @@ OPS += [
     Op("setitem", _setitem, (S, (3, 2))),
     Op("setitem_scalar", _setitem_scalar, (S,)),
     Op("inplace_ops", _inplace_ops, (S, S)),
+    Op("setitem_through_views", _through_views, (S, S)),
     Op("matmul", lambda xp, x, y: x @ y, ((3, 4), (4, 2))),
     Op("matmul_matvec", lambda xp, x, y: x @ y, ((3, 4), (4,)), batched=False),
     Op("matmul_vecmat", lambda xp, x, y: x @ y, ((4,), (4, 2)), batched=False),
