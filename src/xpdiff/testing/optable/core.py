@@ -37,7 +37,7 @@ def _through_views(xp, x, y):
     z = x * 1.0
     v = z[..., 1:]
     w = xp.matrix_transpose(z)
-    v += y[..., :3] * x[..., 1:]
+    v += x[..., 1:] * y[..., :3]
     w[..., 0, :] = xp.sin(y[..., :, 0])  # z[..., :, 0]
     return z * v[..., :1]
 
