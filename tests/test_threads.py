@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff._array import Tracer
+from xpdiff.tracer import Tracer
 
 xp = xd.numpy
 RNG = np.random.default_rng(0)

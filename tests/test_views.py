@@ -12,6 +12,7 @@ import pytest
 
 import xpdiff as xd
 from xpdiff import AliasingError
+from xpdiff.backend import to_host
 from xpdiff.testing import check_grads
 
 RNG = np.random.default_rng(0)
@@ -80,7 +81,7 @@ PROGRAMS = [slice_add, view_of_view, siblings, base_write, mixed_layout]
 
 
 def _host(a):
-    return np.asarray(xd._backend.to_host(a))
+    return np.asarray(to_host(a))
 
 
 @pytest.mark.parametrize("prog", PROGRAMS, ids=lambda p: p.__name__)

@@ -44,6 +44,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .. import backend as _backend
+from ..jit import jit
 from ..namespaces import namespace_for
 from ..transforms import api as _api
 from . import optable
@@ -319,8 +320,6 @@ def check_program(prog: Program, bk: Any, device: Any, everything: bool = False)
     attempt("dense", dense)
     attempt("fd", fd)
     def jitted() -> None:
-        from ._jit import jit
-
         g = jit(_api.jacrev(f))
         g(arr(rng.uniform(-1.0, 1.0, prog.n)))  # traced here, replayed below
         _close("jit(jacrev) replayed vs jacrev", g(x), _jac(), tol["path"])
