@@ -23,13 +23,14 @@ Every call builds a graph at once, without computing real data:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -46,6 +47,7 @@ except ImportError as e:  # only reached when Dask is missing: name the extra
 import array_api_compat
 import numpy as np
 
+from ..core import MixingError
 from ..core import tree as _tree
 from ..transforms import api as _api
 from .layout import Layout, RechunkWarning, check_block, check_per_sample, total_loss
@@ -112,6 +114,16 @@ def _unnest(b: Any) -> Any:
     return b
 
 
+@contextlib.contextmanager
+def _on_standin() -> Iterator[None]:
+    """A ``MixingError`` of the stand-in run says where it was found (its data dims are 1s)."""
+    try:
+        yield
+    except MixingError as e:
+        raise MixingError(f"{e} (found while building the Dask graph, on a stand-in block of one "
+                          f"sample; no task has run)") from e
+
+
 def _block(spec: tuple, packed: tuple, *blocks: Any) -> Any:
     """One task: the leaves of this chunk, the shared leaves, the in-memory transform."""
     is_data, single = spec
@@ -154,7 +166,8 @@ def _call(fname: str, run: Callable, args: tuple, leaves: list, is_data: list, k
         shared.append(x)
 
     # stand-in run: shapes, dtypes, MixingError -- before any task exists
-    out = run([_standin(x, k if d else 0) for x, d in zip(leaves, is_data)])
+    with _on_standin():
+        out = run([_standin(x, k if d else 0) for x, d in zip(leaves, is_data)])
     out_leaves, out_def = _tree.flatten(out)
     for y in out_leaves:
         if not hasattr(y, "shape") or y.ndim < k:
@@ -309,7 +322,8 @@ def value_and_grad(f: Callable, args: tuple, argnums: Any, has_aux: bool, reduce
                                                           is_data=tuple(lay.is_data))
     # per-sample check on a one-sample stand-in: MixingError before any task runs
     standin = [_standin(x, k if d else 0) for x, d in zip(lay.leaves, lay.is_data)]
-    check_per_sample(f, _tree.unflatten(lay.treedef, standin), argnums, has_aux, lay, fname)
+    with _on_standin():
+        check_per_sample(f, _tree.unflatten(lay.treedef, standin), argnums, has_aux, lay, fname)
 
     run = partial(_run_grad, f, lay.treedef, argnums, has_aux, reduce, k, lay.n_samples,
                   tuple(shared_grad), check)
