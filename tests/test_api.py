@@ -595,3 +595,62 @@ def test_auto_mode_rule():
     for f, a, k in [(lambda x: xp.tanh(A @ x) + x, x, 0), (_softmax, xs, 1)]:
         np.testing.assert_allclose(xd.jacobian(f, batch_ndim=k)(a), xd.jacfwd(f, batch_ndim=k)(a),
                                    atol=1e-14)
+
+
+def test_custom_rules_that_create_constants_run_one_level_down():
+    # fwd / jvp rules that create arrays (xp.eye, xp.ones) used to return tracers of the
+    # transformation that called them: a crash in reverse mode, a tracer as a tangent in
+    # forward mode
+    @xd.custom_vjp
+    def k(a):
+        return a @ xp.eye(3)
+
+    k.defvjp(lambda a: (k(a), (a,)), lambda res, g: (2 * g,))
+    a = np.ones(3)
+    np.testing.assert_allclose(xd.grad(lambda a: xp.sum(k(a)))(a), np.full(3, 2.0))
+    np.testing.assert_allclose(xd.jacrev(k)(a), 2 * np.eye(3))
+    np.testing.assert_allclose(xd.jacobian(k, batch_ndim=1, mode="rev")(np.ones((2, 3))),
+                               np.broadcast_to(2 * np.eye(3), (2, 3, 3)))
+    out, pull = xd.vjp(k, a)
+    assert type(out) is np.ndarray
+
+    @xd.custom_jvp
+    def c(a):
+        return xp.ones(3) * xp.sin(a)
+
+    @c.defjvp
+    def _(p, t):
+        return c(p[0]), xp.ones(3) * xp.cos(p[0]) * t[0]
+
+    y, t = xd.jvp(c, (a,), (a,))
+    assert type(t) is np.ndarray
+    np.testing.assert_allclose(t, np.cos(a))
+    np.testing.assert_allclose(xd.grad(lambda a: xp.sum(c(a)))(a), np.cos(a))
+    np.testing.assert_allclose(xd.jacrev(xd.grad(lambda a: xp.sum(c(a))))(a), np.diag(-np.sin(a)))
+
+    # a transformation started inside the rule still lifts its own constants
+    @xd.custom_vjp
+    def n(a):
+        return xp.sin(a)
+
+    def n_fwd(a):
+        inner = xd.grad(lambda b: xp.sum(xp.ones(3) * xp.sin(b)))(a)
+        return xp.sin(a), (inner,)
+
+    n.defvjp(n_fwd, lambda res, g: (g * res[0],))
+    np.testing.assert_allclose(xd.grad(lambda a: xp.sum(n(a)))(a), np.cos(a))
+
+
+@pytest.mark.xfail(strict=True, reason="known: forward-over-reverse through a custom_jvp rule that "
+                   "creates constants returns a tracer of the basis vmap (reverse-over-reverse works)")
+def test_hessian_through_a_custom_jvp_rule_that_creates_constants():
+    @xd.custom_jvp
+    def c(a):
+        return xp.ones(3) * xp.sin(a)
+
+    @c.defjvp
+    def _(p, t):
+        return c(p[0]), xp.ones(3) * xp.cos(p[0]) * t[0]
+
+    a = np.ones(3)
+    np.testing.assert_allclose(xd.hessian(lambda a: xp.sum(c(a)))(a), np.diag(-np.sin(a)))

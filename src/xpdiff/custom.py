@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import update_wrapper
 from typing import Any
 
-from .core import Zero, instantiate, namespace_for_values, new_main, top_main
+from .core import Zero, instantiate, namespace_for_values, new_main, one_level_down, top_main
 from .core import tree as _tree
 from .interpreters.batching import BatchTrace, BatchTracer
 from .interpreters.dataview import DataContext, DataTracer
@@ -51,7 +51,8 @@ class _Call:
         if self.jvp is None:  # custom_vjp under forward mode: differentiate fun itself
             return self.fun(*leaves)
         tangents = [instantiate_like(p, t) for p, t in zip(primals, tangents)]
-        outs, touts = self.jvp(primals, tangents)
+        with one_level_down(trace.main):
+            outs, touts = self.jvp(primals, tangents)
         return [o if isinstance(t, Zero) else JVPTracer(trace.main, o, t)
                 for o, t in zip(outs, touts)]
 
@@ -61,14 +62,16 @@ class _Call:
         if all(i is None for i in ids):
             return self.bind(primals)
         if self.fwd is not None:
-            outs, res = self.fwd(*primals)
+            with one_level_down(trace.main):
+                outs, res = self.fwd(*primals)
             bwd = self.bwd
 
             def backward(gs: list, node: Any) -> list:
                 gs = [_zeros_like(o) if g is None else g for g, o in zip(gs, node.out)]
                 return list(bwd(res, gs))
         else:
-            outs = self.bind(primals)
+            with one_level_down(trace.main):
+                outs = self.bind(primals)
             rule = self.jvp
 
             def backward(gs: list, node: Any) -> list:

@@ -146,6 +146,9 @@ class _ThreadStack(threading.local):
 
     def __init__(self) -> None:
         self.items: list[MainTrace] = []
+        # levels [lo, hi) that constants are not lifted onto: user code run one level
+        # below them (a custom rule's fwd or jvp); see :func:`one_level_down`
+        self.unlifted: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -217,10 +220,26 @@ def lift_constant(value: Any, like: Any = None) -> Any:
     transformation the value is returned as is."""
     if like is not None:
         return like._main.trace.lift(value)
+    skip = _STACK.unlifted
     for main in reversed(_STACK.items):
-        if main.trace.lifts_constants:
+        if main.trace.lifts_constants and (skip is None or not skip[0] <= main.level < skip[1]):
             return main.trace.lift(value)
     return value
+
+
+@contextmanager
+def one_level_down(main: MainTrace) -> Iterator[None]:
+    """Run user code for ``main``'s transformation on the values one level down (a
+    ``custom_vjp``'s ``fwd``, a ``custom_jvp``'s rule): constants it creates are not
+    lifted onto ``main`` or the transformations above it that are active now (they
+    would come back as tracers of ``main``), but still onto transformations the code
+    itself starts."""
+    prev = _STACK.unlifted
+    _STACK.unlifted = (main.level, len(_STACK))
+    try:
+        yield
+    finally:
+        _STACK.unlifted = prev
 
 
 TRACER_TYPES: set = set()  # filled by xpdiff.tracer: every Tracer subclass registers itself
