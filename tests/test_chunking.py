@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import xpdiff as xd
-from xpdiff.transforms import api as _api
 from xpdiff.transforms import chunking as _chunking
+from xpdiff.transforms import engine as _engine
 
 xp = xd.numpy
 
@@ -43,16 +43,16 @@ def spy(monkeypatch):
 def sample_spy(monkeypatch):
     """The (start, stop) of every chunk of samples a batch_ndim Jacobian runs."""
     calls = []
-    orig = _api._sample_chunks
+    orig = _engine._sample_chunks
 
     def wrapped(chunk, *a, **k):
-        def counted(s, e):
+        def counted(s, e, **kw):
             calls.append((s, e))
-            return chunk(s, e)
+            return chunk(s, e, **kw)
 
         return orig(counted, *a, **k)
 
-    monkeypatch.setattr(_api, "_sample_chunks", wrapped)
+    monkeypatch.setattr(_engine, "_sample_chunks", wrapped)
     return calls
 
 

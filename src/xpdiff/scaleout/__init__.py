@@ -26,6 +26,7 @@ from typing import Any
 
 from ..core import tree as _tree
 from ..transforms import api as _api
+from ..transforms import args as _args
 from .layout import INSTALL_HINT, Layout, RechunkWarning, check_per_sample, total_loss
 
 
@@ -103,7 +104,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
             return _impl().value_and_grad(f, args, argnums, has_aux, reduce, batch_ndim, data_argnums,
                                           split_every)
         fname = "scaleout.value_and_grad"
-        nums = _api._argnums(argnums, len(args), fname)[0]
+        nums = _args._argnums(argnums, len(args), fname)[0]
         lay = Layout(args, batch_ndim, data_argnums, nums, fname)
         check_per_sample(f, lay.first_sample(), argnums, has_aux, lay, fname)
         return _api.value_and_grad(total_loss(f, has_aux, reduce, batch_ndim, lay.n_samples), argnums,

@@ -50,6 +50,7 @@ import numpy as np
 from ..core import MixingError
 from ..core import tree as _tree
 from ..transforms import api as _api
+from ..transforms import args as _args
 from .layout import Layout, RechunkWarning, check_block, check_per_sample, total_loss
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -244,7 +245,7 @@ def transform(fname: str, f: Callable, options: dict, args: tuple) -> Any:
     if fname == "vmap":
         return _vmap(f, options, args)
     k = options["batch_ndim"]
-    nums = _api._argnums(options["argnums"], len(args), fname)[0]
+    nums = _args._argnums(options["argnums"], len(args), fname)[0]
     if k:
         lay = Layout(args, k, options["data_argnums"], nums, fname)
         leaves, treedef, is_data = lay.leaves, lay.treedef, lay.is_data
@@ -311,7 +312,7 @@ def value_and_grad(f: Callable, args: tuple, argnums: Any, has_aux: bool, reduce
                    data_argnums: Any, split_every: int | None) -> Any:
     """:func:`xpdiff.scaleout.value_and_grad` on Dask arguments (lazy results)."""
     fname = "scaleout.value_and_grad"
-    nums, single = _api._argnums(argnums, len(args), fname)
+    nums, single = _args._argnums(argnums, len(args), fname)
     lay = Layout(args, k, data_argnums, nums, fname)
     shared_grad = []
     for i in nums:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core import tree as _tree
 from ..transforms import api as _api
+from ..transforms import args as _args
 
 INSTALL_HINT = 'pip install "xpdiff[dask]"'
 
@@ -31,7 +32,7 @@ class Layout:
 
     def __init__(self, args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str):
         self.k, self.fname, self.nums = k, fname, nums
-        self.B, flags, per_arg = _api._data_split(args, k, data_argnums, nums, fname)
+        self.B, flags, per_arg = _args._data_split(args, k, data_argnums, nums, fname)
         self.n_samples = math.prod(self.B)
         self.leaves, self.treedef = _tree.flatten(args)
         self.is_data = [d for fl in flags for d in fl]
@@ -62,7 +63,7 @@ class Layout:
 
 def check_block(block_args: tuple, k: int, nums: tuple, fname: str, is_data: tuple) -> None:
     """Raise unless the engine's default rule marks the same leaves of ``block_args`` as data."""
-    _, flags, _ = _api._data_split(block_args, k, None, nums, fname)
+    _, flags, _ = _args._data_split(block_args, k, None, nums, fname)
     if tuple(d for fl in flags for d in fl) != is_data:
         raise ValueError(f"{fname}: in a block of the data, a shared argument's leading dims equal the "
                          f"block's data dims, so it would be taken for data; pass data_argnums, or "

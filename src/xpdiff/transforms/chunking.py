@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from .. import backend as _backend
@@ -37,34 +35,6 @@ FIRST_CHUNK = 8
 
 class ChunkMemoryError(MemoryError):
     """The result of a transformation cannot fit in the memory budget."""
-
-
-class ChunkSamples(Exception):  # noqa: N818 - a signal, not an error
-    """Raised inside a ``batch_ndim`` Jacobian whose single pass might not fit: the
-    caller then runs the samples in chunks (each sample's blocks are independent,
-    so a chunk of samples needs no cross-chunk work and writes its rows in place)."""
-
-
-class _SplitState(threading.local):
-    def __init__(self) -> None:
-        self.mode = "basis"
-
-
-_SPLIT = _SplitState()
-
-
-@contextmanager
-def split_mode(mode: str) -> Iterator[None]:
-    """How :func:`needs_chunking` answers "yes" while active: ``"basis"`` (chunk the
-    basis: the default), ``"samples"`` (raise :class:`ChunkSamples`: ``batch_ndim``
-    prefers chunking samples) or ``"sized"`` (never: the samples were chunked to a
-    measured size already)."""
-    prev = _SPLIT.mode
-    _SPLIT.mode = mode
-    try:
-        yield
-    finally:
-        _SPLIT.mode = prev
 
 
 def _kind(x: Any) -> str:
@@ -128,23 +98,12 @@ def check_result_fits(fname: str, result_bytes: int, budget_bytes: int | None,
 LIVE_FACTOR = 4  # dense intermediates assumed alive at once, per basis vector
 
 
-def needs_chunking(n: int, sizes: int, mult: int, itemsize: int, result_bytes: int,
-                   budget_bytes: int | None) -> bool:
-    """Whether one pass over all ``n`` basis vectors might not fit in the budget.
-
-    The estimate assumes ``LIVE_FACTOR`` dense intermediates of ``sizes`` elements
-    (per-sample input plus output size) per basis vector and sample.  When it says
-    no, the pass runs whole (keeping structured tangents); when it says yes, the
-    basis is chunked with a measured first chunk (:func:`run_chunks`).
-    """
-    if budget_bytes is None:
-        return False
-    need = n * LIVE_FACTOR * mult * sizes * itemsize + result_bytes > budget_bytes
-    if need and _SPLIT.mode != "basis":
-        if _SPLIT.mode == "samples":
-            raise ChunkSamples
-        return False
-    return need
+def pass_bytes(n: int, sizes: int, samples: int, itemsize: int) -> int:
+    """Bytes one pass over ``n`` basis vectors is estimated to hold: ``LIVE_FACTOR``
+    dense intermediates of ``sizes`` elements (per-sample input plus output size) per
+    basis vector and sample.  Below the budget (with the result) the pass runs whole,
+    keeping structured tangents; above it the basis or the samples are chunked."""
+    return n * LIVE_FACTOR * samples * sizes * itemsize
 
 
 def run_chunks(n: int, run: Callable[[int, int], list], chunk_size: int | None,

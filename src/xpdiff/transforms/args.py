@@ -1,0 +1,267 @@
+"""Arguments of the transformations: which are differentiated, their leaves, checks.
+
+Layer: transforms (the bottom of ``xpdiff.transforms``).  May import:
+``xpdiff.namespaces`` and everything below it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..backend import backend_namespace, default_float_dtype, device_scope, device_scope_needed, is_array
+from ..core import check_same_backend, lift_constant, raw_namespace
+from ..core import tree as _tree
+from ..tracer import Tracer
+
+ArgNums = int | Sequence[int]
+
+
+# --- argument helpers ----------------------------------------------------------------------
+
+def _as_array(x: Any, fname: str, what: str, like: Any = None) -> Any:
+    """``x`` as an array; a Python number becomes a 0-d array of ``like``'s backend and
+    device (created there, no host copy), with ``like``'s dtype when it is floating (else
+    the backend's default floating dtype); without ``like``, a float64 NumPy (default
+    backend) array."""
+    if isinstance(x, Tracer) or is_array(x):
+        return x
+    if isinstance(x, (float, int)) and not isinstance(x, bool):
+        if like is None:
+            return backend_namespace().asarray(float(x))
+        bk, dev = raw_namespace(like), like.device
+        dt = like.dtype if _is_floating(like) else default_float_dtype(bk, dev)
+        return bk.full((), float(x), dtype=dt, device=dev)
+    raise TypeError(f"{fname}: {what} must be an array (or a pytree of arrays), got "
+                    f"{type(x).__name__}")
+
+
+_FLOAT_DTYPES: set = set()  # (dtype type, dtype) pairs known to be floating point
+
+
+def _check_float(x: Any, fname: str, what: str) -> None:
+    dt = x.dtype
+    key = (type(dt), dt)  # dtypes of two libraries never compare
+    try:
+        if key in _FLOAT_DTYPES:
+            return
+    except TypeError:  # an unhashable dtype: no caching
+        key = None
+    bk = raw_namespace(x)
+    if bk.isdtype(dt, ("real floating", "complex floating")):
+        if key is not None:
+            _FLOAT_DTYPES.add(key)
+        return
+    raise TypeError(f"{fname}: {what} has dtype {x.dtype}; only floating-point arrays can be "
+                    f"differentiated. Cast it first, e.g. x.astype(float64) / "
+                    f"xp.astype(x, xp.float64)")
+
+
+def _first_array(args: Sequence) -> Any:
+    for a in args:
+        for x in _tree.flatten(a)[0]:
+            if isinstance(x, Tracer) or is_array(x):
+                return x
+    return None
+
+
+def _is_floating(x: Any) -> bool:
+    try:
+        _check_float(x, "", "")
+    except TypeError:
+        return False
+    return True
+
+
+def _device_scope(args: Sequence) -> Any:
+    """The inputs' device made current for the whole transformation (CuPy, torch CUDA);
+    nothing to do unless such a backend is loaded."""
+    if not device_scope_needed():
+        return _NO_SCOPE
+    x = _first_array(args)
+    return _NO_SCOPE if x is None else device_scope(raw_namespace(x), x.device)
+
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+def _argnums(argnums: ArgNums, nargs: int, fname: str) -> tuple[tuple[int, ...], bool]:
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    if not nums:
+        raise ValueError(f"{fname}: argnums must not be empty")
+    out = []
+    for a in nums:
+        if not isinstance(a, int) or not -nargs <= a < nargs:
+            raise ValueError(f"{fname}: argnums={argnums!r} is out of range for a function called "
+                             f"with {nargs} positional argument(s); pass argnums between 0 and "
+                             f"{nargs - 1}")
+        out.append(a % nargs)
+    return tuple(out), single
+
+
+def _labelled(args: Sequence, what: str = "argument") -> list:
+    """``(label, leaf)`` for every leaf of ``args``, for the one-backend-one-device check."""
+    out = []
+    for i, a in enumerate(args):
+        leaves, _ = _tree.flatten(a)
+        one = len(leaves) == 1
+        out.extend((f"{what} {i}" if one else f"{what} {i} (leaf {j})", x)
+                   for j, x in enumerate(leaves))
+    return out
+
+
+def _constants(arg: Any) -> Any:
+    """``arg`` with its raw backend arrays made constants of the innermost transformation
+    (no tape node, no tangent); traced values and non-arrays are left as they are."""
+    leaves, tdef = _tree.flatten(arg)
+    if not any(is_array(x) and not isinstance(x, Tracer) for x in leaves):
+        return arg
+    return _tree.unflatten(tdef, [lift_constant(x) if is_array(x) and not isinstance(x, Tracer)
+                                  else x for x in leaves])
+
+
+class _Flat:
+    """``f`` over flat leaves of the differentiated arguments (others held fixed)."""
+
+    def __init__(self, f: Callable, args: tuple, nums: tuple, has_aux: bool, fname: str):
+        self.f, self.args, self.nums, self.has_aux, self.fname = f, args, nums, has_aux, fname
+        self.in_leaves, self.in_defs = [], []
+        like = _first_array(args)  # Python numbers among the arguments are created like it
+        for i in nums:
+            leaves, tdef = _tree.flatten(args[i])
+            leaves = [_as_array(x, fname, f"argument {i}", like) for x in leaves]
+            for x in leaves:
+                _check_float(x, fname, f"argument {i}")
+            self.in_leaves.append(leaves)
+            self.in_defs.append(tdef)
+        self.sizes = [len(ls) for ls in self.in_leaves]
+        self.flat_in = [x for ls in self.in_leaves for x in ls]
+        check_same_backend(_labelled(args), fname)
+        self.out_def = None
+        self.n_out = 0
+        self.aux_def = None
+
+    def rebuild(self, flat: Sequence) -> list:
+        """The arguments inside the transformation: the differentiated ones from ``flat``,
+        the others with their arrays as constants of it (so every array argument answers
+        with xpdiff's namespace: ``array_namespace(X, w)`` works)."""
+        args = [_constants(a) for a in self.args]
+        pos = 0
+        for i, tdef, n in zip(self.nums, self.in_defs, self.sizes):
+            args[i] = _tree.unflatten(tdef, list(flat[pos:pos + n]))
+            pos += n
+        return args
+
+    def __call__(self, *flat: Any) -> list:
+        out = self.f(*self.rebuild(flat))
+        aux_leaves: list = []
+        if self.has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError(f"{self.fname}(has_aux=True): f must return a pair (output, aux)")
+            out, aux = out
+            aux_leaves, self.aux_def = _tree.flatten(aux)
+        leaves, self.out_def = _tree.flatten(out)
+        for y in leaves:
+            if not (isinstance(y, Tracer) or is_array(y)):
+                raise TypeError(f"{self.fname}: f must return arrays (or pytrees of arrays), got "
+                                f"{type(y).__name__}")
+        self.n_out = len(leaves)
+        return list(leaves) + list(aux_leaves)
+
+    def split(self, res: list) -> tuple[list, Any]:
+        outs, aux = res[:self.n_out], res[self.n_out:]
+        return outs, (_tree.unflatten(self.aux_def, aux) if self.has_aux else None)
+
+    def pack_in(self, flat: Sequence, single: bool) -> Any:
+        """Per-argument pytrees, as a tuple unless argnums was an int."""
+        trees, pos = [], 0
+        for tdef, n in zip(self.in_defs, self.sizes):
+            trees.append(_tree.unflatten(tdef, list(flat[pos:pos + n])))
+            pos += n
+        return trees[0] if single else tuple(trees)
+
+
+def _data_split(args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str):
+    """Which argument leaves carry the ``k`` leading data dims, and the data shape ``B``."""
+    leaves_per_arg = [_tree.flatten(a) for a in args]
+    if data_argnums is None:
+        first = None
+        for i in range(len(args)):
+            arr = [x for x in leaves_per_arg[i][0] if hasattr(x, "shape")]
+            if arr:
+                first = arr[0]
+                break
+        if first is None or first.ndim < k:
+            is_data = [[False] * len(ls) for ls, _ in leaves_per_arg]
+            cands = _data_candidates(leaves_per_arg, is_data, k)
+            fix = (f"if the data are argument(s) {', '.join(map(str, cands))}, say so with "
+                   f"data_argnums={_tuple_text(cands)}" if cands else
+                   "batch_ndim must not exceed the inputs' ndim")
+            raise ValueError(f"{fname}: batch_ndim={k} takes the data dims from the first array "
+                             f"argument, which has {0 if first is None else first.ndim} dims; {fix}")
+        B = tuple(first.shape[:k])
+        is_data = [[hasattr(x, "shape") and x.ndim >= k and tuple(x.shape[:k]) == B for x in ls]
+                   for ls, _ in leaves_per_arg]
+    else:
+        dn = (data_argnums,) if isinstance(data_argnums, int) else tuple(data_argnums)
+        dn = tuple(_argnums(dn, len(args), fname + " (data_argnums)")[0])
+        B = None
+        is_data = []
+        for i, (ls, _) in enumerate(leaves_per_arg):
+            flags = []
+            for x in ls:
+                d = i in dn and hasattr(x, "shape")
+                if d:
+                    if x.ndim < k:
+                        raise ValueError(f"{fname}: argument {i} has {x.ndim} dims, fewer than "
+                                         f"batch_ndim={k}")
+                    if B is None:
+                        B = tuple(x.shape[:k])
+                    elif tuple(x.shape[:k]) != B:
+                        raise ValueError(f"{fname}: data shapes disagree: argument {i} has leading "
+                                         f"dims {tuple(x.shape[:k])}, expected {B} (batch_ndim={k})")
+                flags.append(d)
+            is_data.append(flags)
+        if B is None:
+            raise ValueError(f"{fname}: data_argnums={data_argnums!r} selects no array argument")
+    for i in nums:
+        if not any(is_data[i]) and not leaves_per_arg[i][0]:
+            raise ValueError(f"{fname}: argument {i} has no arrays")
+    return B, is_data, leaves_per_arg
+
+
+def _tuple_text(nums: Sequence[int]) -> str:
+    return f"({nums[0]},)" if len(nums) == 1 else f"({', '.join(map(str, nums))})"
+
+
+def _data_candidates(leaves_per_arg: list, is_data: list, k: int) -> list[int]:
+    """Arguments not taken as data whose array leaves could be data (at least ``k`` dims,
+    the same leading dims): what ``data_argnums=`` probably should say."""
+    lead: dict[tuple, list[int]] = {}
+    for i, ((ls, _), flags) in enumerate(zip(leaves_per_arg, is_data)):
+        arrs = [x for x, d in zip(ls, flags) if hasattr(x, "shape") and not d]
+        if arrs and not any(flags) and all(x.ndim >= k for x in arrs):
+            heads = {tuple(x.shape[:k]) for x in arrs}
+            if len(heads) == 1:
+                lead.setdefault(heads.pop(), []).append(i)
+    return max(lead.values(), key=len) if lead else []
+
+
+def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any) -> str:
+    """The sentence errors about data dims end with: which arguments were taken as data
+    and, when they were inferred, how to say otherwise."""
+    if sum(any(hasattr(x, "shape") for x in ls) for ls, _ in leaves_per_arg) < 2:
+        return ""  # one array argument: nothing to choose
+    taken = [i for i, flags in enumerate(is_data) if any(flags)]
+    text = (f". batch_ndim={k} took argument(s) {', '.join(map(str, taken))} as data (leading "
+            f"dims {B})")
+    if data_argnums is not None:
+        return text + f", as data_argnums={data_argnums!r} says"
+    cands = _data_candidates(leaves_per_arg, is_data, k)
+    text += ", the arguments whose leading dims match the first array argument's"
+    if cands:
+        text += (f"; if the data are argument(s) {', '.join(map(str, cands))}, say so with "
+                 f"data_argnums={_tuple_text(cands)}")
+    return text
