@@ -587,3 +587,28 @@ def test_index_errors():
         xp.roll(x, (1, 2), axis=0)
     with pytest.raises(DataDependentShapeError, match="repeat"):
         xd.vmap(lambda r: xp.repeat(xp.asarray([1.0, 2.0]), r))(np.array([[1, 2], [2, 1]]))
+
+
+def test_iteration_over_the_first_axis_keeps_the_derivative(backend):
+    x = backend.asarray([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+
+    def f(v):
+        xp = v.__array_namespace__()
+        a, b, c = v  # unpacking iterates
+        rows = [r * r for r in v]
+        return xp.stack([a * b + c] + rows)
+
+    J = xd.jacobian(f)(x)
+    want = xd.jacobian(lambda v: v.__array_namespace__().stack(
+        [v[0] * v[1] + v[2]] + [v[i] * v[i] for i in range(3)]))(x)
+    np.testing.assert_allclose(backend.to_numpy(J), backend.to_numpy(want))
+    # traced as the conformance harness runs it, and in reverse mode
+    y, t = xd.jvp(lambda v: [r for r in v][1], (x,), (x,))
+    np.testing.assert_allclose(backend.to_numpy(t), [3.0, 4.0])
+    g = xd.grad(lambda v: sum(r[0] for r in v))(x)
+    np.testing.assert_allclose(backend.to_numpy(g), [[1.0, 0.0]] * 3)
+
+    with pytest.raises(TypeError, match="iteration over a 0-d array"):
+        xd.grad(lambda v: list(v[0, 0]) and v[0, 0])(x)
+    with pytest.raises(MixingError, match=r"'iteration \(for a in x\)' indexes a data dim"):
+        xd.jacobian(lambda v: v.__array_namespace__().stack([r for r in v]), batch_ndim=1)(x)

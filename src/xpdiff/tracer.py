@@ -22,11 +22,11 @@ import operator
 import os
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .backend.numpy_dispatch import call_function, call_ufunc
-from .core import TRACER_TYPES, AliasingError, raw_namespace
+from .core import TRACER_TYPES, AliasingError, op_context, raw_namespace
 
 _LOST = "{what} on an array that carries derivative information would drop the derivative; {fix}"
 
@@ -185,9 +185,17 @@ class Tracer:
         return bool(v)
 
     def __iter__(self) -> Any:
-        if self._concrete() is None or not self.shape:
-            raise TypeError(_lost(self, "Iterating") + "; index explicitly, e.g. x[i]")
-        return (self[i] for i in range(self.shape[0]))
+        """Iteration over the first axis: ``x[0], x[1], ...``, each keeping its derivative
+        (``for a in x``, ``a, b = x``); a 0-d array is not iterable (as in NumPy)."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        return self._items(self.shape[0])
+
+    def _items(self, n: int) -> Iterator[Any]:
+        for i in range(n):
+            with op_context("iteration (for a in x)"):
+                item = self[i]
+            yield item
 
     def __len__(self) -> int:
         if not self.shape:
