@@ -612,3 +612,33 @@ def test_iteration_over_the_first_axis_keeps_the_derivative(backend):
         xd.grad(lambda v: list(v[0, 0]) and v[0, 0])(x)
     with pytest.raises(MixingError, match=r"'iteration \(for a in x\)' indexes a data dim"):
         xd.jacobian(lambda v: v.__array_namespace__().stack([r for r in v]), batch_ndim=1)(x)
+
+
+def test_zero_d_boolean_index_reads_and_writes(backend):
+    # the standard: a 0-d boolean index adds an axis of size 1 (True) or 0 (False);
+    # array-api-extra's at(x)[mask].set(v) and apply_where on 0-d inputs write with one
+    T = backend.asarray(True, bool)
+    F = backend.asarray(False, bool)
+    x = backend.asarray([1.0, 2.0])
+    s = backend.asarray(3.0)
+    ones = backend.asarray([1.0, 1.0])
+    for m, n in ((T, 1), (F, 0)):
+        y, t = xd.jvp(lambda v: v[m], (x,), (ones,))  # traced, as the conformance harness runs
+        assert tuple(y.shape) == tuple(t.shape) == (n, 2)
+        assert tuple(xd.jvp(lambda v: v[..., m], (x,), (ones,))[0].shape) == (2, n)
+        assert tuple(xd.jvp(lambda v: v[m], (s,), (s,))[0].shape) == (n,)
+    g = xd.grad(lambda v: v.__array_namespace__().sum(v[T] * v[T]))(x)
+    np.testing.assert_allclose(backend.to_numpy(g), [2.0, 4.0])
+
+    def write(v, m):
+        y = v * 1.0
+        y[m] = 5.0 * v
+        return y
+
+    for m, d in ((T, 5.0), (F, 1.0)):
+        val, tan = xd.jvp(lambda v: write(v, m), (s,), (backend.asarray(1.0),))
+        assert float(backend.to_numpy(val)) == 3.0 * d and float(backend.to_numpy(tan)) == d
+        g = xd.grad(lambda v: v.__array_namespace__().sum(write(v, m)))(x)
+        np.testing.assert_allclose(backend.to_numpy(g), [d, d])
+    # the write needs no data-dependent shape: it also runs under vmap
+    np.testing.assert_allclose(backend.to_numpy(xd.vmap(lambda v: write(v, T))(x)), [5.0, 10.0])

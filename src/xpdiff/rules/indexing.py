@@ -248,7 +248,44 @@ _getitem = primitive(
     data=lambda ctx, ops, has, *, key: (ops, {"key": _data_key(ctx, key)}))
 
 
+def _is_0d_mask(k):
+    return is_arraylike(k) and k.ndim == 0 and raw_namespace(k).isdtype(k.dtype, "bool")
+
+
+def _split_0d_masks(key):
+    """A key holding 0-d boolean masks as two keys (or ``None`` if it holds none).
+
+    The standard (and NumPy): a 0-d mask adds an axis of size 1 (``True``) or 0
+    (``False``).  The first key inserts a unit axis for each 0-d mask (and each
+    ``None``) and takes everything else whole; the second indexes that result with
+    the rest of the key, each 0-d mask becoming a 1-d mask over its new axis."""
+    key = key if type(key) is tuple else (key,)
+    if not any(_is_0d_mask(k) for k in key):
+        return None
+    first, second = [], []
+    for k in key:
+        if _is_0d_mask(k):
+            first.append(None)
+            second.append(namespace_for_values([k]).reshape(k, (1,)))
+        elif k is None:
+            first.append(None)
+            second.append(_FULL)
+        elif k is Ellipsis:
+            first.append(Ellipsis)
+            second.append(Ellipsis)
+        else:  # an int, a slice or an array: the dims it indexes, taken whole
+            n = k.ndim if is_arraylike(k) and raw_namespace(k).isdtype(k.dtype, "bool") else 1
+            first.extend([_FULL] * n)
+            second.append(k)
+    return tuple(first), tuple(second)
+
+
 def _getitem_fn(x, key):
+    if type(key) is not int and type(key) is not slice:
+        split = _split_0d_masks(key)
+        if split is not None:
+            with op_context("__getitem__ with a 0-d boolean index"):
+                return _getitem_fn(_getitem_fn(x, split[0]), split[1])
     entries, has_arrays, adjacent = _parse(key, x, "__getitem__")
     if has_arrays:
         with op_context("__getitem__ with array indices"):
@@ -482,6 +519,12 @@ def _value_like(value, x):
 
 
 def _setitem_fn(x, key, value):
+    if type(key) is not int and type(key) is not slice:
+        split = _split_0d_masks(key)
+        if split is not None:  # written on x with the unit axes inserted, then removed
+            with op_context("__setitem__ with a 0-d boolean index"):
+                y = _setitem_fn(_getitem_fn(x, split[0]), split[1], value)
+                return _getitem_fn(y, tuple(0 if k is None else k for k in split[0]))
     entries, has_arrays, adjacent = _parse(key, x, "__setitem__")
     value = _value_like(value, x)
     if not has_arrays:
