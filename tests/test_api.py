@@ -374,8 +374,8 @@ def test_escapes_refuse_to_drop_derivatives():
     for fn, msg in [(float, "float"), (bool, "bool"), (np.asarray, "NumPy"), (int, "int")]:
         with pytest.raises(TypeError, match=msg):
             xd.grad(lambda x: fn(xp.sum(x)))(np.ones(2))
-    with pytest.raises(TypeError, match="Iterating"):
-        xd.grad(lambda x: xp.sum(xp.stack(list(x))))(np.ones(2))
+    with pytest.raises(TypeError, match="iteration over a 0-d array"):
+        xd.grad(lambda x: xp.sum(xp.stack(list(xp.sum(x)))))(np.ones(2))
 
 
 def test_missing_rule_names_primitive_and_transformation():

@@ -569,8 +569,6 @@ def test_index_errors():
         f((np.array([0]), 0, 0))
     with pytest.raises(IndexError, match="Python bool"):
         f(True)
-    with pytest.raises(IndexError, match="0-d boolean"):
-        f(np.asarray(True))
     with pytest.raises(IndexError, match="Ellipsis"):
         f((Ellipsis, np.array([0]), Ellipsis))
 
