@@ -72,3 +72,30 @@ def test_mixing_errors_name_the_arguments_taken_as_data():
     with pytest.raises(xd.MixingError, match=r"took argument\(s\) 0 as data \(leading dims \(3,\)\).*"
                                              r"data_argnums=\(1,\)"):
         xd.jacobian(lambda W, X: xp.tanh(X @ W), batch_ndim=1)(W, X)
+
+
+def test_argnums_of_the_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match=r"grad: argnums must be an int or a sequence of ints, got '0'"):
+        xd.grad(lambda x: xp.sum(x), argnums="0")(np.ones(2))
+
+
+def test_value_and_grad_errors_name_value_and_grad():
+    with pytest.raises(TypeError, match=r"^value_and_grad: f must return a scalar"):
+        xd.value_and_grad(lambda x: x)(np.ones(2))
+    with pytest.raises(TypeError, match=r"^grad: f must return a scalar"):
+        xd.grad(lambda x: x)(np.ones(2))
+
+
+def test_grad_of_a_complex_output_raises_instead_of_taking_the_real_part():
+    z = np.array([1.0 + 2.0j, 0.5 - 1.0j])
+    with pytest.raises(TypeError, match=r"grad: f returned a complex scalar .* real-valued output"):
+        xd.grad(lambda z: xp.sum(z * z))(z)
+    # a real function of a complex input is fine (the conjugate-gradient convention)
+    assert xd.grad(lambda z: xp.sum(xp.real(z * xp.conj(z))))(z).shape == (2,)
+
+
+@pytest.mark.parametrize("ax", [2, 3, 4, -3])
+def test_vmap_out_axes_out_of_range_is_an_error(ax):
+    with pytest.raises(ValueError, match=rf"vmap: out_axes={ax} is out of range for an output of rank 2"):
+        xd.vmap(lambda x: x * 2, out_axes=ax)(np.ones((3, 4)))
+    np.testing.assert_array_equal(xd.vmap(lambda x: x * 2, out_axes=1)(np.ones((3, 4))), 2 * np.ones((4, 3)))

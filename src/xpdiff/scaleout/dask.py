@@ -234,7 +234,7 @@ def _run_vmap(f: Callable, treedef: Any, mapped: tuple, options: dict, leaves: l
 def transform(fname: str, f: Callable, options: dict, args: tuple) -> Any:
     """``fname`` (a public transform's name) of ``f`` with ``options`` at ``args``, some of
     which are Dask arrays: the lazy result (see the module's docstring)."""
-    if fname == "value_and_grad":
+    if fname in ("grad", "value_and_grad"):
         j = next(i for i, a in enumerate(args) if any(isinstance(x, da.Array)
                                                       for x in _tree.flatten(a)[0]))
         raise TypeError(

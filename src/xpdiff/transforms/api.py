@@ -131,26 +131,35 @@ def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> 
     >>> xd.value_and_grad(lambda x: xd.numpy.sum(x ** 2))(np.array([1.0, 2.0]))
     (array(5.), array([2., 4.]))
     """
+    return _value_and_grad(f, argnums, has_aux, "value_and_grad")
+
+
+def _value_and_grad(f: Callable, argnums: ArgNums, has_aux: bool, fname: str) -> Callable:
     @wraps(f)
     def vg(*args: Any) -> Any:
-        nums, single = _argnums(argnums, len(args), "grad")
-        flat = _Flat(f, args, nums, has_aux, "grad")
+        nums, single = _argnums(argnums, len(args), fname)
+        flat = _Flat(f, args, nums, has_aux, fname)
         res, pullback = vjp_call(flat, flat.flat_in)
         outs, aux = flat.split(res)
         if len(outs) != 1 or tuple(outs[0].shape) != ():
             shape = tuple(outs[0].shape) if len(outs) == 1 else f"a pytree of {len(outs)} arrays"
-            raise TypeError(f"grad: f must return a scalar (an array of shape ()), got {shape}; "
+            raise TypeError(f"{fname}: f must return a scalar (an array of shape ()), got {shape}; "
                             f"for non-scalar outputs use jacrev, or jacobian(f, batch_ndim=k) for "
                             f"per-sample derivatives")
         out = outs[0]
-        _check_float(out, "grad", "the output of f")
+        _check_float(out, fname, "the output of f")
         xp = namespace_for_values([out])
+        if xp.isdtype(out.dtype, "complex floating"):
+            raise TypeError(f"{fname}: f returned a complex scalar ({out.dtype}); {fname} requires a "
+                            f"real-valued output (taking its real part silently would be wrong for "
+                            f"most uses). Differentiate a real function of it, e.g. xp.real(y) or "
+                            f"xp.abs(y) ** 2, or use jacfwd / jacrev for the complex derivative")
         cts = pullback([xp.ones_like(out)] + [None] * (len(res) - 1))
         cts = [instantiate(namespace_for_values([x]), c) for x, c in zip(flat.flat_in, cts)]
         g = flat.pack_in(cts, single)
         return ((out, aux), g) if has_aux else (out, g)
 
-    return _lazy_aware("value_and_grad", f, dict(argnums=argnums, has_aux=has_aux), vg)
+    return _lazy_aware(fname, f, dict(argnums=argnums, has_aux=has_aux), vg)
 
 
 def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
@@ -160,7 +169,7 @@ def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
     >>> xd.grad(lambda x: xd.numpy.sum(x ** 3))(np.array([1.0, 2.0]))
     array([ 3., 12.])
     """
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = _value_and_grad(f, argnums, has_aux, "grad")
 
     @wraps(f)
     def g(*args: Any) -> Any:
@@ -361,6 +370,10 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
             if ax is None:
                 raise ValueError("vmap: out_axes=None is only valid for outputs that are not "
                                  "mapped; xpdiff always maps outputs, use an int")
+            if not -o.ndim <= ax < o.ndim:
+                raise ValueError(f"vmap: out_axes={ax} is out of range for an output of rank "
+                                 f"{o.ndim} (the mapped axis included, shape {tuple(o.shape)}); pass "
+                                 f"an axis between {-o.ndim} and {o.ndim - 1}")
             if ax % o.ndim != 0:
                 o = namespace_for_values([o]).moveaxis(o, 0, ax)
             res.append(o)

@@ -93,7 +93,10 @@ def _argnums(argnums: ArgNums, nargs: int, fname: str) -> tuple[tuple[int, ...],
         raise ValueError(f"{fname}: argnums must not be empty")
     out = []
     for a in nums:
-        if not isinstance(a, int) or not -nargs <= a < nargs:
+        if not isinstance(a, int) or isinstance(a, bool):
+            raise TypeError(f"{fname}: argnums must be an int or a sequence of ints, got "
+                            f"{argnums!r} ({type(a).__name__}); e.g. argnums=0 or argnums=(0, 1)")
+        if not -nargs <= a < nargs:
             raise ValueError(f"{fname}: argnums={argnums!r} is out of range for a function called "
                              f"with {nargs} positional argument(s); pass argnums between 0 and "
                              f"{nargs - 1}")
