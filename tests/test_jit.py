@@ -379,3 +379,31 @@ def test_cupy_fusion_plan_and_kernel_source():
     low = lower(prog, "numpy", fuse=True)
     assert low.groups == groups and "K" in low.source
     np.testing.assert_allclose(low.run(x)[0], np.sin(x) * np.exp(x) + x * x, rtol=1e-15)
+
+
+def test_chunk_plan_from_free_memory_is_guarded(monkeypatch):
+    """A plan chosen from the free memory at trace time is re-checked at each replay:
+    when the memory no longer fits it, the function is traced again (chunked)."""
+    from xpdiff import _chunking
+
+    free = {"bytes": 800_000}
+    monkeypatch.setattr(_chunking, "free_memory", lambda like: free["bytes"])
+    f = xd.jacfwd(lambda x: xd.numpy.sin(x) * x)
+    j = xd.jit(f)
+    x = np.linspace(-1.0, 1.0, 64)
+    _same(j(x), f(x))  # one pass: needs ~295 kB of a 400 kB budget (guarded: close)
+    assert any(g.kind == "env" for g in j.lower(x).guards)
+    free["bytes"] = 400_000  # now it needs chunking
+    _same(j(x * 2.0), f(x * 2.0))
+    assert len(next(iter(j._cache.values()))) == 2
+    free["bytes"] = 800_000
+    _same(j(x * 3.0), f(x * 3.0))
+    assert len(next(iter(j._cache.values()))) == 2  # the first variant again
+
+
+def test_plan_with_room_to_spare_is_not_rechecked(monkeypatch):
+    from xpdiff import _chunking
+
+    monkeypatch.setattr(_chunking, "free_memory", lambda like: 10**12)
+    j = xd.jit(xd.jacfwd(lambda x: xd.numpy.sin(x) * x))
+    assert not j.lower(np.ones(64)).guards

@@ -16,7 +16,7 @@ from .backend import BackendUnavailableError
 from .core import AliasingError, MixingError, RuleError, XpdiffError
 from .custom import custom_jvp, custom_vjp
 from .eager import DiffArray
-from .jit import jit
+from .jit import JitWarning, jit
 from .namespaces import Namespace, namespace
 from .rules.manipulation import stop_gradient
 from .transforms.api import grad, hessian, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp, vmap
@@ -31,7 +31,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xpdiff' has no attribute {name!r}")
 
 
-__all__ = ["AliasingError", "BackendUnavailableError", "DiffArray", "MixingError", "Namespace",
+__all__ = ["AliasingError", "BackendUnavailableError", "DiffArray", "JitWarning", "MixingError", "Namespace",
            "RuleError", "XpdiffError", "custom_jvp", "custom_vjp", "grad", "hessian", "jacfwd",
            "jacobian", "jacrev", "jit", "jvp", "namespace", "scaleout", "stop_gradient",
            "value_and_grad", "vjp", "vmap"]

@@ -97,7 +97,9 @@ def generate(prog: Program, fused: dict[int, Any] | None = None,
 
     def guards_at(pos: int) -> None:
         for gi, g in by_pos.get(pos, []):
-            if g.kind == "shape":
+            if g.kind == "env":
+                lines.append(f"    if {lit(g.fn)}() != {lit(g.expected)}: raise _R({gi})")
+            elif g.kind == "shape":
                 lines.append(f"    if tuple(v{g.var}.shape) != {g.expected!r}: raise _R({gi})")
             elif g.kind == "float":
                 lines.append(f"    if not _feq(float(v{g.var}), {lit(g.expected)}): raise _R({gi})")

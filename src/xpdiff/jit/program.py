@@ -85,10 +85,11 @@ class Guard:
     function keeps retracing)."""
 
     pos: int
-    var: int
+    var: int  # -1 for an environment guard (``fn()`` is recomputed instead)
     kind: str
     expected: Any
     where: str = ""
+    fn: Any = None
 
 
 @dataclass
@@ -208,7 +209,7 @@ def _remap_guards(old: list[Call], kept: list[Call], guards: list[Guard],
             count += 1
     pos.append(count)
     rename = rename or {}
-    return [Guard(pos[g.pos], rename.get(g.var, g.var), g.kind, g.expected, g.where)
+    return [Guard(pos[g.pos], rename.get(g.var, g.var), g.kind, g.expected, g.where, g.fn)
             for g in guards]
 
 
@@ -236,7 +237,8 @@ def last_uses(prog: Program) -> dict[int, list[int]]:
         for n in c.operands():
             last[n] = i
     for g in prog.guards:
-        last[g.var] = max(last.get(g.var, -1), g.pos - 1)
+        if g.var >= 0:
+            last[g.var] = max(last.get(g.var, -1), g.pos - 1)
     keep = {o.n for o in prog.outputs if type(o) is Var} | set(prog.consts)
     out: dict[int, list[int]] = {}
     for n, i in last.items():
@@ -271,7 +273,8 @@ def describe(prog: Program, groups: list | None = None) -> str:
     def guard_lines(pos: int) -> None:
         for g in by_pos.get(pos, []):
             where = f"  # {g.where}" if g.where else ""
-            lines.append(f"  guard {g.kind}(v{g.var}) == {g.expected!r}{where}")
+            what = f"{g.kind}(v{g.var})" if g.var >= 0 else g.kind
+            lines.append(f"  guard {what} == {g.expected!r}{where}")
 
     guard_lines(0)
     for i, c in enumerate(prog.calls):

@@ -146,7 +146,7 @@ class Recorder:
         self.guards: list[Guard] = []
         self.fresh: set[int] = set()  # values made during tracing from constants only
         self.values: dict[int, Any] = {}  # traced values of fresh values (for folding)
-        self.views: dict[int, int] = {}  # id of a NumPy base -> value number (view check)
+        self.auto_budget: tuple = (None, None)  # (backend kind, bytes): the free-memory budget
 
     # --- value numbers ---------------------------------------------------------------
     def _new(self, x: Any) -> int:
@@ -252,6 +252,11 @@ class Recorder:
     def guard(self, x: Any, kind: str, value: Any) -> None:
         """``kind(x)`` gave ``value`` while tracing: check it at this point of a replay."""
         self.guards.append(Guard(len(self.calls), self.var_of(x), kind, value, user_line()))
+
+    def environment(self, fn: Any, value: Any, what: str) -> None:
+        """A plan made from the environment (``fn()`` gave ``value``): re-checked at the
+        start of each replay."""
+        self.guards.append(Guard(0, -1, "env", value, what, fn))
 
     def program(self, outputs: list) -> Program:
         outs = [Var(self.var_of(o)) if not isinstance(o, type) and is_array(o) else o

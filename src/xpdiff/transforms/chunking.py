@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import backend as _backend
+from .. import core as _core
 from ..core import TRACER_TYPES, namespace_for_values
 
 AUTO_FRACTION = 0.5
@@ -59,7 +60,16 @@ def budget(like: Any, max_memory: int | float | None) -> int | None:
             raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory}")
         return int(max_memory)
     free = free_memory(like)
-    return None if free is None else int(free * AUTO_FRACTION)
+    out = None if free is None else int(free * AUTO_FRACTION)
+    rec = _core.active_recorder()
+    if rec is not None and out is not None:
+        # jit: decisions made from this budget are guarded (needs_chunking); the guard
+        # asks a tiny array of the same backend and device, made here (not recorded)
+        while type(like) in TRACER_TYPES:
+            like = like._a
+        probe = _backend.namespace_of(like).zeros((), dtype=like.dtype, device=like.device)
+        rec.auto_budget = (probe, out)
+    return out
 
 
 def peak_of(like: Any, fn: Callable[[], Any]) -> tuple[Any, int | None]:
@@ -104,6 +114,28 @@ def pass_bytes(n: int, sizes: int, samples: int, itemsize: int) -> int:
     basis vector and sample.  Below the budget (with the result) the pass runs whole,
     keeping structured tangents; above it the basis or the samples are chunked."""
     return n * LIVE_FACTOR * samples * sizes * itemsize
+
+
+JIT_HEADROOM = 8  # a plan made with this much room to spare is not re-checked by jit
+
+
+def guard_plan(need_bytes: int, budget_bytes: int, need: bool) -> None:
+    """Under ``jit``, a plan chosen from the free memory at trace time is a guard: a replay
+    re-reads the free memory and traces again when the answer changes.  A plan with
+    ``JIT_HEADROOM`` times the room it needs is not re-checked (reading the free memory
+    costs more than a small replay).  Outside ``jit`` this does nothing."""
+    rec = _core.active_recorder()
+    if rec is None:
+        return
+    probe, auto = getattr(rec, "auto_budget", (None, None))
+    if auto is None or auto != budget_bytes or (not need and need_bytes * JIT_HEADROOM <= auto):
+        return
+
+    def answer() -> bool:
+        free = free_memory(probe)
+        return free is not None and need_bytes > int(free * AUTO_FRACTION)
+
+    rec.environment(answer, need, "the chunk plan (from the free memory)")
 
 
 def run_chunks(n: int, run: Callable[[int, int], list], chunk_size: int | None,

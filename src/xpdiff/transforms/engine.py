@@ -123,7 +123,9 @@ def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, 
     if budget is None:
         return None, None
     need = _chunking.pass_bytes(n, sizes, samples, itemsize)
-    if need + result_bytes <= budget:
+    fits = need + result_bytes <= budget
+    _chunking.guard_plan(need + result_bytes, budget, not fits)  # jit re-checks it at replay
+    if fits:
         return None, None
     if split_samples:
         return None, SampleChunks(result_bytes // samples, need // samples)
