@@ -407,3 +407,17 @@ def test_plan_with_room_to_spare_is_not_rechecked(monkeypatch):
     monkeypatch.setattr(_chunking, "free_memory", lambda like: 10**12)
     j = xd.jit(xd.jacfwd(lambda x: xd.numpy.sin(x) * x))
     assert not j.lower(np.ones(64)).guards
+
+
+def test_pass_reshape_chains():
+    from xpdiff._program import simplify_reshapes
+
+    calls = [Call(np.reshape, (Var(0),), {"shape": (6, 1)}, (1,), "reshape"),
+             Call(np.reshape, (Var(1),), {"shape": (2, 3)}, (2,), "reshape"),
+             Call(np.reshape, (Var(1),), {"shape": (3, 2)}, (3,), "reshape"),
+             Call(np.add, (Var(2), Var(3)), {}, (4,), "add")]
+    prog = _prog(calls, [4])
+    prog.shapes = {0: (2, 3), 1: (6, 1), 2: (2, 3), 3: (3, 2)}
+    p = eliminate_dead(simplify_reshapes(prog))
+    assert [c.name for c in p.calls] == ["reshape", "add"]  # reshape(reshape(x)) -> x; one left
+    assert p.calls[0].args == (Var(0),) and p.calls[1].args == (Var(0), Var(3))

@@ -20,6 +20,9 @@ Peer names
     plain ``tensor.backward()`` (overhead workload only).
 ``autograd``
     HIPS autograd.
+``numpy-closed``
+    the derivative written by hand in NumPy (or CuPy): the closed form of each
+    workload (:mod:`xpdiff.bench.closed`), the limit of the backend.
 ``numpy-fwd``
     the plain NumPy (or CuPy) forward computation, no derivative (overhead
     workload only).
@@ -45,6 +48,7 @@ PEER_ORDER: tuple[str, ...] = (
     "torch",
     "torch-backward",
     "autograd",
+    "numpy-closed",
     "numpy-fwd",
 )
 
@@ -66,12 +70,13 @@ def expand_peers(peers: Iterable[str] | None) -> tuple[str, ...]:
     always included; ``torch`` also brings ``torch-backward``.
     """
     chosen = set(SELECTABLE_PEERS if peers is None else peers)
-    unknown = chosen - set(SELECTABLE_PEERS) - {"xpdiff", "numpy-fwd", "torch-backward"}
+    unknown = chosen - set(SELECTABLE_PEERS) - {"xpdiff", "numpy-fwd", "numpy-closed",
+                                                "torch-backward"}
     if unknown:
         raise ValueError(f"unknown peer(s) {sorted(unknown)}; choose from {', '.join(SELECTABLE_PEERS)}")
     for peer in list(chosen):
         chosen.update(_IMPLIED.get(peer, ()))
-    chosen.update({"xpdiff", "numpy-fwd"})
+    chosen.update({"xpdiff", "numpy-fwd", "numpy-closed"})
     return tuple(p for p in PEER_ORDER if p in chosen)
 
 
@@ -210,6 +215,7 @@ class Runtime:
             "jax-jit": "jax",
             "torch-backward": "torch",
             "numpy-fwd": "numpy",
+            "numpy-closed": "numpy",
         }.get(peer, peer)
 
     def _load_numpy(self) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from . import closed
 from .peers import Runtime
 
 Thunk = Callable[[], Any]
@@ -124,7 +125,7 @@ def per_sample_loss(xp: Any, x: Any, w: Any) -> Any:
     return 0.5 * xp.sum(h * h, axis=-1)
 
 
-CHAIN_LENGTH = 200
+CHAIN_LENGTH = closed.CHAIN_LENGTH
 
 
 def chain(xp: Any, x: Any) -> Any:
@@ -517,6 +518,21 @@ def _shape_text(params: dict[str, int]) -> str:
 
 def make_workload(name: str, size: str, dtype: str | None = None,
                   params: dict[str, int] | None = None) -> Workload:
+    """Build the workload ``name`` at ``size`` (see :data:`WORKLOAD_NAMES`), with the
+    hand-written NumPy closed form of its derivative as the ``numpy-closed`` peer.
+
+    ``dtype`` and ``params`` as in :func:`_make_workload`.
+    """
+    w = _make_workload(name, size, dtype, params)
+    build = closed.builder(name)
+    if build is not None:
+        w.builders.setdefault("numpy-closed", build)
+        w.notes.setdefault("numpy-closed", "hand-written NumPy closed form of the derivative")
+    return w
+
+
+def _make_workload(name: str, size: str, dtype: str | None = None,
+                   params: dict[str, int] | None = None) -> Workload:
     """Build the workload ``name`` at ``size`` (see :data:`WORKLOAD_NAMES`).
 
     ``dtype`` (``"float32"``/``"float64"``) replaces the size's dtype; ``params``

@@ -103,6 +103,7 @@ class Program:
     outputs: list[Any]  # a Var, or a literal value returned as is
     copy_outputs: set[int] = field(default_factory=set)  # folded constants: copied on return
     fresh: set[int] = field(default_factory=set)  # constants made during tracing (foldable)
+    shapes: dict[int, tuple] = field(default_factory=dict)  # value number -> traced shape
 
     def n_calls(self) -> int:
         return len(self.calls)
@@ -141,7 +142,8 @@ def fold_constants(prog: Program, values: dict[int, Any]) -> Program:
     guards = [g for g in _remap_guards(prog.calls, calls, prog.guards) if g.var not in folded]
     out_folded = {o.n for o in prog.outputs if type(o) is Var and o.n in folded}
     return Program(prog.inputs, consts, calls, guards, prog.outputs,
-                   copy_outputs=prog.copy_outputs | out_folded, fresh=folded)
+                   copy_outputs=prog.copy_outputs | out_folded, fresh=folded,
+                   shapes=prog.shapes)
 
 
 def _freeze(v: Any) -> Any:
@@ -195,7 +197,7 @@ def eliminate_common(prog: Program) -> Program:
     outputs = [sub(o) for o in prog.outputs]
     copy = {rename.get(n, n) for n in prog.copy_outputs}
     return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
-                   fresh=prog.fresh)
+                   fresh=prog.fresh, shapes=prog.shapes)
 
 
 def _remap_guards(old: list[Call], kept: list[Call], guards: list[Guard],
@@ -225,7 +227,7 @@ def eliminate_dead(prog: Program) -> Program:
     guards = _remap_guards(prog.calls, keep, prog.guards)
     consts = {n: v for n, v in prog.consts.items() if n in need}
     return Program(prog.inputs, consts, keep, guards, prog.outputs,
-                   copy_outputs=prog.copy_outputs, fresh=prog.fresh)
+                   copy_outputs=prog.copy_outputs, fresh=prog.fresh, shapes=prog.shapes)
 
 
 def last_uses(prog: Program) -> dict[int, list[int]]:
@@ -247,9 +249,45 @@ def last_uses(prog: Program) -> dict[int, list[int]]:
     return out
 
 
+RESHAPE = "reshape"
+
+
+def simplify_reshapes(prog: Program) -> Program:
+    """A reshape of a reshape reads the first one's operand; a reshape to its operand's
+    own shape is that operand (arrays of a program are never written, so a view and
+    its base are interchangeable).  The reshapes left unused go with dead code."""
+    source: dict[int, int] = {}  # value made by a reshape -> the value it reshaped
+    rename: dict[int, int] = {}
+
+    def sub(a: Any) -> Any:
+        return Var(rename.get(a.n, a.n)) if type(a) is Var else a
+
+    calls = []
+    for c in prog.calls:
+        args = tuple(sub(a) for a in c.args)
+        kw = {k: sub(v) for k, v in c.kw.items()}
+        if c.name == RESHAPE and not c.takes_xp and len(args) == 1 and type(args[0]) is Var:
+            root = source.get(args[0].n, args[0].n)
+            target = kw.get("shape")
+            if isinstance(target, tuple) and prog.shapes.get(root) == target:
+                rename[c.outs[0]] = root
+                continue
+            args = (Var(root),)
+            source[c.outs[0]] = root
+        if args != c.args or kw != c.kw:
+            c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
+                     c.dtypes, c.check_shape, c.takes_xp)
+        calls.append(c)
+    guards = _remap_guards(prog.calls, calls, prog.guards, rename)
+    outputs = [sub(o) for o in prog.outputs]
+    copy = {rename.get(n, n) for n in prog.copy_outputs}
+    return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
+                   fresh=prog.fresh, shapes=prog.shapes)
+
+
 def optimize(prog: Program, values: dict[int, Any]) -> Program:
-    """The passes in order: fold, CSE, DCE."""
-    return eliminate_dead(eliminate_common(fold_constants(prog, values)))
+    """The passes in order: fold, reshape chains, CSE, DCE."""
+    return eliminate_dead(eliminate_common(simplify_reshapes(fold_constants(prog, values))))
 
 
 def describe(prog: Program, groups: list | None = None) -> str:

@@ -146,6 +146,7 @@ class Recorder:
         self.guards: list[Guard] = []
         self.fresh: set[int] = set()  # values made during tracing from constants only
         self.values: dict[int, Any] = {}  # traced values of fresh values (for folding)
+        self.shapes: dict[int, tuple] = {}  # value number -> shape at trace time
         self.auto_budget: tuple = (None, None)  # (backend kind, bytes): the free-memory budget
 
     # --- value numbers ---------------------------------------------------------------
@@ -153,6 +154,9 @@ class Recorder:
         n = self.count
         self.count += 1
         self.refs[id(x)] = _Ref(n, x)
+        shape = getattr(x, "shape", None)
+        if shape is not None:
+            self.shapes[n] = tuple(shape)
         return n
 
     def input(self, x: Any) -> int:
@@ -262,4 +266,4 @@ class Recorder:
         outs = [Var(self.var_of(o)) if not isinstance(o, type) and is_array(o) else o
                 for o in outputs]
         return Program(list(self.inputs), dict(self.consts), list(self.calls), list(self.guards),
-                       outs, fresh=set(self.fresh))
+                       outs, fresh=set(self.fresh), shapes=dict(self.shapes))
