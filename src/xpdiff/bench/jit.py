@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .._jit import Jitted, jit
+from .._namespace import namespace
 from .peers import Runtime
 from .workloads import make_workload
 
@@ -81,8 +83,6 @@ def overhead_rows(size: str = "small") -> list[dict]:
 
 
 def _jitted_of(thunk: Callable[[], Any]) -> tuple[Any, None]:
-    from .._jit import Jitted
-
     seen = []
     stack = [thunk]
     while stack:
@@ -113,6 +113,20 @@ def _arrays_of(jitted: Any, thunk: Callable[[], Any]) -> list:
     finally:
         del jitted._split
     return got[-1]
+
+
+def fixed_rows() -> list[dict]:
+    """The fixed cost of a call: a jitted function whose program makes no backend call
+    (it returns its argument) and one making a single call."""
+    xnp = namespace("numpy")
+    x = np.ones(8)
+    rows = []
+    for label, fn in (("identity (0 calls)", lambda x: x), ("sin (1 call)", xnp.sin)):
+        j = jit(fn)
+        j(x)
+        t_jit, t_direct = _best_times([lambda: j(x), lambda: np.sin(x)])
+        rows.append({"what": label, "t": t_jit, "numpy_sin": t_direct})
+    return rows
 
 
 def memory_rows() -> list[dict]:
@@ -147,8 +161,8 @@ def _us(t: float) -> str:
     return f"{t * 1e6:.1f} µs"
 
 
-def report(over: list[dict], mem: list[dict]) -> str:
-    import threadpoolctl
+def report(over: list[dict], mem: list[dict], fixed: list[dict]) -> str:
+    import threadpoolctl  # optional (the bench extra)
 
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
             f"{i.get('num_threads')} threads)" for i in threadpoolctl.threadpool_info()
@@ -170,6 +184,10 @@ def report(over: list[dict], mem: list[dict]) -> str:
                      f"{_us(r['t_run'])} | {_us(r['fixed'])} | {_us(r['per_call'])} | "
                      f"{_us(r['closed'])} | {r['t_call'] / r['closed']:.2f}x | "
                      f"{r['eager'] / r['t_call']:.1f}x |")
+    lines += ["", "Fixed cost of a call (a one-array argument; `np.sin` of the same array for scale):",
+              "", "| jitted function | time per call | np.sin(x) |", "|---|---:|---:|"]
+    for r in fixed:
+        lines.append(f"| {r['what']} | {_us(r['t'])} | {_us(r['numpy_sin'])} |")
     lines += ["", "Peak memory of one call (tracemalloc, bytes allocated above the start):", "",
               "| workload | eager | jit replay | jit / eager |", "|---|---:|---:|---:|"]
     for r in mem:
@@ -184,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.path.join("docs", "benchmarks"))
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
-    import threadpoolctl
+    import threadpoolctl  # optional (the bench extra)
 
     with threadpoolctl.threadpool_limits(a.threads):
-        text = report(overhead_rows(), memory_rows())
+        text = report(overhead_rows(), memory_rows(), fixed_rows())
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "jit.md")
     with open(path, "w") as fh:

@@ -34,7 +34,7 @@ def test_every_workload_has_both_sizes_but_overhead() -> None:
 
 
 def test_expand_peers() -> None:
-    assert expand_peers([]) == ("xpdiff", "numpy-fwd")
+    assert expand_peers([]) == ("xpdiff", "numpy-closed", "numpy-fwd")
     assert "torch-backward" in expand_peers(["torch"])
     with pytest.raises(ValueError, match="unknown peer"):
         expand_peers(["tensorflow"])

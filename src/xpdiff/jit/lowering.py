@@ -21,6 +21,7 @@ Layer: inside ``xpdiff.jit``.  May import: ``.program`` (NumPy lazily).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,10 +213,19 @@ C_EXPR = {
 }
 
 
-def _fusable(c: Call) -> bool:
-    return (c.elementwise and c.name in C_EXPR and not c.multi and not c.kw
-            and len(c.shapes) == 1 and all(type(a) is Var or type(a) in (int, float)
-                                           for a in c.array_args()))
+def _fusable(prog: Program, c: Call) -> bool:
+    """An elementwise call with a C expression whose array operands all have its output's
+    dtype (a kernel's parameters are typed) and whose other operands are Python numbers."""
+    if not (c.elementwise and c.name in C_EXPR and not c.multi and not c.kw
+            and len(c.shapes) == 1 and _c_type(c.dtypes[0]) != "T"):
+        return False
+    for a in c.array_args():
+        if type(a) is Var:
+            if prog.dtypes.get(a.n) != c.dtypes[0]:
+                return False
+        elif type(a) not in (int, float):
+            return False
+    return True
 
 
 def fusion_groups(prog: Program) -> list[list[int]]:
@@ -224,13 +234,13 @@ def fusion_groups(prog: Program) -> list[list[int]]:
     groups, cur = [], []
     cuts = {g.pos for g in prog.guards}  # a guard between two calls ends a group
     for i, c in enumerate(prog.calls):
-        if _fusable(c) and i not in cuts and (not cur or (c.shapes == prog.calls[cur[0]].shapes
+        if _fusable(prog, c) and i not in cuts and (not cur or (c.shapes == prog.calls[cur[0]].shapes
                                         and c.dtypes == prog.calls[cur[0]].dtypes)):
             cur.append(i)
             continue
         if len(cur) > 1:
             groups.append(cur)
-        cur = [i] if _fusable(c) else []
+        cur = [i] if _fusable(prog, c) else []  # a call after a guard may start a group
     if len(cur) > 1:
         groups.append(cur)
     return groups
@@ -316,8 +326,13 @@ class CudaGraphRunner:
         self.graph = None
         self.static_in: tuple = ()
         self.static_out: tuple = ()
+        self.lock = threading.Lock()  # the static buffers are shared: one replay at a time
 
     def __call__(self, *inputs: Any) -> tuple:
+        with self.lock:
+            return self._call(inputs)
+
+    def _call(self, inputs: tuple) -> tuple:
         self.calls += 1
         if self.calls == 1:
             return self.run(*inputs)

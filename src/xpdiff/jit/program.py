@@ -104,6 +104,7 @@ class Program:
     copy_outputs: set[int] = field(default_factory=set)  # folded constants: copied on return
     fresh: set[int] = field(default_factory=set)  # constants made during tracing (foldable)
     shapes: dict[int, tuple] = field(default_factory=dict)  # value number -> traced shape
+    dtypes: dict[int, Any] = field(default_factory=dict)  # value number -> traced dtype
 
     def n_calls(self) -> int:
         return len(self.calls)
@@ -143,7 +144,7 @@ def fold_constants(prog: Program, values: dict[int, Any]) -> Program:
     out_folded = {o.n for o in prog.outputs if type(o) is Var and o.n in folded}
     return Program(prog.inputs, consts, calls, guards, prog.outputs,
                    copy_outputs=prog.copy_outputs | out_folded, fresh=folded,
-                   shapes=prog.shapes)
+                   shapes=prog.shapes, dtypes=prog.dtypes)
 
 
 def _freeze(v: Any) -> Any:
@@ -197,7 +198,7 @@ def eliminate_common(prog: Program) -> Program:
     outputs = [sub(o) for o in prog.outputs]
     copy = {rename.get(n, n) for n in prog.copy_outputs}
     return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
-                   fresh=prog.fresh, shapes=prog.shapes)
+                   fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
 
 
 def _remap_guards(old: list[Call], kept: list[Call], guards: list[Guard],
@@ -227,7 +228,7 @@ def eliminate_dead(prog: Program) -> Program:
     guards = _remap_guards(prog.calls, keep, prog.guards)
     consts = {n: v for n, v in prog.consts.items() if n in need}
     return Program(prog.inputs, consts, keep, guards, prog.outputs,
-                   copy_outputs=prog.copy_outputs, fresh=prog.fresh, shapes=prog.shapes)
+                   copy_outputs=prog.copy_outputs, fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
 
 
 def last_uses(prog: Program) -> dict[int, list[int]]:
@@ -282,7 +283,7 @@ def simplify_reshapes(prog: Program) -> Program:
     outputs = [sub(o) for o in prog.outputs]
     copy = {rename.get(n, n) for n in prog.copy_outputs}
     return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
-                   fresh=prog.fresh, shapes=prog.shapes)
+                   fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
 
 
 def optimize(prog: Program, values: dict[int, Any]) -> Program:

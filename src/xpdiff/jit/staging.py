@@ -147,6 +147,7 @@ class Recorder:
         self.fresh: set[int] = set()  # values made during tracing from constants only
         self.values: dict[int, Any] = {}  # traced values of fresh values (for folding)
         self.shapes: dict[int, tuple] = {}  # value number -> shape at trace time
+        self.dtypes: dict[int, Any] = {}  # value number -> dtype at trace time
         self.auto_budget: tuple = (None, None)  # (backend kind, bytes): the free-memory budget
 
     # --- value numbers ---------------------------------------------------------------
@@ -157,6 +158,7 @@ class Recorder:
         shape = getattr(x, "shape", None)
         if shape is not None:
             self.shapes[n] = tuple(shape)
+            self.dtypes[n] = x.dtype
         return n
 
     def input(self, x: Any) -> int:
@@ -266,4 +268,5 @@ class Recorder:
         outs = [Var(self.var_of(o)) if not isinstance(o, type) and is_array(o) else o
                 for o in outputs]
         return Program(list(self.inputs), dict(self.consts), list(self.calls), list(self.guards),
-                       outs, fresh=set(self.fresh), shapes=dict(self.shapes))
+                       outs, fresh=set(self.fresh), shapes=dict(self.shapes),
+                       dtypes=dict(self.dtypes))
