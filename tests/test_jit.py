@@ -412,15 +412,44 @@ def test_plan_with_room_to_spare_is_not_rechecked(monkeypatch):
 def test_pass_reshape_chains():
     from xpdiff._program import simplify_reshapes
 
-    calls = [Call(np.reshape, (Var(0),), {"shape": (6, 1)}, (1,), "reshape"),
-             Call(np.reshape, (Var(1),), {"shape": (2, 3)}, (2,), "reshape"),
-             Call(np.reshape, (Var(1),), {"shape": (3, 2)}, (3,), "reshape"),
+    calls = [Call(np.reshape, (Var(0),), {"shape": (6, 1)}, (1,), "reshape", view=True),
+             Call(np.reshape, (Var(1),), {"shape": (2, 3)}, (2,), "reshape", view=True),
+             Call(np.reshape, (Var(1),), {"shape": (3, 2)}, (3,), "reshape", view=True),
              Call(np.add, (Var(2), Var(3)), {}, (4,), "add")]
     prog = _prog(calls, [4])
     prog.shapes = {0: (2, 3), 1: (6, 1), 2: (2, 3), 3: (3, 2)}
     p = eliminate_dead(simplify_reshapes(prog))
     assert [c.name for c in p.calls] == ["reshape", "add"]  # reshape(reshape(x)) -> x; one left
     assert p.calls[0].args == (Var(0),) and p.calls[1].args == (Var(0), Var(3))
+    calls[0].view = False  # a reshape that copied stays (its layout can save a later copy)
+    assert len(eliminate_dead(simplify_reshapes(prog)).calls) == 4
+
+
+def test_jit_peak_memory_at_most_eager():
+    """A replayed per-sample Jacobian allocates no more than the eager call (the MLP of
+    the benchmark, where a collapsed copying reshape once cost a 16 MiB operand copy)."""
+    import gc
+    import tracemalloc
+
+    from xpdiff.bench.peers import Runtime
+    from xpdiff.bench.workloads import make_workload
+
+    rt = Runtime("numpy")
+    w = make_workload("mlp-jac", "gpu", "float32", {"B": 64, "Nin": 64, "H": 256, "Nout": 32})
+    inputs = w.make_inputs(np.random.default_rng(0))
+    peaks = []
+    for peer in ("xpdiff", "xpdiff-jit"):
+        fn = w.builders[peer](rt, peer, inputs)
+        fn()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base, _ = tracemalloc.get_traced_memory()
+            fn()
+            peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] <= peaks[0] * 1.01, peaks
 
 
 def test_unique_values_shape_is_guarded():

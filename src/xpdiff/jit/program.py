@@ -66,6 +66,7 @@ class Call:
     dtypes: tuple = ()
     check_shape: bool = False  # a data-dependent output shape: guarded at replay
     takes_xp: bool = False  # args[0] is the backend namespace (a primitive's impl)
+    view: bool = False  # the output was seen to share its first operand's memory (NumPy)
 
     def array_args(self) -> tuple:
         """The operands after the namespace argument, if any."""
@@ -180,7 +181,7 @@ def eliminate_common(prog: Program) -> Program:
         kw = {k: sub(v) for k, v in c.kw.items()}
         if args != c.args or kw != c.kw:
             c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
-                     c.dtypes, c.check_shape, c.takes_xp)
+                     c.dtypes, c.check_shape, c.takes_xp, c.view)
         key = None
         if c.name not in NO_FOLD:
             try:
@@ -254,9 +255,11 @@ RESHAPE = "reshape"
 
 
 def simplify_reshapes(prog: Program) -> Program:
-    """A reshape of a reshape reads the first one's operand; a reshape to its operand's
-    own shape is that operand (arrays of a program are never written, so a view and
-    its base are interchangeable).  The reshapes left unused go with dead code."""
+    """A reshape of a reshape that was a view reads the first one's operand; a reshape
+    to its operand's own shape through views only is that operand (arrays of a program
+    are never written, so a view and its base are interchangeable).  A reshape that
+    copied (a non-contiguous operand) stays: its contiguous result can save a copy
+    later (a matmul operand).  The reshapes left unused go with dead code."""
     source: dict[int, int] = {}  # value made by a reshape -> the value it reshaped
     rename: dict[int, int] = {}
 
@@ -267,7 +270,8 @@ def simplify_reshapes(prog: Program) -> Program:
     for c in prog.calls:
         args = tuple(sub(a) for a in c.args)
         kw = {k: sub(v) for k, v in c.kw.items()}
-        if c.name == RESHAPE and not c.takes_xp and len(args) == 1 and type(args[0]) is Var:
+        if (c.name == RESHAPE and c.view and not c.takes_xp and len(args) == 1
+                and type(args[0]) is Var):
             root = source.get(args[0].n, args[0].n)
             target = kw.get("shape")
             if isinstance(target, tuple) and prog.shapes.get(root) == target:
@@ -277,7 +281,7 @@ def simplify_reshapes(prog: Program) -> Program:
             source[c.outs[0]] = root
         if args != c.args or kw != c.kw:
             c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
-                     c.dtypes, c.check_shape, c.takes_xp)
+                     c.dtypes, c.check_shape, c.takes_xp, c.view)
         calls.append(c)
     guards = _remap_guards(prog.calls, calls, prog.guards, rename)
     outputs = [sub(o) for o in prog.outputs]

@@ -116,6 +116,15 @@ class StageTrace(Trace):
         return call.fun(*args)  # no derivative at this level: run the primal function
 
 
+def _is_view(out: Any, x: Any) -> bool:
+    """Whether ``out`` shares ``x``'s memory (NumPy's ``base``; ``False`` where unknown)."""
+    ob = getattr(out, "base", None)
+    if ob is None or isinstance(out, tuple):
+        return False
+    xb = getattr(x, "base", None)
+    return ob is (x if xb is None else xb)
+
+
 class _Ref:
     """What the recorder knows about one raw array: its value number, and a weak (or,
     for objects without weak references, strong) reference proving it is the same
@@ -221,7 +230,7 @@ class Recorder:
             fn, ops = getattr(xp, direct), ops[1:]
         self._append(fn, ops, kw, fixed, prim.name, prim.multiple_results, fix,
                      prim.partials is not None, prim.name in DATA_DEPENDENT_SHAPES,
-                     takes_xp=direct is None)
+                     takes_xp=direct is None, view=_is_view(fixed, a0))
         return fixed
 
     def create(self, fn: Any, args: tuple, kw: dict) -> Any:
@@ -234,7 +243,8 @@ class Recorder:
         return out
 
     def _append(self, fn: Any, ops: tuple, kw: dict, out: Any, name: str, multi: bool,
-                fix: bool, elementwise: bool, check_shape: bool, takes_xp: bool = False) -> None:
+                fix: bool, elementwise: bool, check_shape: bool, takes_xp: bool = False,
+                view: bool = False) -> None:
         outs_raw = out if multi else (out,)
         operands = [a.n for a in ops if type(a) is Var] + [a.n for a in kw.values() if type(a) is Var]
         fresh = all(n in self.fresh for n in operands)
@@ -249,7 +259,7 @@ class Recorder:
         call = Call(fn, ops, kw, tuple(outs), name, multi=multi, fix=fix, elementwise=elementwise,
                     shapes=tuple(tuple(getattr(o, "shape", ())) for o in outs_raw),
                     dtypes=tuple(getattr(o, "dtype", None) for o in outs_raw),
-                    check_shape=check_shape, takes_xp=takes_xp)
+                    check_shape=check_shape, takes_xp=takes_xp, view=view)
         self.calls.append(call)
         if check_shape:
             for n, o in zip(outs, outs_raw):
