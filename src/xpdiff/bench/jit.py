@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .._jit import Jitted, jit
-from .._namespace import namespace
+from ..jit import Jitted, jit
+from ..namespaces import namespace
 from .peers import Runtime
 from .workloads import make_workload
 
