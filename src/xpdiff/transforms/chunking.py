@@ -63,7 +63,7 @@ def budget(like: Any, max_memory: int | float | None) -> int | None:
     out = None if free is None else int(free * AUTO_FRACTION)
     rec = _core.active_recorder()
     if rec is not None and out is not None:
-        # jit: decisions made from this budget are guarded (needs_chunking); the guard
+        # jit: decisions made from this budget are guarded (guard_plan); the guard
         # asks a tiny array of the same backend and device, made here (not recorded)
         while type(like) in TRACER_TYPES:
             like = like._a
