@@ -170,3 +170,21 @@ def test_dense_tangents_are_freed_along_a_long_chain(jac):
         _, peaks[k] = _peak(lambda k=k: jac(chain(k))(x))
     tangent = 200 * 200 * 8  # one dense basis-batched tangent
     assert peaks[32] - peaks[2] < 3 * tangent, peaks
+
+
+def test_chunk_plans_never_touch_the_process_allocator_tracing(monkeypatch):
+    # basis chunking (no batch_ndim) and vmap with a budget: planned from sizes, not probed
+    calls = []
+    for name in ("start", "stop", "reset_peak"):
+        real = getattr(tracemalloc, name)
+        monkeypatch.setattr(tracemalloc, name,
+                            lambda *a, _n=name, _r=real, **k: (calls.append(_n), _r(*a, **k))[1])
+    x = np.linspace(0.1, 1.0, 64)
+    f = lambda v: xp.tanh(xp.cumulative_sum(v, axis=-1))  # noqa: E731 - dense Jacobian
+    J = xd.jacfwd(f, max_memory=40_000)(x)
+    np.testing.assert_allclose(J, xd.jacfwd(f)(x), rtol=1e-12)
+    J = xd.jacrev(f, max_memory=40_000)(x)
+    np.testing.assert_allclose(J, xd.jacfwd(f)(x), rtol=1e-12)
+    V = xd.vmap(f, max_memory=20_000)(np.ones((32, 64)))
+    np.testing.assert_allclose(V, f(np.ones((32, 64))), rtol=1e-12)
+    assert calls == []

@@ -12,17 +12,42 @@ checked equal.
 
 from __future__ import annotations
 
+import sys
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..transforms.chunking import peak_of
 from .modes import case_function
 from .timing import median_time
 
 PER_SAMPLE = ("elementwise-jac", "mlp-jac", "bmm-jac", "softmax-jac", "per-sample-grad")
+
+
+def peak_of(like: Any, fn: Callable[[], Any]) -> tuple[Any, int | None]:
+    """Run ``fn`` and return its result and the peak bytes it allocated (if known)."""
+    kind = type(like).__module__.split(".")[0]
+    if kind == "cupy":
+        pool = sys.modules["cupy"].get_default_memory_pool()
+        before = pool.used_bytes()
+        out = fn()
+        return out, max(0, pool.total_bytes() - before)
+    if kind in ("numpy", "array_api_strict"):  # the benchmark process traces itself
+        started = not tracemalloc.is_tracing()
+        if started:
+            tracemalloc.start()
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        try:
+            out = fn()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            if started:
+                tracemalloc.stop()
+        return out, max(0, peak - base)
+    return fn(), None
 
 
 def _peak(fn: Callable[[], Any]) -> tuple[Any, int]:

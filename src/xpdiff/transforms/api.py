@@ -361,7 +361,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
 
         like = next(x for x, b in zip(vals, batched) if b)
         budget = None if max_memory is None else _chunking.budget(like, max_memory)
-        parts = _chunking.run_chunks(size, run, chunk_size, budget, 0, like)
+        parts = _chunking.run_chunks(size, run, chunk_size, budget, 0)
         outs = [_concat0([p[j] for p in parts]) for j in range(len(parts[0]))]
         od = out_def[-1]
         oax = _tree.broadcast_prefix(out_axes, _tree.unflatten(od, outs), "vmap(out_axes)")

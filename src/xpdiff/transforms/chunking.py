@@ -6,23 +6,22 @@ evaluation.  With a memory budget, the basis is split into chunks:
 
 1. the result itself must fit (checked before anything is allocated: an
    impossible request fails at once, with the sizes);
-2. a first small chunk runs while the backend's allocator is watched, giving the
-   peak memory per basis vector;
-3. the remaining chunks use the largest size whose peak fits in what the budget
-   leaves after the result.
+2. a first small chunk runs; the sizes of what it produced give the memory per
+   basis vector (``LIVE_FACTOR`` dense intermediates of that size);
+3. the remaining chunks use the largest size whose estimate fits in what the
+   budget leaves after the result.
 
 The budget is ``max_memory`` (bytes) when given, else ``AUTO_FRACTION`` of the
 memory the device reports free (NumPy: available physical memory; CuPy: the
-device's free memory plus the pool's cached blocks); where neither is known, no
-automatic chunking happens.  Watching the allocator (tracemalloc for NumPy, the
-memory pool for CuPy) is the only backend-specific part and lives here.
+device's free memory plus the pool's cached blocks, from the backend layer); where
+neither is known, no automatic chunking happens.  No plan reads the process's
+allocator: library code never starts or stops tracing (thread-safe, and a user's
+own tracemalloc session is left alone).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -36,13 +35,6 @@ FIRST_CHUNK = 8
 
 class ChunkMemoryError(MemoryError):
     """The result of a transformation cannot fit in the memory budget."""
-
-
-def _kind(x: Any) -> str:
-    while type(x) in TRACER_TYPES:
-        x = x._a
-    mod = type(x).__module__.split(".")[0]
-    return mod
 
 
 def free_memory(like: Any) -> int | None:
@@ -70,30 +62,6 @@ def budget(like: Any, max_memory: int | float | None) -> int | None:
         probe = _backend.namespace_of(like).zeros((), dtype=like.dtype, device=like.device)
         rec.auto_budget = (probe, out)
     return out
-
-
-def peak_of(like: Any, fn: Callable[[], Any]) -> tuple[Any, int | None]:
-    """Run ``fn`` and return its result and the peak bytes it allocated (if known)."""
-    kind = _kind(like)
-    if kind == "cupy":
-        pool = sys.modules["cupy"].get_default_memory_pool()
-        before = pool.used_bytes()
-        out = fn()
-        return out, max(0, pool.total_bytes() - before)
-    if kind in ("numpy", "array_api_strict"):
-        started = not tracemalloc.is_tracing()
-        if started:
-            tracemalloc.start()
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        try:
-            out = fn()
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            if started:
-                tracemalloc.stop()
-        return out, max(0, peak - base)
-    return fn(), None
 
 
 def check_result_fits(fname: str, result_bytes: int, budget_bytes: int | None,
@@ -139,10 +107,14 @@ def guard_plan(need_bytes: int, budget_bytes: int, need: bool) -> None:
 
 
 def run_chunks(n: int, run: Callable[[int, int], list], chunk_size: int | None,
-               budget_bytes: int | None, result_bytes: int | Callable[[], int],
-               like: Any) -> list[list]:
+               budget_bytes: int | None, result_bytes: int | Callable[[], int]) -> list[list]:
     """Run ``run(start, stop)`` over ``range(n)`` in chunks; return the pieces.
 
+    With a budget and no ``chunk_size``, a first chunk of ``FIRST_CHUNK`` items runs,
+    and the rest are sized from what it produced: ``LIVE_FACTOR`` dense intermediates
+    the size of its piece per item, beside the result. The plan comes from sizes the
+    engine knows, never from the process's allocator (no tracing started or stopped,
+    so transformations in several threads and a user's own tracemalloc are safe).
     ``result_bytes`` may be a callable, read after the first chunk (forward mode
     learns the output shapes from it).
     """
@@ -152,18 +124,27 @@ def run_chunks(n: int, run: Callable[[int, int], list], chunk_size: int | None,
         return [run(s, min(n, s + chunk_size)) for s in range(0, n, chunk_size)]
     if budget_bytes is None or n <= FIRST_CHUNK:
         return [run(0, n)]
-    # probing a first chunk: only called when a single pass might not fit
     first = min(n, FIRST_CHUNK)
-    piece, peak = peak_of(like, lambda: run(0, first))
-    if peak is None or peak == 0:
+    piece = run(0, first)
+    per = LIVE_FACTOR * _piece_bytes(piece) / first
+    if per <= 0:
         return [piece] + ([run(first, n)] if first < n else [])
-    per = peak / first
     room = budget_bytes - (result_bytes() if callable(result_bytes) else result_bytes)
     size = max(1, int(room // per)) if room > 0 else 1
     pieces = [piece]
     for s in range(first, n, size):
         pieces.append(run(s, min(n, s + size)))
     return pieces
+
+
+def _piece_bytes(piece: Any) -> int:
+    """Bytes of the arrays in a chunk's piece (nested lists and tuples of arrays)."""
+    if isinstance(piece, (list, tuple)):
+        return sum(_piece_bytes(p) for p in piece)
+    shape = getattr(piece, "shape", None)
+    if shape is None or not hasattr(piece, "dtype"):
+        return 0
+    return nbytes(tuple(shape), piece)
 
 
 def _fmt(b: float) -> str:

@@ -195,7 +195,7 @@ def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_
                     piece.append(("rows", _basis_main_values(t, bmain, count)))
         return piece
 
-    pieces = _chunking.run_chunks(n, run, chunk, budget, lambda: state["result_bytes"], like)
+    pieces = _chunking.run_chunks(n, run, chunk, budget, lambda: state["result_bytes"])
     outs, aux = state["outs"], state["aux"]
     Js = []
     for j, o in enumerate(outs):
@@ -325,7 +325,7 @@ def _sweep(flat: _Flat, single: bool, res: list, pullback: Any, *, fname: str,
         return [v if b else namespace_for_values([v]).broadcast_to(v, (e - s,) + tuple(v.shape))
                 for v, b in zip(vals, batched)]
 
-    parts = _chunking.run_chunks(m, run, chunk_size, budget, rb, outs[0])
+    parts = _chunking.run_chunks(m, run, chunk_size, budget, rb)
     cts = [_concat0([p[i] for p in parts]) for i in range(len(ins))]
     Js = [_assemble_one([c[offs[j]:offs[j + 1], ...] for c in cts], o, ins, flat, single, True)
           for j, o in enumerate(outs)]
