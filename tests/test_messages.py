@@ -99,3 +99,11 @@ def test_vmap_out_axes_out_of_range_is_an_error(ax):
     with pytest.raises(ValueError, match=rf"vmap: out_axes={ax} is out of range for an output of rank 2"):
         xd.vmap(lambda x: x * 2, out_axes=ax)(np.ones((3, 4)))
     np.testing.assert_array_equal(xd.vmap(lambda x: x * 2, out_axes=1)(np.ones((3, 4))), 2 * np.ones((4, 3)))
+
+
+def test_zero_samples():
+    f = lambda x: xp.sum(xp.sin(x))  # noqa: E731
+    assert xd.vmap(xd.grad(f))(np.ones((0, 3))).shape == (0, 3)
+    H = xd.hessian(lambda x: xp.sum(xp.sin(x), axis=-1), batch_ndim=1)(np.ones((0, 3)))
+    assert H.shape == (0, 3, 3)
+    np.testing.assert_allclose(xd.vmap(xd.grad(f))(np.ones((2, 3))), np.cos(np.ones((2, 3))))

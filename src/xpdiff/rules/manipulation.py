@@ -344,8 +344,11 @@ def stop_gradient(x):
 
 
 def _full_like_batch(xp, v, b, n, *, fill_value, dtype):
+    # the result is the same for every batch element: made from the shape (no x[0], which
+    # does not exist in a batch of size 0)
     x = v[0]
-    return _full_like.bind(x[0, ...], fill_value=fill_value, dtype=dtype), False
+    return xp.full(tuple(x.shape[1:]), fill_value, dtype=x.dtype if dtype is None else dtype,
+                   device=x.device), False
 
 
 _full_like = primitive(
