@@ -597,6 +597,19 @@ def test_auto_mode_rule():
                                    atol=1e-14)
 
 
+def _sin_with_constant_rule():
+    """sin of a 3-vector as a custom_jvp whose function and rule create arrays (xp.ones)."""
+    @xd.custom_jvp
+    def c(a):
+        return xp.ones(3) * xp.sin(a)
+
+    @c.defjvp
+    def _(p, t):
+        return c(p[0]), xp.ones(3) * xp.cos(p[0]) * t[0]
+
+    return c
+
+
 def test_custom_rules_that_create_constants_run_one_level_down():
     # fwd / jvp rules that create arrays (xp.eye, xp.ones) used to return tracers of the
     # transformation that called them: a crash in reverse mode, a tracer as a tangent in
@@ -614,14 +627,7 @@ def test_custom_rules_that_create_constants_run_one_level_down():
     out, pull = xd.vjp(k, a)
     assert type(out) is np.ndarray
 
-    @xd.custom_jvp
-    def c(a):
-        return xp.ones(3) * xp.sin(a)
-
-    @c.defjvp
-    def _(p, t):
-        return c(p[0]), xp.ones(3) * xp.cos(p[0]) * t[0]
-
+    c = _sin_with_constant_rule()
     y, t = xd.jvp(c, (a,), (a,))
     assert type(t) is np.ndarray
     np.testing.assert_allclose(t, np.cos(a))
@@ -644,13 +650,6 @@ def test_custom_rules_that_create_constants_run_one_level_down():
 @pytest.mark.xfail(strict=True, reason="known: forward-over-reverse through a custom_jvp rule that "
                    "creates constants returns a tracer of the basis vmap (reverse-over-reverse works)")
 def test_hessian_through_a_custom_jvp_rule_that_creates_constants():
-    @xd.custom_jvp
-    def c(a):
-        return xp.ones(3) * xp.sin(a)
-
-    @c.defjvp
-    def _(p, t):
-        return c(p[0]), xp.ones(3) * xp.cos(p[0]) * t[0]
-
+    c = _sin_with_constant_rule()
     a = np.ones(3)
     np.testing.assert_allclose(xd.hessian(lambda a: xp.sum(c(a)))(a), np.diag(-np.sin(a)))

@@ -233,12 +233,16 @@ def _outer(ns: Any, a: Any, b: Any, out: Any = None) -> Any:
     return ns.linalg.outer(_flat(ns, ns.asarray(a)), _flat(ns, ns.asarray(b)))
 
 
+def _arrays(ns: Any, fname: str, arrays: Any, out: Any, dtype: Any, casting: Any) -> list:
+    """The arrays of ``np.concatenate`` / ``np.stack``, cast to ``dtype`` if given."""
+    _unsupported(fname, out=out, casting=casting)
+    xs = [ns.asarray(a) for a in arrays]
+    return xs if dtype is None else [ns.astype(x, _dtype(ns, dtype)) for x in xs]
+
+
 def _concatenate(ns: Any, arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = None,
                  casting: Any = "same_kind") -> Any:
-    _unsupported("concatenate", out=out, casting=casting)
-    xs = [ns.asarray(a) for a in arrays]
-    if dtype is not None:
-        xs = [ns.astype(x, _dtype(ns, dtype)) for x in xs]
+    xs = _arrays(ns, "concatenate", arrays, out, dtype, casting)
     if axis is None:
         return ns.concat([_flat(ns, x) for x in xs], axis=0)
     return ns.concat(xs, axis=axis)
@@ -246,11 +250,7 @@ def _concatenate(ns: Any, arrays: Any, axis: Any = 0, out: Any = None, *, dtype:
 
 def _stack(ns: Any, arrays: Any, axis: int = 0, out: Any = None, *, dtype: Any = None,
            casting: Any = "same_kind") -> Any:
-    _unsupported("stack", out=out, casting=casting)
-    xs = [ns.asarray(a) for a in arrays]
-    if dtype is not None:
-        xs = [ns.astype(x, _dtype(ns, dtype)) for x in xs]
-    return ns.stack(xs, axis=axis)
+    return ns.stack(_arrays(ns, "stack", arrays, out, dtype, casting), axis=axis)
 
 
 def _atleast(ns: Any, x: Any, nd: int) -> Any:
