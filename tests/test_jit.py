@@ -129,6 +129,18 @@ def test_pytrees_kwargs_and_static_args():
     _same(j2(3, x), x[:3] * 2.0)
 
 
+def test_a_container_of_one_array_is_passed_as_the_container():
+    """An argument that is a list or tuple holding one array stays a list/tuple (it was once
+    taken for the bare array: ``xs[0]`` then indexed the array)."""
+    a = np.arange(3.0)
+    for wrap in (list, tuple):
+        j = xd.jit(lambda xs: xs[0] * 2.0)
+        for _ in range(2):  # the traced call and the replay
+            _same(j(wrap([a])), a * 2.0)
+    j = xd.jit(lambda xs, y: xs[0] * y)
+    _same(j([a], a), a * a)
+
+
 # --- op table and random programs: replay equals eager ------------------------------------
 
 def _fn(op):

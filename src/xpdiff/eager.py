@@ -24,7 +24,7 @@ import itertools
 import math
 from typing import Any
 
-from .backend import device_key, is_array
+from .backend import device_key, is_array, is_lazy
 from .core import (
     _STACK,
     MainTrace,
@@ -340,6 +340,13 @@ def _leaf(value: Any, k: Any) -> DiffArray:
             "a traced array of an active transformation (xd.grad, xd.vmap, ...); create "
             "DiffArrays from concrete arrays, outside transformations")
         raise TypeError(f"DiffArray: value is {what}")
+    if is_lazy(value):
+        raise TypeError(
+            "DiffArray: value is a Dask array; a DiffArray records every operation on concrete "
+            "data as it runs, which a lazy graph does not have. Write the computation as a "
+            "function and use the transforms, which map over the chunks: "
+            "xd.jacobian(f, batch_ndim=1)(x), xd.scaleout.grad(per_sample_loss)(w, x), "
+            "xd.jvp / xd.vjp; or build DiffArrays inside x.map_blocks(...)")
     if not is_array(value):
         raise TypeError(f"DiffArray: value must be an array of an array-API backend, got "
                         f"{type(value).__name__}; convert it first, e.g. "

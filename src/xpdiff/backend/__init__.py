@@ -51,6 +51,12 @@ def namespace_of(x: Any) -> Any:
     return ns
 
 
+def is_lazy(x: Any) -> bool:
+    """Whether ``x`` is a lazy, chunked array (a Dask array): it holds a graph, not data,
+    and the transforms hand it to :mod:`xpdiff.scaleout` instead of tracing through it."""
+    return array_api_compat.is_dask_array(x)
+
+
 def is_array(x: Any) -> bool:
     """Whether ``x`` is an array of a supported backend (not a Python scalar)."""
     if type(x) in _NS_CACHE:

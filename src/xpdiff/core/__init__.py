@@ -46,6 +46,13 @@ class AliasingError(XpdiffError, ValueError):
 USER_OP: ContextVar[str | None] = ContextVar("xpdiff_user_op", default=None)
 
 
+# Set by ``xd.jit`` while it calls its function on lazy (Dask) arguments: the function that
+# compiles the per-chunk run of a transform (the scale-out layer reads it when it builds the
+# graph, so each task replays a compiled program instead of tracing its block anew).
+BLOCK_COMPILER: ContextVar[Callable[[Callable], Callable] | None] = ContextVar(
+    "xpdiff_block_compiler", default=None)
+
+
 @contextmanager
 def op_context(name: str) -> Iterator[None]:
     """Errors raised by the primitives bound inside name the composite ``name`` (what the

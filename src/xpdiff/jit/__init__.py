@@ -20,11 +20,11 @@ import collections
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from functools import update_wrapper
+from functools import partial, update_wrapper
 from typing import Any
 
 from .. import core as _core
-from ..backend import backend_name, device_of, is_array
+from ..backend import backend_name, device_of, is_array, is_lazy
 from ..core import TRACER_TYPES, XpdiffError, new_main
 from ..core import tree as _tree
 from ..tracer import Tracer
@@ -69,6 +69,9 @@ class Compiled:
         return head + "\n" + describe(self.program, self.groups)
 
     __repr__ = __str__
+
+
+_LAZY = object()  # _split's answer for a call with a lazy (Dask) argument
 
 
 class Jitted:
@@ -121,6 +124,8 @@ class Jitted:
             t = type(x)
             if t in TRACER_TYPES:
                 return None
+            if is_lazy(x):
+                return _LAZY
             if is_array(x):
                 spec.append((t, tuple(x.shape), x.dtype, _device(x)))
                 arrays.append(x)
@@ -133,7 +138,8 @@ class Jitted:
                                     f"or mark the argument static (static_argnums / "
                                     f"static_argnames) with a hashable value") from None
                 spec.append((t, x))
-        if not kwargs and not static and len(leaves) == len(args) and len(arrays) == len(args):
+        if (not kwargs and not static and len(leaves) == len(args) == len(arrays)
+                and all(a is x for a, x in zip(args, leaves))):  # each argument an array itself
             return tuple(spec), arrays, None, leaves  # the key of the common case
         return (treedef, tuple(spec), tuple(static)), arrays, treedef, leaves
 
@@ -145,6 +151,8 @@ class Jitted:
         split = self._split(args, kwargs)
         if split is None:
             return self.fun(*args, **kwargs)
+        if split is _LAZY:
+            return self._call_lazy(args, kwargs)
         key, arrays, treedef, leaves = split
         entry = self._cache.get(key)
         if entry is not None:
@@ -168,6 +176,19 @@ class Jitted:
             while len(self._cache) > MAX_KEYS:
                 self._cache.popitem(last=False)
         return out
+
+    def _call_lazy(self, args: tuple, kwargs: dict) -> Any:
+        """Lazy (Dask) arguments: ``fun`` builds the graph as is, and every transform in it
+        maps a compiled per-chunk run over the chunks (each task replays a program)."""
+        token = _core.BLOCK_COMPILER.set(partial(jit, cache_size=self.cache_size))
+        try:
+            return self.fun(*args, **kwargs)
+        finally:
+            _core.BLOCK_COMPILER.reset(token)
+
+    def __reduce__(self) -> tuple:
+        # sent to other processes (Dask workers) without its cache and lock: a fresh one there
+        return (Jitted, (self.fun, self.static_argnums, self.static_argnames, self.cache_size))
 
     def _trace(self, args: tuple, kwargs: dict, treedef: Any, leaves: list) -> tuple[Any, _Variant]:
         rec = Recorder()

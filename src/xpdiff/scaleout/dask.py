@@ -24,6 +24,7 @@ Every call builds a graph at once, without computing real data:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import operator
 import os
@@ -41,12 +42,14 @@ try:
     import dask.array as da
     from dask.array.utils import meta_from_array
     from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
 except ImportError as e:  # only reached when Dask is missing: name the extra
     raise ImportError(f"xpdiff's Dask support needs Dask and distributed: {INSTALL_HINT}") from e
 
 import array_api_compat
 import numpy as np
 
+from .. import core as _core
 from ..core import MixingError
 from ..core import tree as _tree
 from ..transforms import api as _api
@@ -139,13 +142,16 @@ def _block(spec: tuple, packed: tuple, *blocks: Any) -> Any:
 
 
 def _call(fname: str, run: Callable, args: tuple, leaves: list, is_data: list, k: int,
-          reduced: Callable[[int], bool] = lambda i: False) -> tuple[list, Any]:
+          reduced: Callable[[int], bool] = lambda i: False, labels: list | None = None
+          ) -> tuple[list, Any]:
     """The lazy outputs (leaves, treedef) of ``run(leaves)`` mapped over the data chunks.
 
     ``reduced(i)``: output leaf ``i`` has one element per chunk along the data dims
-    (a partial sum to be reduced), not the chunk's samples.  ``args`` only names the leaves.
+    (a partial sum to be reduced), not the chunk's samples.  ``args`` only names the leaves
+    (``labels``, when given, names them instead).
     """
-    labels = [label for label, _ in _api._labelled(args)]
+    if labels is None:
+        labels = [label for label, _ in _api._labelled(args)]
     if k == 0:
         is_data = [False] * len(leaves)
     data = []
@@ -176,6 +182,9 @@ def _call(fname: str, run: Callable, args: tuple, leaves: list, is_data: list, k
                             f"dims first, got {type(y).__name__}")
     metas = [meta_from_array(y, ndim=y.ndim) for y in out_leaves]
 
+    compile_blocks = _core.BLOCK_COMPILER.get()  # under xd.jit: each task replays a program
+    if compile_blocks is not None:
+        run = compile_blocks(run)
     packed = dask.delayed((run, shared), pure=False)  # shared arguments: once in the graph
     single = len(out_leaves) == 1
     spec = (tuple(is_data), single)
@@ -244,6 +253,10 @@ def transform(fname: str, f: Callable, options: dict, args: tuple) -> Any:
             f"xd.scaleout.grad(...): each chunk's gradient is one task, added by a tree reduction")
     if fname == "vmap":
         return _vmap(f, options, args)
+    if fname == "jvp":
+        return _jvp(f, *args)
+    if fname == "vjp":
+        return _vjp(f, args, options["has_aux"])
     k = options["batch_ndim"]
     nums = _args._argnums(options["argnums"], len(args), fname)[0]
     if k:
@@ -258,6 +271,56 @@ def transform(fname: str, f: Callable, options: dict, args: tuple) -> Any:
     run = partial(_run_transform, fname, f, options, treedef, check)
     out, out_def = _call(fname, run, args, leaves, is_data, k)
     return _tree.unflatten(out_def, out)
+
+
+def _run_jvp(f: Callable, treedef: Any, leaves: list) -> Any:
+    primals, tangents = _tree.unflatten(treedef, leaves)
+    return _api.jvp(f, primals, tangents)
+
+
+def _jvp(f: Callable, primals: tuple, tangents: tuple) -> Any:
+    """``jvp`` on Dask arguments: one task on the whole arrays (``jvp`` has no data dims)."""
+    leaves, treedef = _tree.flatten((primals, tangents))
+    labels = [label for label, _ in _api._labelled(primals, "primal") + _api._labelled(tangents, "tangent")]
+    out, out_def = _call("jvp", partial(_run_jvp, f, treedef), (), leaves, [False] * len(leaves), 0,
+                         labels=labels)
+    return _tree.unflatten(out_def, out)
+
+
+def _run_vjp(f: Callable, treedef: Any, has_aux: bool, leaves: list) -> Any:
+    primals, cotangent = _tree.unflatten(treedef, leaves)
+    res = _api.vjp(f, *primals, has_aux=has_aux)
+    if cotangent is None:  # the forward pass: the outputs (and aux)
+        return (res[0], res[2]) if has_aux else res[0]
+    return res[1](cotangent)
+
+
+def _vjp(f: Callable, primals: tuple, has_aux: bool) -> tuple:
+    """``vjp`` on Dask arguments: the outputs are one task on the whole arrays, and each call
+    of the pullback one more task, which runs the forward pass again (a graph keeps no
+    in-memory residuals between computations)."""
+    leaves, treedef = _tree.flatten((primals, None))
+    res, res_def = _call("vjp", partial(_run_vjp, f, treedef, has_aux), (), leaves,
+                         [False] * len(leaves), 0,
+                         labels=[label for label, _ in _api._labelled(primals, "primal")])
+    res = _tree.unflatten(res_def, res)
+    out, aux = res if has_aux else (res, None)
+    out_def = _tree.flatten(out)[1]
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        c_leaves, c_def = _tree.flatten(cotangent)
+        if c_def != out_def:
+            raise ValueError("vjp_fn: the cotangent must have the structure of f's output")
+        args = (primals, cotangent)
+        p_leaves, p_def = _tree.flatten(args)
+        labels = [label for label, _ in _api._labelled(primals, "primal")]
+        labels += (["the cotangent"] if len(c_leaves) == 1 else
+                   [f"the cotangent (leaf {j})" for j in range(len(c_leaves))])
+        cts, cts_def = _call("vjp", partial(_run_vjp, f, p_def, has_aux), (), p_leaves,
+                             [False] * len(p_leaves), 0, labels=labels)
+        return _tree.unflatten(cts_def, cts)
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
 
 def _vmap(f: Callable, options: dict, args: tuple) -> Any:
@@ -308,6 +371,59 @@ def _run_grad(f: Callable, treedef: Any, argnums: Any, has_aux: bool, reduce: st
     return xp.reshape(value, (1,) * k), _tree.unflatten(g_def, g_leaves), aux
 
 
+def _add(*blocks: Any) -> Any:
+    return functools.reduce(operator.add, blocks)
+
+
+def _add_last(shape: tuple, *blocks: Any) -> Any:
+    total = _add(*blocks)
+    return array_api_compat.array_namespace(total).reshape(total, shape)
+
+
+def _tree_sum(x: da.Array, k: int, split_every: Any) -> da.Array:
+    """The sum over the ``k`` data dims of ``x`` (one element per chunk along them, one
+    chunk along the others), by a tree of additions of ``split_every`` blocks each.
+
+    Written on the blocks' own namespace: ``da.sum`` builds NumPy dtypes and metas,
+    which fails on chunks of other libraries (array-api-strict, where dtypes are not
+    NumPy's).  Each level of the tree is one graph layer ``xpdiff-sum-<level>``.
+    """
+    if isinstance(split_every, dict):
+        split_every = math.prod(split_every.get(d, 1) for d in range(k))
+    fan_in = max(int(split_every or dask.config.get("split_every", 4)), 2)
+    shape = tuple(x.shape[k:])
+    keys = [key for key in _flat_keys(x.__dask_keys__())]
+    token = tokenize(x.name, fan_in)
+    layers, deps = dict(x.dask.layers), dict(x.dask.dependencies)
+    prev, level = x.name, 0
+    while True:
+        last = len(keys) <= fan_in
+        name = f"xpdiff-sum-{level}-{token}"
+        layer = {}
+        for j in range(0, len(keys), fan_in):
+            group = keys[j:j + fan_in]
+            if last:
+                layer[(name,) + (0,) * len(shape)] = (_add_last, shape, *group)
+            else:
+                layer[(name, j // fan_in)] = (_add, *group)
+        layers[name], deps[name] = layer, {prev}
+        if last:
+            break
+        keys, prev, level = list(layer), name, level + 1
+    hlg = HighLevelGraph(layers, deps)
+    xp = array_api_compat.array_namespace(x._meta)
+    meta = xp.empty((0,) * len(shape), dtype=x.dtype)
+    return da.Array(hlg, name, chunks=tuple((n,) for n in shape), meta=meta)
+
+
+def _flat_keys(keys: Any) -> Iterator[Any]:
+    if isinstance(keys, list):
+        for k in keys:
+            yield from _flat_keys(k)
+    else:
+        yield keys
+
+
 def value_and_grad(f: Callable, args: tuple, argnums: Any, has_aux: bool, reduce: str, k: int,
                    data_argnums: Any, split_every: int | None) -> Any:
     """:func:`xpdiff.scaleout.value_and_grad` on Dask arguments (lazy results)."""
@@ -331,7 +447,6 @@ def value_and_grad(f: Callable, args: tuple, argnums: Any, has_aux: bool, reduce
     ng = len(shared_grad)
     reduced = lambda i: i == 0 or (1 <= i <= ng and shared_grad[i - 1])  # noqa: E731
     out, out_def = _call(fname, run, args, lay.leaves, lay.is_data, k, reduced)
-    axes = tuple(range(k))
-    out = [da.sum(x, axis=axes, split_every=split_every) if reduced(i) else x for i, x in enumerate(out)]
+    out = [_tree_sum(x, k, split_every) if reduced(i) else x for i, x in enumerate(out)]
     value, g, aux = _tree.unflatten(out_def, out)
     return ((value, aux), g) if has_aux else (value, g)

@@ -32,13 +32,21 @@ from .engine import _concat0
 LAZY_HANDLERS: list[Callable] = []
 
 
+def _lazy(fname: str, f: Callable, options: dict, args: tuple) -> Any:
+    """The lazy result of ``fname`` when an argument is a lazy array, else NotImplemented."""
+    for handler in LAZY_HANDLERS:
+        out = handler(fname, f, options, args)
+        if out is not NotImplemented:
+            return out
+    return NotImplemented
+
+
 def _lazy_aware(fname: str, f: Callable, options: dict, run: Callable) -> Callable:
     @wraps(f)
     def call(*args: Any) -> Any:
-        for handler in LAZY_HANDLERS:
-            out = handler(fname, f, options, args)
-            if out is not NotImplemented:
-                return out
+        out = _lazy(fname, f, options, args)
+        if out is not NotImplemented:
+            return out
         with _device_scope(args):
             return run(*args)
 
@@ -67,6 +75,9 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents; pass one "
                          f"tangent per primal")
+    out = _lazy("jvp", f, {}, (tuple(primals), tuple(tangents)))
+    if out is not NotImplemented:
+        return out
     flat = _Flat(f, tuple(primals), tuple(range(len(primals))), False, "jvp")
     check_same_backend(_labelled(primals, "primal") + _labelled(tangents, "tangent"), "jvp")
     t_leaves, t_def = _tree.flatten(tuple(tangents))
@@ -99,6 +110,9 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     >>> f_vjp(np.array([1.0]))
     (array([6.]),)
     """
+    out = _lazy("vjp", f, {"has_aux": has_aux}, primals)
+    if out is not NotImplemented:
+        return out
     flat = _Flat(f, primals, tuple(range(len(primals))), has_aux, "vjp")
     with _device_scope(primals):
         res, pullback = vjp_call(flat, flat.flat_in)
