@@ -505,6 +505,7 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
         xe = x._a._a
     else:
         xe = x
+    _check_complex(y, x, cotangent, jacobian, Dy is not None and Dx is None, where)
     pull = _pullback(ye, xe, where)
     ye_raw = _raw(ye)
     if jacobian:
@@ -529,6 +530,24 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
     ct = _cotangent(y, ye_raw, cotangent, where)
     g = pull(ct)
     return _unflat(g, Dx) if Dx is not None else _as_flat(g)
+
+
+def _check_complex(y: Any, x: Any, cotangent: Any, jacobian: bool, shared: bool, where: str) -> None:
+    """The complex convention of ``y.to(x)`` (docs/complex.md): the gradient and the
+    Jacobian are those of ``grad`` and ``jacrev``, so ``y`` must be real; an explicit
+    ``cotangent=`` is a vector-Jacobian product, as ``xpdiff.vjp``."""
+    bk = raw_namespace(y)
+    if bk.isdtype(y.dtype, "complex floating") and cotangent is None:
+        what = "jacobian=True" if jacobian else "the gradient of sum(y)"
+        raise TypeError(f"{where}: y is complex ({y.dtype}); {what} needs a real y (as grad and "
+                        f"jacrev do; taking the real part silently would be wrong). Differentiate "
+                        f"a real function of it (xp.real(y), xp.abs(y) ** 2), pass cotangent= for a "
+                        f"vector-Jacobian product, or use xd.jacrev(f, holomorphic=True) for a "
+                        f"holomorphic f")
+    if jacobian and shared and bk.isdtype(x.dtype, "complex floating"):
+        raise TypeError(f"{where}: jacobian=True of a batched y with respect to a complex x without "
+                        f"data dims is not supported; use xd.jacrev(f, batch_ndim=k) on a function "
+                        f"of x")
 
 
 def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:

@@ -21,7 +21,18 @@ from ..interpreters.forward import jvp_call
 from ..interpreters.reverse import vjp_call
 from . import chunking as _chunking
 from . import engine
-from .args import ArgNums, _argnums, _as_array, _check_float, _constants, _device_scope, _Flat, _labelled
+from .args import (
+    ArgNums,
+    _argnums,
+    _as_array,
+    _check_complex_inputs,
+    _check_complex_outputs,
+    _check_float,
+    _constants,
+    _device_scope,
+    _Flat,
+    _labelled,
+)
 from .engine import _concat0
 
 # --- lazy arrays: a registration slot filled by the scale-out layer ------------------------
@@ -138,21 +149,27 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
 
 # --- grad ----------------------------------------------------------------------------------
 
-def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
+def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
+                   holomorphic: bool = False) -> Callable:
     """``f``'s value and its gradient with respect to ``argnums`` (scalar output only).
+
+    Same arguments and complex convention as :func:`grad`.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.value_and_grad(lambda x: xd.numpy.sum(x ** 2))(np.array([1.0, 2.0]))
     (array(5.), array([2., 4.]))
     """
-    return _value_and_grad(f, argnums, has_aux, "value_and_grad")
+    return _value_and_grad(f, argnums, has_aux, "value_and_grad", holomorphic)
 
 
-def _value_and_grad(f: Callable, argnums: ArgNums, has_aux: bool, fname: str) -> Callable:
+def _value_and_grad(f: Callable, argnums: ArgNums, has_aux: bool, fname: str,
+                    holomorphic: bool) -> Callable:
     @wraps(f)
     def vg(*args: Any) -> Any:
         nums, single = _argnums(argnums, len(args), fname)
         flat = _Flat(f, args, nums, has_aux, fname)
+        _check_complex_inputs(fname, flat.in_labels, flat.flat_in, holomorphic=holomorphic,
+                             real=False)
         res, pullback = vjp_call(flat, flat.flat_in)
         outs, aux = flat.split(res)
         if len(outs) != 1 or tuple(outs[0].shape) != ():
@@ -163,27 +180,48 @@ def _value_and_grad(f: Callable, argnums: ArgNums, has_aux: bool, fname: str) ->
         out = outs[0]
         _check_float(out, fname, "the output of f")
         xp = namespace_for_values([out])
-        if xp.isdtype(out.dtype, "complex floating"):
+        if holomorphic:
+            _check_complex_outputs(fname, [out], holomorphic=True, real=False)
+        elif xp.isdtype(out.dtype, "complex floating"):
             raise TypeError(f"{fname}: f returned a complex scalar ({out.dtype}); {fname} requires a "
                             f"real-valued output (taking its real part silently would be wrong for "
-                            f"most uses). Differentiate a real function of it, e.g. xp.real(y) or "
-                            f"xp.abs(y) ** 2, or use jacfwd / jacrev for the complex derivative")
+                            f"most uses). If f is holomorphic (complex-differentiable, like z * z), "
+                            f"pass holomorphic=True for f'(z); otherwise differentiate a real "
+                            f"function of it, e.g. xp.real(y) or xp.abs(y) ** 2, or use xpdiff.vjp "
+                            f"directly")
         cts = pullback([xp.ones_like(out)] + [None] * (len(res) - 1))
         cts = [instantiate(namespace_for_values([x]), c) for x, c in zip(flat.flat_in, cts)]
         g = flat.pack_in(cts, single)
         return ((out, aux), g) if has_aux else (out, g)
 
-    return _lazy_aware(fname, f, dict(argnums=argnums, has_aux=has_aux), vg)
+    return _lazy_aware(fname, f, dict(argnums=argnums, has_aux=has_aux, holomorphic=holomorphic), vg)
 
 
-def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
+def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
+         holomorphic: bool = False) -> Callable:
     """The gradient of a scalar-valued ``f`` with respect to ``argnums``.
+
+    Args:
+        f: a function returning a real scalar (an array of shape ``()``).
+        argnums: int or tuple of ints, the arguments to differentiate.
+        has_aux: ``f`` returns ``(out, aux)``; then ``(gradient, aux)`` is returned.
+        holomorphic: ``f`` is holomorphic (complex-differentiable): its inputs and
+            its output are complex, and the result is ``f'(z)``.
+
+    Complex inputs (JAX's convention, docs/complex.md): for a real ``f`` of a
+    complex ``z = x + iy`` the gradient is ``df/dx - i df/dy``, the conjugate of
+    the steepest-ascent direction (step with ``z - lr * conj(g)``). A complex
+    output is refused unless ``holomorphic=True``.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.grad(lambda x: xd.numpy.sum(x ** 3))(np.array([1.0, 2.0]))
     array([ 3., 12.])
+    >>> xd.grad(lambda z: xd.numpy.abs(z) ** 2)(np.asarray(3.0 + 4.0j))  # 2 conj(z)
+    array(6.-8.j)
+    >>> xd.grad(lambda z: z ** 2, holomorphic=True)(np.asarray(3.0 + 4.0j))  # 2 z
+    array(6.+8.j)
     """
-    vg = _value_and_grad(f, argnums, has_aux, "grad")
+    vg = _value_and_grad(f, argnums, has_aux, "grad", holomorphic)
 
     @wraps(f)
     def g(*args: Any) -> Any:
@@ -197,6 +235,8 @@ def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
 
 def _jacobian_transform(f: Callable, mode: str, fname: str, argnums: ArgNums, has_aux: bool,
                         **kw: Any) -> Callable:
+    if not isinstance(kw["holomorphic"], bool):
+        raise TypeError(f"{fname}: holomorphic must be True or False, got {kw['holomorphic']!r}")
     run = engine.transform(f, argnums, has_aux, mode=mode, fname=fname, **kw)
     options = dict(argnums=argnums, **kw)  # what the lazy-array handler passes on
     if fname != "hessian":
@@ -210,10 +250,11 @@ def _jac_api(mode: str, fname: str) -> Callable:
     def transform(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
                   batch_ndim: int = 0, chunk_size: int | None = None,
                   max_memory: int | None = None,
-                  data_argnums: int | Sequence[int] | None = None) -> Callable:
+                  data_argnums: int | Sequence[int] | None = None,
+                  holomorphic: bool = False) -> Callable:
         return _jacobian_transform(f, mode, fname, argnums, has_aux, batch_ndim=batch_ndim,
                                    chunk_size=chunk_size, max_memory=max_memory,
-                                   data_argnums=data_argnums)
+                                   data_argnums=data_argnums, holomorphic=holomorphic)
 
     return transform
 
@@ -235,18 +276,32 @@ Args:
         a result that cannot fit raises before anything is allocated.
     data_argnums: which arguments carry the data dims (default: every argument
         whose leading dims equal those of the first array argument).
+    holomorphic: ``f`` is holomorphic (complex-differentiable): every input and
+        output is complex, and the result is the complex Jacobian ``df/dz``.
 
 Returns:
     The Jacobian (``Y + X`` without data dims), as a pytree like ``f``'s output.
 
+Complex numbers (docs/complex.md): the inputs must be real (a real ``f`` of
+real inputs, or a complex output ``u + iv`` of real inputs, whose Jacobian is
+``du/dx + i dv/dx``) unless ``holomorphic=True``; complex inputs raise
+``TypeError``.
+
 >>> import numpy as np, xpdiff as xd
 >>> xd.jacfwd(lambda x: x ** 2, batch_ndim=1)(np.ones((2, 3))).shape
 (2, 3, 3)
+>>> xd.jacfwd(lambda z: z ** 2, holomorphic=True)(np.array([1.0 + 2.0j]))
+array([[2.+4.j]])
 """
 jacrev = _jac_api("rev", "jacrev")
 jacrev.__name__ = jacrev.__qualname__ = "jacrev"
 jacrev.__doc__ = """Jacobian of ``f`` by reverse mode: one forward pass, one vectorised
 backward pass over a cotangent basis.  Same arguments and layout as :func:`jacfwd`.
+
+Complex numbers (docs/complex.md): the outputs must be real unless
+``holomorphic=True``; a complex input ``z = x + iy`` gives, per output element,
+``df_k/da - i df_k/db`` for ``z = a + ib`` and each output element ``f_k``
+(the convention of :func:`grad`).
 
 >>> import numpy as np, xpdiff as xd
 >>> xd.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -257,7 +312,8 @@ array([[2., 0.],
 
 def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_ndim: int = 0,
              mode: str = "auto", chunk_size: int | None = None, max_memory: int | None = None,
-             data_argnums: int | Sequence[int] | None = None) -> Callable:
+             data_argnums: int | Sequence[int] | None = None,
+             holomorphic: bool = False) -> Callable:
     """Jacobian of ``f``: forward or reverse mode (``mode="fwd"|"rev"|"auto"``).
 
     ``"auto"`` runs the reverse-mode forward pass first (it gives the output size),
@@ -266,6 +322,12 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     per output element; forward mode also keeps elementwise structure symbolic),
     else sweeps the recorded tape.  See
     :func:`jacfwd` for the arguments and the layout.
+
+    Complex numbers (docs/complex.md): the mode never changes the answer.  With
+    ``holomorphic=True`` inputs and outputs are complex and both modes give
+    ``df/dz``; otherwise ``"auto"`` takes reverse mode for complex inputs (real
+    outputs: :func:`jacrev`'s convention) and forward mode for complex outputs
+    (real inputs: :func:`jacfwd`'s), and refuses complex inputs and outputs together.
 
     >>> import numpy as np, xpdiff as xd
     >>> def f(x):
@@ -277,7 +339,7 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *, batch_
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
     kw = dict(batch_ndim=batch_ndim, chunk_size=chunk_size, max_memory=max_memory,
-              data_argnums=data_argnums)
+              data_argnums=data_argnums, holomorphic=holomorphic)
     if mode == "fwd":
         return jacfwd(f, argnums, has_aux, **kw)
     if mode == "rev":
@@ -296,11 +358,16 @@ def auto_mode(f: Callable, args: tuple, argnums: ArgNums = 0, has_aux: bool = Fa
 
 def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
             chunk_size: int | None = None, max_memory: int | None = None,
-            data_argnums: int | Sequence[int] | None = None) -> Callable:
+            data_argnums: int | Sequence[int] | None = None,
+            holomorphic: bool = False) -> Callable:
     """Hessian of a scalar-valued ``f`` (forward-over-reverse).
 
     With ``batch_ndim=k``, ``f`` returns shape ``B`` (one scalar per sample) and the
     result has shape ``B + X + X``.
+
+    Complex numbers (docs/complex.md): inputs and output must be real unless
+    ``holomorphic=True`` (then both are complex and the result is ``f''(z)``), as
+    for ``jacfwd(jacrev(f))``.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.hessian(lambda x: xd.numpy.sum(x ** 3))(np.array([1.0, 2.0]))
@@ -309,7 +376,7 @@ def hessian(f: Callable, argnums: ArgNums = 0, *, batch_ndim: int = 0,
     """
     return _jacobian_transform(f, "hessian", "hessian", argnums, False, batch_ndim=batch_ndim,
                                chunk_size=chunk_size, max_memory=max_memory,
-                               data_argnums=data_argnums)
+                               data_argnums=data_argnums, holomorphic=holomorphic)
 
 
 # --- vmap ----------------------------------------------------------------------------------

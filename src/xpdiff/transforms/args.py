@@ -58,6 +58,64 @@ def _check_float(x: Any, fname: str, what: str) -> None:
                     f"xp.astype(x, xp.float64)")
 
 
+# --- complex numbers: which transform accepts what (docs/complex.md) ------------------------
+
+def _is_complex(x: Any) -> bool:
+    return raw_namespace(x).isdtype(x.dtype, "complex floating")
+
+
+def _out_label(j: int, n: int) -> str:
+    return "the output of f" if n == 1 else f"output {j} of f"
+
+
+def _check_complex_inputs(fname: str, labels: Sequence[str], xs: Sequence, *,
+                         holomorphic: bool, real: bool) -> None:
+    """The complex convention at the inputs of a derivative transform: with
+    ``holomorphic`` every input is complex; else, with ``real``, none is (forward
+    mode and ``hessian``: a derivative along real directions only would be wrong
+    for complex inputs)."""
+    for label, x in zip(labels, xs):
+        cx = _is_complex(x)
+        if holomorphic and not cx:
+            raise TypeError(
+                f"{fname}(holomorphic=True): {label} has dtype {x.dtype}, but holomorphic=True "
+                f"differentiates complex inputs and outputs only (f maps complex to complex). "
+                f"Pass it as complex, e.g. xp.astype(x, xp.complex128), or drop holomorphic=True")
+        if real and not holomorphic and cx:
+            other = ("use jacrev (for a real output it gives grad's convention, df/dx - i df/dy "
+                     "per output element), "
+                     if fname in ("jacfwd", "jacobian") else "")
+            raise TypeError(
+                f"{fname}: {label} is complex ({x.dtype}); {fname} differentiates real inputs "
+                f"unless told holomorphic=True (for a function that is not holomorphic, "
+                f"forward and reverse mode disagree on complex inputs). If f is holomorphic "
+                f"(complex-differentiable, like z * z or exp(z)), pass holomorphic=True; "
+                f"otherwise {other}pass the real and imaginary parts as separate real "
+                f"arguments, or use xpdiff.jvp directly")
+
+
+def _check_complex_outputs(fname: str, outs: Sequence, *, holomorphic: bool, real: bool) -> None:
+    """The complex convention at the outputs: with ``holomorphic`` every output is
+    complex; else, with ``real``, none is (reverse mode and ``hessian``)."""
+    for j, y in enumerate(outs):
+        cx = _is_complex(y)
+        label = _out_label(j, len(outs))
+        if holomorphic and not cx:
+            raise TypeError(
+                f"{fname}(holomorphic=True): {label} has dtype {y.dtype}, but holomorphic=True "
+                f"differentiates complex inputs and outputs only (f maps complex to complex). "
+                f"Return a complex value, or drop holomorphic=True")
+        if real and not holomorphic and cx:
+            other = "use jacfwd (for real inputs), " if fname in ("jacrev", "jacobian") else ""
+            raise TypeError(
+                f"{fname}: {label} is complex ({y.dtype}); {fname} differentiates real outputs "
+                f"unless told holomorphic=True (taking the real part silently would be wrong, "
+                f"and for a function that is not holomorphic forward and reverse mode disagree). "
+                f"If f is holomorphic (complex-differentiable, like z * z or exp(z)), pass "
+                f"holomorphic=True; otherwise {other}differentiate a real function of the "
+                f"output (xp.real(y), xp.abs(y) ** 2), or use xpdiff.vjp directly")
+
+
 def _first_array(args: Sequence) -> Any:
     for a in args:
         for x in _tree.flatten(a)[0]:
@@ -141,6 +199,8 @@ class _Flat:
             self.in_defs.append(tdef)
         self.sizes = [len(ls) for ls in self.in_leaves]
         self.flat_in = [x for ls in self.in_leaves for x in ls]
+        self.in_labels = [f"argument {i}" if len(ls) == 1 else f"argument {i} (leaf {j})"
+                          for i, ls in zip(nums, self.in_leaves) for j in range(len(ls))]
         check_same_backend(_labelled(args), fname)
         self.out_def = None
         self.n_out = 0

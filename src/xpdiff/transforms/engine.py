@@ -36,7 +36,17 @@ from ..interpreters.structured import Diag
 from ..rules.structure import diag_block, lowrank_diag
 from ..tracer import Tracer
 from . import chunking as _chunking
-from .args import ArgNums, _argnums, _check_float, _data_hint, _data_split, _Flat
+from .args import (
+    ArgNums,
+    _argnums,
+    _check_complex_inputs,
+    _check_complex_outputs,
+    _check_float,
+    _data_hint,
+    _data_split,
+    _Flat,
+    _is_complex,
+)
 
 
 class JacResult(NamedTuple):
@@ -83,13 +93,21 @@ def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
 
 def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fname: str,
                 chunk_size: int | None = None, max_memory: int | None = None, samples: int = 1,
-                split_samples: bool = False) -> Callable[..., JacResult | SampleChunks]:
+                split_samples: bool = False,
+                holomorphic: bool = False) -> Callable[..., JacResult | SampleChunks]:
     """``jac(*args)``: the Jacobian of ``f`` at ``args`` (a :class:`JacResult`), or a
-    :class:`SampleChunks` plan (only with ``split_samples``; see the module doc)."""
+    :class:`SampleChunks` plan (only with ``split_samples``; see the module doc).
+
+    Complex numbers (docs/complex.md): with ``holomorphic`` every input and output
+    is complex; otherwise forward mode takes real inputs, reverse mode real outputs,
+    and ``"auto"`` takes the one mode that applies (refusing complex inputs and
+    outputs together), so the mode never changes the answer."""
     def jac(*args: Any) -> JacResult | SampleChunks:
         nums, single = _argnums(argnums, len(args), fname)
         flat = _Flat(f, args, nums, has_aux, fname)
         ins = flat.flat_in
+        _check_complex_inputs(fname, flat.in_labels, ins, holomorphic=holomorphic,
+                             real=mode == "fwd")
         budget = _chunking.budget(ins[0], max_memory)
         rec = None
         if mode != "fwd" or (chunk_size is None and budget is not None):
@@ -99,11 +117,17 @@ def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fnam
         chosen = mode
         if mode == "auto":
             res, pullback = rec
-            n_in = sum(math.prod(x.shape) for x in ins)
-            n_out = sum(math.prod(getattr(o, "shape", ())) for o in res[:flat.n_out])
-            chosen = pick_mode(n_in, n_out, pullback, flat.n_out)
+            outs = res[:flat.n_out]
+            chosen = None if holomorphic else _complex_mode(fname, flat, outs)
+            if chosen is None:
+                n_in = sum(math.prod(x.shape) for x in ins)
+                n_out = sum(math.prod(getattr(o, "shape", ())) for o in outs)
+                chosen = pick_mode(n_in, n_out, pullback, flat.n_out)
+        if rec is not None:
+            _check_complex_outputs(fname, rec[0][:flat.n_out], holomorphic=holomorphic,
+                                  real=chosen == "rev")
         kw = dict(fname=fname, chunk_size=chunk_size, budget=budget, samples=samples,
-                  split_samples=split_samples)
+                  split_samples=split_samples, holomorphic=holomorphic)
         if chosen == "fwd":
             out = _forward(flat, single, rec, **kw)
         else:
@@ -111,6 +135,26 @@ def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fnam
         return out if isinstance(out, SampleChunks) else JacResult(out, chosen)
 
     return jac
+
+
+def _complex_mode(fname: str, flat: _Flat, outs: list) -> str | None:
+    """The mode ``"auto"`` must take for the complex convention (without
+    ``holomorphic``): ``"rev"`` for complex inputs (real outputs: grad's convention),
+    ``"fwd"`` for complex outputs (real inputs); ``None`` when both modes agree."""
+    cin = next((lab for lab, x in zip(flat.in_labels, flat.flat_in) if _is_complex(x)), None)
+    cout = any(_is_complex(o) for o in outs)
+    if cin is not None and cout:
+        raise TypeError(
+            f"{fname}: {cin} and the output of f are complex; for a function that is not "
+            f"holomorphic, forward and reverse mode give different Jacobians of a complex "
+            f"function of complex inputs, so {fname} refuses it. If f is holomorphic "
+            f"(complex-differentiable, like z * z or exp(z)), pass holomorphic=True; otherwise "
+            f"differentiate a real function of the output (xp.real(y), xp.abs(y) ** 2), pass "
+            f"the real and imaginary parts of the input as separate real arguments, or use "
+            f"xpdiff.jvp / xpdiff.vjp directly")
+    if cin is not None:
+        return "rev"
+    return "fwd" if cout else None
 
 
 def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, budget: int | None,
@@ -133,7 +177,7 @@ def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, 
 
 
 def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_size: int | None,
-             budget: int | None, samples: int, split_samples: bool) -> Any:
+             budget: int | None, samples: int, split_samples: bool, holomorphic: bool) -> Any:
     """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis;
     ``rec``: the recorded ``(outputs, pullback)`` of ``f`` when there is one (its tape is
     replayed instead of evaluating ``f`` again).
@@ -178,6 +222,8 @@ def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_
             outs = res[:flat.n_out]
             if "outs" not in state:
                 state["outs"], state["aux"] = flat.split(res)
+                if rec is None:
+                    _check_complex_outputs(fname, outs, holomorphic=holomorphic, real=False)
                 rb = samples * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o)
                                 for o in outs for x in ins)
                 _chunking.check_result_fits(fname, rb, budget, "Jacobian")
@@ -266,7 +312,8 @@ def _assemble_one(blocks: list, o: Any, ins: list, flat: _Flat, single: bool, ro
 
 
 def _sweep(flat: _Flat, single: bool, res: list, pullback: Any, *, fname: str,
-           chunk_size: int | None, budget: int | None, samples: int, split_samples: bool) -> Any:
+           chunk_size: int | None, budget: int | None, samples: int, split_samples: bool,
+           holomorphic: bool) -> Any:
     """Reverse-mode Jacobian: the vectorised backward sweep of a recorded tape over
     (chunks of) a cotangent basis."""
     has_aux = flat.has_aux
@@ -505,12 +552,13 @@ def _reverse_structured(tape: list) -> bool:
 
 def transform(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fname: str,
               batch_ndim: int = 0, chunk_size: int | None = None, max_memory: int | None = None,
-              data_argnums: Any = None) -> Callable[..., JacResult]:
+              data_argnums: Any = None, holomorphic: bool = False) -> Callable[..., JacResult]:
     """The Jacobian of ``f`` in ``mode`` (``"fwd"``, ``"rev"``, ``"auto"`` or
     ``"hessian"``: forward over reverse), per sample with ``batch_ndim``."""
     def core(g: Callable, a: ArgNums, h: bool, *, samples: int = 1,
              split_samples: bool = False) -> Callable[..., JacResult | SampleChunks]:
-        kw = dict(fname=fname, chunk_size=chunk_size, max_memory=max_memory, samples=samples)
+        kw = dict(fname=fname, chunk_size=chunk_size, max_memory=max_memory, samples=samples,
+                  holomorphic=holomorphic)
         if mode != "hessian":
             return jacobian_fn(g, a, h, mode=mode, split_samples=split_samples, **kw)
         inner = jacobian_fn(g, a, h, mode="rev", **kw)
