@@ -188,3 +188,56 @@ def test_chunk_plans_never_touch_the_process_allocator_tracing(monkeypatch):
     V = xd.vmap(f, max_memory=20_000)(np.ones((32, 64)))
     np.testing.assert_allclose(V, f(np.ones((32, 64))), rtol=1e-12)
     assert calls == []
+
+
+@pytest.mark.parametrize("jac", [xd.jacfwd, xd.jacrev, xd.jacobian, xd.hessian])
+def test_a_vmap_of_a_jacobian_counts_every_example_against_the_budget(jac):
+    x = np.random.default_rng(3).standard_normal((50, 10))
+    f = (lambda v: xp.sum(v ** 3)) if jac is xd.hessian else (lambda v: xp.sin(v) * v)
+    per = 10 * 10 * 8  # one example's Jacobian fits, fifty do not
+    with pytest.raises(_chunking.ChunkMemoryError,
+                       match=rf"^{jac.__name__}: the result \(\w+, for each of 50 examples of an "
+                             rf"enclosing vmap\) needs 39.1 KiB, .* or map over fewer examples"):
+        xd.vmap(jac(f, max_memory=10 * per))(x)
+    want = jac(f, batch_ndim=1)(x) if jac is not xd.hessian else \
+        xd.hessian(lambda v: xp.sum(v ** 3, axis=-1), batch_ndim=1)(x)
+    np.testing.assert_allclose(xd.vmap(jac(f, max_memory=100 * per))(x), want, rtol=1e-12)
+
+
+def test_a_vmap_of_a_jacobian_under_the_automatic_budget(monkeypatch):
+    monkeypatch.setattr(_chunking, "free_memory", lambda like: 20_000)  # a budget of 10,000 B
+    x, w = np.ones((40, 10)), np.ones((40, 10))
+    with pytest.raises(_chunking.ChunkMemoryError, match="40 examples of an enclosing vmap"):
+        xd.vmap(xd.jacfwd(lambda v: v * 2.0))(x)
+    # batched through a closure: the inputs of jacfwd are not, its outputs are
+    with pytest.raises(_chunking.ChunkMemoryError, match="40 examples of an enclosing vmap"):
+        xd.vmap(lambda wi: xd.jacrev(lambda v: v * wi)(np.ones(10)))(w)
+    assert xd.vmap(xd.jacfwd(lambda v: v * 2.0))(x[:8]).shape == (8, 10, 10)
+
+
+def test_the_memory_advice_fits_the_call():
+    with pytest.raises(_chunking.ChunkMemoryError,
+                       match=r"^jacobian: the result \(per-sample Jacobians of 8 samples\) needs "
+                             r"625.0 KiB, .*; pass a larger max_memory, or differentiate a smaller "
+                             r"batch \(fewer samples per call\) or fewer outputs/inputs$"):
+        xd.jacobian(lambda x: x, batch_ndim=1, max_memory=1000)(np.ones((8, 100)))
+    with pytest.raises(_chunking.ChunkMemoryError, match=r"^hessian: the result \(per-sample Hessians"):
+        xd.hessian(lambda x: xp.sum(x ** 3, axis=-1), batch_ndim=1, max_memory=1000)(np.ones((8, 100)))
+    with pytest.raises(_chunking.ChunkMemoryError, match=r"or use batch_ndim so cross-sample"):
+        xd.jacobian(lambda x: x, max_memory=1000)(np.ones(100))
+
+
+def test_diffarray_jacobian_too_large_refuses_before_allocating():
+    import time
+
+    x = xd.DiffArray(np.ones(10**6))
+    t = time.perf_counter()
+    with pytest.raises(_chunking.ChunkMemoryError,
+                       match=r"^DiffArray.to\(jacobian=True\): the Jacobian \(1000000,\) by "
+                             r"\(1000000,\) needs 7.3 TiB, more than the memory budget .* use "
+                             r"batch_ndim so only per-sample blocks are formed"):
+        (x * 2.0).to(x, jacobian=True)
+    assert time.perf_counter() - t < 5
+    xb = xd.DiffArray(np.ones((10, 10**6)), batch_ndim=1)
+    with pytest.raises(_chunking.ChunkMemoryError, match=r"differentiate a smaller batch"):
+        (xb * 2.0).to(xb, jacobian=True)

@@ -40,6 +40,7 @@ from .interpreters.dataview import DataTrace, DataTracer
 from .interpreters.reverse import Node, ReverseTrace, ReverseTracer, backward, vjp_call
 from .rules.creation import CREATION
 from .tracer import Tracer
+from .transforms import chunking as _chunking
 
 _LEVEL_E, _LEVEL_V, _LEVEL_D = -3_000_000, -2_000_000, -1_000_000
 _COUNT = itertools.count()
@@ -510,6 +511,8 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
     ye_raw = _raw(ye)
     if jacobian:
         nB = D.data["V"].data["size"] if D is not None else None
+        _check_jacobian_fits(y, x, ye_raw, nB if Dy is not None and Dx is not None else 1,
+                             D is not None, where)
         if Dy is not None and Dx is None:
             J = _jac_shared(pull, ye_raw, _raw(xe), nB)
         else:
@@ -548,6 +551,22 @@ def _check_complex(y: Any, x: Any, cotangent: Any, jacobian: bool, shared: bool,
         raise TypeError(f"{where}: jacobian=True of a batched y with respect to a complex x without "
                         f"data dims is not supported; use xd.jacrev(f, batch_ndim=k) on a function "
                         f"of x")
+
+
+def _check_jacobian_fits(y: Any, x: Any, ye_raw: Any, shared_samples: int, batched: bool,
+                         where: str) -> None:
+    """``jacobian=True`` refuses, before allocating, a result larger than half the free
+    memory of the device (the automatic budget of the transforms)."""
+    size = math.prod(y.shape) * math.prod(x.shape) // shared_samples
+    budget = _chunking.budget(ye_raw, None)
+    if budget is not None and size * _chunking.itemsize(ye_raw) > budget:
+        raise _chunking.ChunkMemoryError(
+            f"{where}(jacobian=True): the Jacobian {tuple(y.shape)} by {tuple(x.shape)} needs "
+            f"{_chunking._fmt(size * _chunking.itemsize(ye_raw))}, more than the memory budget of "
+            f"{_chunking._fmt(budget)} (half the free memory); "
+            + ("differentiate a smaller batch, " if batched else
+               "use batch_ndim so only per-sample blocks are formed, ")
+            + "or ask for vector-Jacobian products with cotangent=")
 
 
 def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:

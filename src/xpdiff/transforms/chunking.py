@@ -28,6 +28,7 @@ from typing import Any
 from .. import backend as _backend
 from .. import core as _core
 from ..core import TRACER_TYPES, namespace_for_values
+from ..interpreters.batching import BatchTracer
 
 AUTO_FRACTION = 0.5
 FIRST_CHUNK = 8
@@ -64,13 +65,37 @@ def budget(like: Any, max_memory: int | float | None) -> int | None:
     return out
 
 
-def check_result_fits(fname: str, result_bytes: int, budget_bytes: int | None,
-                      shape_note: str) -> None:
-    if budget_bytes is not None and result_bytes > budget_bytes:
-        raise ChunkMemoryError(
-            f"{fname}: the result ({shape_note}) needs {_fmt(result_bytes)}, more than the memory "
-            f"budget of {_fmt(budget_bytes)}; pass a larger max_memory, differentiate fewer "
-            f"outputs/inputs at a time, or use batch_ndim so cross-sample blocks are not formed")
+def vmap_copies(values: Any) -> int:
+    """How many copies of a per-example value the enclosing ``vmap`` s hold: the
+    product of the sizes of the ``vmap`` levels any of ``values`` is batched at."""
+    sizes: dict = {}
+    for v in values:
+        while type(v) in TRACER_TYPES:
+            if type(v) is BatchTracer and v._b:
+                sizes[id(v._main)] = v._main.data["size"]
+            v = v._a
+    return math.prod(sizes.values())
+
+
+def check_result_fits(fname: str, result_bytes: int, budget_bytes: int | None, *,
+                      samples: int = 1, outer: int = 1, what: str = "Jacobian") -> None:
+    """Raise :class:`ChunkMemoryError` when a result of ``result_bytes`` (``samples``
+    per-sample blocks, each ``outer`` times for enclosing ``vmap`` s) exceeds the budget,
+    with advice that fits the call."""
+    if budget_bytes is None or result_bytes <= budget_bytes:
+        return
+    what = "Hessian" if fname == "hessian" else what
+    note, fix = what, "differentiate fewer outputs/inputs at a time, or use batch_ndim so " \
+                      "cross-sample blocks are not formed"
+    if samples > 1:
+        note = f"per-sample {what}s of {samples} samples"
+        fix = "or differentiate a smaller batch (fewer samples per call) or fewer outputs/inputs"
+    if outer > 1:
+        note += f", for each of {outer} examples of an enclosing vmap"
+        fix = "or map over fewer examples at a time (the vmap holds every example's result)"
+    raise ChunkMemoryError(
+        f"{fname}: the result ({note}) needs {_fmt(result_bytes)}, more than the memory "
+        f"budget of {_fmt(budget_bytes)}; pass a larger max_memory, {fix}")
 
 
 LIVE_FACTOR = 4  # dense intermediates assumed alive at once, per basis vector
@@ -141,6 +166,8 @@ def _piece_bytes(piece: Any) -> int:
     """Bytes of the arrays in a chunk's piece (nested lists and tuples of arrays)."""
     if isinstance(piece, (list, tuple)):
         return sum(_piece_bytes(p) for p in piece)
+    while type(piece) in TRACER_TYPES:  # the stored array: every vmapped copy counts
+        piece = piece._a
     shape = getattr(piece, "shape", None)
     if shape is None or not hasattr(piece, "dtype"):
         return 0

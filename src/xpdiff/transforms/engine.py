@@ -93,15 +93,19 @@ def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
 
 def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fname: str,
                 chunk_size: int | None = None, max_memory: int | None = None, samples: int = 1,
-                split_samples: bool = False,
-                holomorphic: bool = False) -> Callable[..., JacResult | SampleChunks]:
+                split_samples: bool = False, holomorphic: bool = False,
+                outer: int | None = None) -> Callable[..., JacResult | SampleChunks]:
     """``jac(*args)``: the Jacobian of ``f`` at ``args`` (a :class:`JacResult`), or a
     :class:`SampleChunks` plan (only with ``split_samples``; see the module doc).
 
     Complex numbers (docs/complex.md): with ``holomorphic`` every input and output
     is complex; otherwise forward mode takes real inputs, reverse mode real outputs,
     and ``"auto"`` takes the one mode that applies (refusing complex inputs and
-    outputs together), so the mode never changes the answer."""
+    outputs together), so the mode never changes the answer.
+
+    Memory: the budget covers every copy of the result, ``samples`` of them times
+    ``outer``, the examples of enclosing ``vmap`` s (by default read from the
+    arguments: the sizes of the ``vmap`` levels they are batched at)."""
     def jac(*args: Any) -> JacResult | SampleChunks:
         nums, single = _argnums(argnums, len(args), fname)
         flat = _Flat(f, args, nums, has_aux, fname)
@@ -109,6 +113,7 @@ def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fnam
         _check_complex_inputs(fname, flat.in_labels, ins, holomorphic=holomorphic,
                              real=mode == "fwd")
         budget = _chunking.budget(ins[0], max_memory)
+        copies = _chunking.vmap_copies(ins) if outer is None else outer
         rec = None
         if mode != "fwd" or (chunk_size is None and budget is not None):
             # recorded once: reverse mode sweeps the tape, forward mode replays it (and the
@@ -126,8 +131,10 @@ def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fnam
         if rec is not None:
             _check_complex_outputs(fname, rec[0][:flat.n_out], holomorphic=holomorphic,
                                   real=chosen == "rev")
+        if rec is not None and outer is None:  # outputs batched by a closure, too
+            copies = max(copies, _chunking.vmap_copies(list(ins) + list(rec[0][:flat.n_out])))
         kw = dict(fname=fname, chunk_size=chunk_size, budget=budget, samples=samples,
-                  split_samples=split_samples, holomorphic=holomorphic)
+                  split_samples=split_samples, holomorphic=holomorphic, outer=copies)
         if chosen == "fwd":
             out = _forward(flat, single, rec, **kw)
         else:
@@ -158,7 +165,8 @@ def _complex_mode(fname: str, flat: _Flat, outs: list) -> str | None:
 
 
 def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, budget: int | None,
-              samples: int, itemsize: int, split_samples: bool) -> tuple[int | None, SampleChunks | None]:
+              samples: int, outer: int, itemsize: int,
+              split_samples: bool) -> tuple[int | None, SampleChunks | None]:
     """The plan of one Jacobian pass over ``n`` basis vectors: ``(budget, None)`` where
     ``budget`` is ``None`` for one pass (else the basis is chunked to fit it), or
     ``(None, plan)`` with a :class:`SampleChunks` plan when the samples should be split."""
@@ -166,7 +174,7 @@ def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, 
         return budget, None
     if budget is None:
         return None, None
-    need = _chunking.pass_bytes(n, sizes, samples, itemsize)
+    need = _chunking.pass_bytes(n, sizes, samples * outer, itemsize)
     fits = need + result_bytes <= budget
     _chunking.guard_plan(need + result_bytes, budget, not fits)  # jit re-checks it at replay
     if fits:
@@ -177,7 +185,8 @@ def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, 
 
 
 def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_size: int | None,
-             budget: int | None, samples: int, split_samples: bool, holomorphic: bool) -> Any:
+             budget: int | None, samples: int, split_samples: bool, holomorphic: bool,
+             outer: int) -> Any:
     """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis;
     ``rec``: the recorded ``(outputs, pullback)`` of ``f`` when there is one (its tape is
     replayed instead of evaluating ``f`` again).
@@ -199,10 +208,11 @@ def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_
     if chunk is None and budget is not None:
         n_out = sum(math.prod(getattr(o, "shape", ())) for o in res0[:flat.n_out])
         item = _chunking.itemsize(like)
-        rb = samples * n * n_out * item
-        _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+        rb = samples * outer * n * n_out * item
+        _chunking.check_result_fits(fname, rb, budget, samples=samples, outer=outer)
         budget, plan = _one_pass(n, n + n_out, rb, chunk_size=chunk, budget=budget,
-                                 samples=samples, itemsize=item, split_samples=split_samples)
+                                 samples=samples, outer=outer, itemsize=item,
+                                 split_samples=split_samples)
         if plan is not None:
             return plan
 
@@ -224,9 +234,9 @@ def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_
                 state["outs"], state["aux"] = flat.split(res)
                 if rec is None:
                     _check_complex_outputs(fname, outs, holomorphic=holomorphic, real=False)
-                rb = samples * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o)
-                                for o in outs for x in ins)
-                _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+                rb = samples * outer * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o)
+                                           for o in outs for x in ins)
+                _chunking.check_result_fits(fname, rb, budget, samples=samples, outer=outer)
                 state["result_bytes"] = rb
             piece = []
             for o, t in zip(outs, touts[:flat.n_out]):
@@ -313,7 +323,7 @@ def _assemble_one(blocks: list, o: Any, ins: list, flat: _Flat, single: bool, ro
 
 def _sweep(flat: _Flat, single: bool, res: list, pullback: Any, *, fname: str,
            chunk_size: int | None, budget: int | None, samples: int, split_samples: bool,
-           holomorphic: bool) -> Any:
+           holomorphic: bool, outer: int) -> Any:
     """Reverse-mode Jacobian: the vectorised backward sweep of a recorded tape over
     (chunks of) a cotangent basis."""
     has_aux = flat.has_aux
@@ -326,11 +336,13 @@ def _sweep(flat: _Flat, single: bool, res: list, pullback: Any, *, fname: str,
     for o in outs:
         offs.append(offs[-1] + math.prod(o.shape))
     n_aux = len(res) - flat.n_out
-    rb = samples * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o) for o in outs for x in ins)
-    _chunking.check_result_fits(fname, rb, budget, "Jacobian")
+    rb = samples * outer * sum(_chunking.nbytes(tuple(o.shape) + tuple(x.shape), o)
+                               for o in outs for x in ins)
+    _chunking.check_result_fits(fname, rb, budget, samples=samples, outer=outer)
     n_in = sum(math.prod(x.shape) for x in ins)
     budget, plan = _one_pass(m, m + n_in, rb, chunk_size=chunk_size, budget=budget, samples=samples,
-                             itemsize=_chunking.itemsize(outs[0]), split_samples=split_samples)
+                             outer=outer, itemsize=_chunking.itemsize(outs[0]),
+                             split_samples=split_samples)
     if plan is not None:
         return plan
 
@@ -392,6 +404,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
         nums, single = _argnums(argnums, len(args), fname)
         B, is_data, per_arg = _data_split(args, k, data_argnums, nums, fname)
         nB = math.prod(B)
+        outer = _chunking.vmap_copies([x for leaves, _ in per_arg for x in leaves])
         where = f"{fname}(batch_ndim={k})"
         hint = _data_hint(per_arg, is_data, k, B, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
@@ -438,7 +451,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
                     for (leaves, _), flags in zip(arg_leaves, is_data)
                     for x, d in zip(leaves, flags)]
             vals.append(index if whole else index[s:e])
-            jac = core(per_sample_f, a, has_aux, samples=e - s, split_samples=split)
+            jac = core(per_sample_f, a, has_aux, samples=e - s, split_samples=split, outer=outer)
             got: list = []  # what the vmapped pass returned besides its leaves
 
             def flat_f(*xs):  # vmap's work without its argument checks (done above)
@@ -463,7 +476,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
 
         res = chunk(0, nB, split=nB > 1)
         if isinstance(res, SampleChunks):
-            res = _sample_chunks(chunk, nB, some, max_memory, fname, res)
+            res = _sample_chunks(chunk, nB, some, max_memory, fname, res, outer)
         leaves, tdef, mode = res
         xp = namespace_for_values(leaves)
         return JacResult(_tree.unflatten(tdef, [xp.reshape(r, B + tuple(r.shape[1:])) for r in leaves]),
@@ -473,13 +486,13 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
 
 
 def _sample_chunks(chunk: Callable, nB: int, like: Any, max_memory: Any, fname: str,
-                   plan: SampleChunks) -> tuple:
+                   plan: SampleChunks, outer: int) -> tuple:
     """A ``batch_ndim`` Jacobian whose single pass might not fit, computed over chunks
     of samples sized from the per-sample sizes of ``plan``; at top level each chunk's
     rows are written into the result in place (no concatenation copy)."""
     budget = _chunking.budget(like, max_memory)
     total = plan.result_bytes * nB
-    _chunking.check_result_fits(fname, total, budget, "Jacobian")
+    _chunking.check_result_fits(fname, total, budget, samples=nB, outer=outer)
     per = max(plan.pass_bytes, plan.result_bytes)
     room = budget - total
     if room < per:  # not even one sample's pass fits beside the result: chunk the basis
@@ -555,10 +568,10 @@ def transform(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fname:
               data_argnums: Any = None, holomorphic: bool = False) -> Callable[..., JacResult]:
     """The Jacobian of ``f`` in ``mode`` (``"fwd"``, ``"rev"``, ``"auto"`` or
     ``"hessian"``: forward over reverse), per sample with ``batch_ndim``."""
-    def core(g: Callable, a: ArgNums, h: bool, *, samples: int = 1,
-             split_samples: bool = False) -> Callable[..., JacResult | SampleChunks]:
+    def core(g: Callable, a: ArgNums, h: bool, *, samples: int = 1, split_samples: bool = False,
+             outer: int | None = None) -> Callable[..., JacResult | SampleChunks]:
         kw = dict(fname=fname, chunk_size=chunk_size, max_memory=max_memory, samples=samples,
-                  holomorphic=holomorphic)
+                  holomorphic=holomorphic, outer=outer)
         if mode != "hessian":
             return jacobian_fn(g, a, h, mode=mode, split_samples=split_samples, **kw)
         inner = jacobian_fn(g, a, h, mode="rev", **kw)
