@@ -351,6 +351,37 @@ def test_sample_mixing_is_refused(f, op, mode):
     assert xd.jacobian(lambda x: x * 2.0, batch_ndim=1)(x).shape == (4, 3, 3)
 
 
+@pytest.mark.parametrize("vshape, wshape, axes", [
+    ((4, 2, 3), (3, 5), 1),
+    ((4, 2, 3), (2, 3, 5), 2),
+    ((4, 3), (3,), 1),
+    ((4, 2, 3), (3, 2, 5), ([1, 2], [1, 0])),
+    ((4, 3), (5, 3), ([-1], [-1])),
+    ((4, 3), (5,), 0),
+])
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_tensordot_under_batch_ndim_is_per_sample(vshape, wshape, axes, mode):
+    # tensordot keeps x1's leading free dims leading (it once merged them with a reshape
+    # and raised a MixingError naming 'reshape' where v @ W works)
+    v, W = rng().standard_normal(vshape), rng(1).standard_normal(wshape)
+    J = xd.jacobian(lambda v: xp.tensordot(v, W, axes=axes), batch_ndim=1, mode=mode)(v)
+    for b in range(vshape[0]):
+        want = xd.jacobian(lambda u: xp.tensordot(u[None], W, axes=axes)[0])(v[b])
+        np.testing.assert_allclose(J[b], want, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(xp.tensordot(v, W, axes=axes), np.tensordot(v, W, axes=axes),
+                               rtol=1e-13)
+
+
+def test_tensordot_contracting_a_data_dim_names_tensordot():
+    v, W = rng().standard_normal((4, 3)), rng(1).standard_normal((4, 5))
+    with pytest.raises(xd.MixingError, match="'tensordot'"):
+        xd.jacobian(lambda v: xp.tensordot(v, W, axes=([0], [0])), batch_ndim=1)(v)
+    # x1 contracted whole: x2's leading (data) dims stay leading
+    w = rng(2).standard_normal(3)
+    J = xd.jacobian(lambda v: xp.tensordot(w, v, axes=([0], [1])), batch_ndim=1)(v)
+    np.testing.assert_allclose(J, np.broadcast_to(w, (4, 3)), rtol=1e-14)
+
+
 def test_shared_array_with_batch_rows_is_lifted():
     # a constant made inside f with the data shape behaves as in the batched code
     x = rng().standard_normal((4, 3))

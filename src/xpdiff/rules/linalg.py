@@ -21,7 +21,7 @@ import math
 from typing import Any, NamedTuple
 
 from ..backend import outer_product
-from ..core import Zero, instantiate, namespace_for_values, primitive
+from ..core import Zero, instantiate, namespace_for_values, op_context, primitive
 from ._families import align_data, export, norm_axis, pad_batched, unbroadcast
 from .elementwise import PRIMS
 from .fft import conj_, fit_axis, is_complex
@@ -238,7 +238,18 @@ def matmul(x1, x2, /):
 
 @export
 def tensordot(x1, x2, /, *, axes=2):
-    """Tensor contraction over ``axes`` (an int or a pair of sequences)."""
+    """Tensor contraction over ``axes`` (an int or a pair of sequences).
+
+    Written as one ``matmul`` of ``x1`` with its free dims kept (its contracted dims
+    merged into one trailing dim) by ``x2`` as a ``(k, n)`` matrix, so leading dims of
+    ``x1`` that are not contracted stay leading dims: under ``batch_ndim`` the data
+    dims of ``x1`` stay data dims, as in ``v @ W``.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> v, W = np.ones((5, 2, 3)), np.ones((3, 4))
+    >>> xd.jacobian(lambda v: xd.numpy.tensordot(v, W, axes=1), batch_ndim=1)(v).shape
+    (5, 2, 4, 2, 3)
+    """
     if isinstance(axes, int):
         ax1 = tuple(range(x1.ndim - axes, x1.ndim))
         ax2 = tuple(range(axes))
@@ -249,22 +260,22 @@ def tensordot(x1, x2, /, *, axes=2):
         raise ValueError(f"tensordot: the contracted dims must match in number and size, got "
                          f"{[x1.shape[a] for a in ax1]} and {[x2.shape[b] for b in ax2]} for "
                          f"axes={axes!r}")
-    free1 = [i for i in range(x1.ndim) if i not in ax1]
-    free2 = [i for i in range(x2.ndim) if i not in ax2]
-    k = 1
-    for a in ax1:
-        k *= x1.shape[a]
+    free1 = tuple(i for i in range(x1.ndim) if i not in ax1)
+    free2 = tuple(i for i in range(x2.ndim) if i not in ax2)
+    k = math.prod(x1.shape[a] for a in ax1)
     s1 = tuple(x1.shape[i] for i in free1)
     s2 = tuple(x2.shape[i] for i in free2)
-    m = 1
-    for s in s1:
-        m *= s
-    n = 1
-    for s in s2:
-        n *= s
-    a = reshape(permute_dims(x1, tuple(free1) + ax1), (m, k))
-    b = reshape(permute_dims(x2, ax2 + tuple(free2)), (k, n))
-    return reshape(_matmul.bind(a, b), s1 + s2)
+    with op_context("tensordot"):
+        if not s1:  # x1 contracted whole: x2's free dims stay leading (x2 @ x1 as a vector)
+            b = _moved(x2, free2 + ax2)
+            return _matmul.bind(reshape(b, s2 + (k,)), reshape(_moved(x1, ax1), (k,)))
+        a = reshape(_moved(x1, free1 + ax1), s1 + (k,))
+        b = reshape(_moved(x2, ax2 + free2), (k, math.prod(s2)))
+        return reshape(_matmul.bind(a, b), s1 + s2)
+
+
+def _moved(x, order):
+    return x if order == tuple(range(x.ndim)) else permute_dims(x, order)
 
 
 @export
