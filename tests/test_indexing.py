@@ -640,3 +640,17 @@ def test_zero_d_boolean_index_reads_and_writes(backend):
         np.testing.assert_allclose(backend.to_numpy(g), [d, d])
     # the write needs no data-dependent shape: it also runs under vmap
     np.testing.assert_allclose(backend.to_numpy(xd.vmap(lambda v: write(v, T))(x)), [5.0, 10.0])
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_empty_boolean_mask_selects_nothing(backend, rows):
+    # NumPy (and the conformance suite) take a shape-(0,) mask on a dim of any size: it
+    # selects nothing; any other mismatch stays an error
+    x = backend.asarray(np.ones((rows, 3)))
+    empty = backend.asarray(np.zeros(0, dtype=bool), bool)
+    y, t = xd.jvp(lambda v: v[empty], (x,), (x,))
+    assert tuple(y.shape) == tuple(t.shape) == (0, 3)
+    g = xd.grad(lambda v: v.__array_namespace__().sum(v[empty]))(x)
+    np.testing.assert_array_equal(backend.to_numpy(g), np.zeros((rows, 3)))
+    with pytest.raises(IndexError, match="does not match"):
+        xd.grad(lambda v: v.__array_namespace__().sum(v[backend.asarray([True] * 3, bool)]))(x)

@@ -172,7 +172,11 @@ def _parse(key, x, where):
         if t is _Arr:
             if k.mask:
                 ms = tuple(k.a.shape)
-                if ms != tuple(shape[d:d + len(ms)]):
+                dims = tuple(shape[d:d + len(ms)])
+                # an empty mask selects nothing: NumPy (and the conformance suite) take a
+                # mask dim of size 0 against a dim of any size
+                if ms != dims and not (len(ms) == len(dims) and all(
+                        m in (s, 0) for m, s in zip(ms, dims))):
                     raise IndexError(f"{where}: a boolean mask of shape {ms} does not match dims "
                                      f"{d}..{d + len(ms) - 1} of an array of shape {tuple(shape)}")
                 d += len(ms)

@@ -12,7 +12,9 @@ first) and its data rule only checks that no data dim is a matrix dim.
 Derivatives follow the usual matrix-calculus formulas; the conventions at
 degenerate spectra, zero singular values and other non-differentiable points are
 in docs/linalg-fft.md.  Rules that are not holomorphic (``cholesky``, ``qr``,
-``eigh``, ``svd``, ``slogdet``) are implemented for real matrices only.
+``eigh``, ``svd``, ``slogdet``) take complex matrices in forward mode only.  Where a
+derivative does not exist (a factor that is not unique, ``log|det|`` at a singular
+matrix) the tangent is NaN, made by selection: rules never divide by zero or warn.
 """
 
 from __future__ import annotations
@@ -335,9 +337,31 @@ def _mT(xp, x):
     return xp.matrix_transpose(x)
 
 
+def _mH(xp, x):
+    """The conjugate transpose (the transpose of a real matrix)."""
+    return _mT(xp, conj_(x) if is_complex(x) else x)
+
+
 def _sym(xp, x):
-    """The symmetric part ``(x + x^T) / 2``."""
-    return xp.multiply(xp.add(x, _mT(xp, x)), 0.5)
+    """The Hermitian (symmetric) part ``(x + x^H) / 2``."""
+    return xp.multiply(xp.add(x, _mH(xp, x)), 0.5)
+
+
+def _nan_where(xp, bad, x):
+    """``x`` with NaN where ``bad`` (broadcast): a derivative that does not exist there
+    (selected, so no arithmetic on the NaN: no warning, no NaN elsewhere)."""
+    return xp.where(bad, xp.nan, x)
+
+
+def _safe_divide(xp, x, d):
+    """``x / d``, NaN where ``d == 0`` (without a division by zero)."""
+    zero = xp.equal(d, 0.0)
+    return _nan_where(xp, zero, xp.divide(x, xp.where(zero, 1.0, d)))
+
+
+def _matrices_where(xp, ok, a, b):
+    """Per matrix of a stack: ``a`` where ``ok`` (one flag per matrix), else ``b``."""
+    return xp.where(xp.expand_dims(ok, axis=(-2, -1)), a, b)
 
 
 def _square(name, x):
@@ -354,9 +378,10 @@ def _matrix(name, x):
 
 def _real_only(name, x):
     if is_complex(x):
-        raise TypeError(f"linalg.{name}: derivatives of complex matrices are not supported (the "
-                        f"rule is written for real input); differentiate the real and imaginary "
-                        f"parts of an equivalent real problem, or use xpdiff.custom_jvp")
+        raise TypeError(f"linalg.{name}: reverse-mode derivatives of complex matrices are not "
+                        f"supported (the rule is written for real input); use forward mode "
+                        f"(jvp, jacfwd), differentiate the real and imaginary parts of an "
+                        f"equivalent real problem, or use xpdiff.custom_vjp")
 
 
 def _eye(xp, n, like, m=None, k=0):
@@ -424,25 +449,90 @@ def _inv_vjp(xp, g, out, p, needs):
 _inv = _matrix_prim("linalg.inv", lambda bk, x: bk.linalg.inv(x), _inv_jvp, _inv_vjp)
 
 
+def _adjugate_impl(bk, a):
+    """``adj(a) = det(a) inv(a)`` for every matrix of the stack, singular ones included:
+    ``det * inv`` where ``det != 0``, through the SVD ``a = U S Vh`` elsewhere,
+    ``adj(a) = det(U) det(Vh) Vh^H diag(prod_{j != i} s_j) U^H`` (both computed for
+    the whole stack on matrices masked to the identity: no branch on data)."""
+    n = a.shape[-1]
+    eye = bk.eye(n, dtype=a.dtype, device=a.device)
+    d = bk.linalg.det(a)
+    def mat(x):  # one flag or number per matrix, against the matrices
+        return bk.reshape(x, tuple(x.shape) + (1, 1))
+
+    ok = mat(d != 0)
+    regular = mat(d) * bk.linalg.inv(bk.where(ok, a, eye))
+    u, s, vh = bk.linalg.svd(bk.where(ok, eye, a))
+    cplx = bk.isdtype(a.dtype, "complex floating")
+    uh = bk.matrix_transpose(bk.conj(u) if cplx else u)
+    v = bk.matrix_transpose(bk.conj(vh) if cplx else vh)
+    row = bk.expand_dims(s, axis=-2)
+    others = bk.where(bk.eye(n, dtype=bk.bool, device=a.device), bk.ones_like(row), row)
+    p = bk.prod(others, axis=-1)  # prod_{j != i} s_j, without a division
+    if cplx:
+        p = bk.astype(p, a.dtype)
+    phase = bk.linalg.det(u) * bk.linalg.det(vh)
+    singular = mat(phase) * bk.matmul(v * bk.expand_dims(p, axis=-2), uh)
+    return bk.where(ok, regular, singular)
+
+
+def _adjugate_jvp(xp, p, t):
+    """``d adj(A) = adj(A) tr(inv(A) dA) - inv(A) dA adj(A)`` where ``A`` is invertible.
+    At an exactly singular ``A`` this (second-order) derivative of ``det`` is not
+    computed: NaN (docs/linalg-fft.md)."""
+    a = p[0]
+    adj = _adjugate.bind(a)
+    ok = xp.not_equal(_det.bind(a), 0.0)
+    safe = _matrices_where(xp, ok, a, _eye(xp, a.shape[-1], a))
+    w = _solve.bind(safe, t[0])
+    term = xp.subtract(xp.multiply(adj, xp.expand_dims(_trace(xp, w), axis=(-2, -1))),
+                       xp.matmul(w, adj))
+    return adj, _nan_where(xp, xp.expand_dims(xp.logical_not(ok), axis=(-2, -1)), term)
+
+
+def _adjugate_vjp(xp, g, out, p, needs):
+    a = p[0]
+    ok = xp.not_equal(_det.bind(a), 0.0)
+    safe = _matrices_where(xp, ok, a, _eye(xp, a.shape[-1], a))
+    # the transpose of dA -> adj tr(inv dA) - inv dA adj for the pairing sum(g * .)
+    inv_t = _mT(xp, _inv.bind(safe))
+    c = xp.subtract(xp.multiply(xp.expand_dims(xp.sum(xp.multiply(g, out), axis=(-2, -1)),
+                                               axis=(-2, -1)), inv_t),
+                    xp.matmul(xp.matmul(inv_t, g), _mT(xp, out)))
+    return [_nan_where(xp, xp.expand_dims(xp.logical_not(ok), axis=(-2, -1)), c)]
+
+
+_adjugate = _matrix_prim("linalg.adjugate", _adjugate_impl, _adjugate_jvp, _adjugate_vjp)
+
+
 def _det_jvp(xp, p, t):
+    """``d det = tr(adj(A) dA)``: exact at singular ``A`` too (det is a polynomial)."""
     a = p[0]
     out = _det.bind(a)
-    return out, xp.multiply(out, _trace(xp, _solve.bind(a, t[0])))
+    return out, xp.sum(xp.multiply(_mT(xp, _adjugate.bind(a)), t[0]), axis=(-2, -1))
 
 
 def _det_vjp(xp, g, out, p, needs):
-    s = xp.expand_dims(xp.multiply(g, out), axis=(-2, -1))
-    return [xp.multiply(s, _mT(xp, _inv.bind(p[0])))]
+    return [xp.multiply(xp.expand_dims(g, axis=(-2, -1)), _mT(xp, _adjugate.bind(p[0])))]
 
 
 _det = _matrix_prim("linalg.det", lambda bk, x: bk.linalg.det(x), _det_jvp, _det_vjp)
 
 
 def _slogdet_jvp(xp, p, t):
+    """``d logabsdet = real(tr(inv(A) dA))``, ``d sign = sign i imag(tr(inv(A) dA))``
+    (complex); NaN at a singular ``A``, where ``logabsdet = -inf`` has no derivative."""
     a = p[0]
-    _real_only("slogdet", a)
     sign, logabs = _slogdet.bind(a)
-    return (sign, logabs), (Zero(sign), _trace(xp, _solve.bind(a, t[0])))
+    ok = xp.not_equal(sign, 0.0)
+    safe = _matrices_where(xp, ok, a, _eye(xp, a.shape[-1], a))
+    tr = _trace(xp, _solve.bind(safe, t[0]))
+    bad = xp.logical_not(ok)
+    if not is_complex(a):
+        return (sign, logabs), (Zero(sign), _nan_where(xp, bad, tr))
+    dlog = _nan_where(xp, bad, xp.real(tr))
+    dsign = xp.multiply(sign, xp.multiply(1j, xp.astype(xp.imag(tr), sign.dtype)))
+    return (sign, logabs), (_nan_where(xp, bad, dsign), dlog)
 
 
 def _slogdet_vjp(xp, g, out, p, needs):
@@ -450,7 +540,11 @@ def _slogdet_vjp(xp, g, out, p, needs):
     gl = g[1]  # the sign is locally constant: its cotangent carries nothing
     if isinstance(gl, Zero):
         return [None]
-    return [xp.multiply(xp.expand_dims(gl, axis=(-2, -1)), _mT(xp, _inv.bind(p[0])))]
+    a = p[0]
+    ok = xp.not_equal(out[0], 0.0)
+    safe = _matrices_where(xp, ok, a, _eye(xp, a.shape[-1], a))
+    c = xp.multiply(xp.expand_dims(gl, axis=(-2, -1)), _mT(xp, _inv.bind(safe)))
+    return [_nan_where(xp, xp.expand_dims(xp.logical_not(ok), axis=(-2, -1)), c)]
 
 
 _slogdet = _matrix_prim("linalg.slogdet", lambda bk, x: tuple(bk.linalg.slogdet(x)),
@@ -529,10 +623,9 @@ def _phi(xp, m):
 
 def _chol_jvp(xp, p, t):
     a = p[0]
-    _real_only("cholesky", a)
     low = _chol.bind(a)
     li = _inv.bind(low)
-    m = xp.matmul(xp.matmul(li, _sym(xp, t[0])), _mT(xp, li))
+    m = xp.matmul(xp.matmul(li, _sym(xp, t[0])), _mH(xp, li))
     return low, xp.matmul(low, _phi(xp, m))
 
 
@@ -548,20 +641,24 @@ _chol = _matrix_prim("linalg.cholesky", lambda bk, x: bk.linalg.cholesky(x), _ch
 
 # --- qr -------------------------------------------------------------------------------------
 
-def _qr_check(a, mode):
-    m, n = a.shape[-2:]
-    _real_only("qr", a)
-    if mode == "complete" and m > n:
-        raise ValueError(f"linalg.qr: derivatives of mode='complete' need m <= n (got a {m}x{n} "
-                         f"matrix, whose extra columns of Q are not unique); use mode='reduced'")
-
-
 def _qr_tall_jvp(xp, q, r, da):
-    """m >= n: dA = dQ R + Q dR with Q^T dQ antisymmetric and dR upper triangular."""
+    """m >= n: dA = dQ R + Q dR with Q^H dQ anti-Hermitian and dR upper triangular with a
+    real diagonal (as R's)."""
     w = _rdiv(xp, da, r)
-    c = xp.matmul(_mT(xp, q), w)
-    s = xp.add(xp.triu(c), _mT(xp, xp.tril(c, k=-1)))
+    c = xp.matmul(_mH(xp, q), w)
+    if is_complex(c):
+        diag = _diag_matrix(xp, xp.astype(xp.real(_diagonal.bind(c, offset=0)), c.dtype))
+        s = xp.add(xp.add(xp.triu(c, k=1), _mH(xp, xp.tril(c, k=-1))), diag)
+    else:
+        s = xp.add(xp.triu(c), _mT(xp, xp.tril(c, k=-1)))
     return xp.subtract(w, xp.matmul(q, s)), xp.matmul(s, r)
+
+
+def _full_rank(xp, r):
+    """Per matrix: whether the square triangular factor ``r`` has a non-zero diagonal,
+    and ``r`` with the others replaced by the identity (safe to solve with)."""
+    ok = xp.all(xp.not_equal(_diagonal.bind(r, offset=0), 0.0), axis=-1)
+    return ok, _matrices_where(xp, ok, r, _eye(xp, r.shape[-1], r))
 
 
 def _qr_tall_vjp(xp, q, r, gq, gr):
@@ -583,40 +680,70 @@ def _split_cols(x, m):
 
 
 def _qr_jvp(xp, p, t, *, mode):
+    """At a rank-deficient ``A`` (a zero on ``R``'s diagonal) ``Q`` is not unique and has
+    no derivative: the tangents of that matrix are NaN."""
     a = p[0]
-    _qr_check(a, mode)
-    q, r = _qr.bind(a, mode=mode)
+    q_out, r_out = _qr.bind(a, mode=mode)
+    q, r = q_out, r_out
     m, n = a.shape[-2:]
+    if m > n and mode == "complete":  # the extra columns of Q are not unique (NaN); R's
+        q = _getitem_fn(q_out, (Ellipsis, slice(None, n)))  # extra rows are zeros
+        r = _getitem_fn(r_out, (Ellipsis, slice(None, n), slice(None)))
     if m >= n:
-        return (q, r), _qr_tall_jvp(xp, q, r, t[0])
-    # wide: A = [X | Y], X = Q U square, R = [U | Q^T Y]
-    dx, dy = _split_cols(t[0], m)
-    u, _ = _split_cols(r, m)
-    _, y = _split_cols(a, m)
-    dq, du = _qr_tall_jvp(xp, q, u, dx)
-    dv = xp.add(xp.matmul(_mT(xp, dq), y), xp.matmul(_mT(xp, q), dy))
-    return (q, r), (dq, xp.concat([du, dv], axis=-1))
+        ok, r_safe = _full_rank(xp, r)
+        dq, dr = _qr_tall_jvp(xp, q, r_safe, t[0])
+        if m > n and mode == "complete":
+            dq = xp.concat([dq, xp.full_like(_getitem_fn(q_out, (Ellipsis, slice(n, None))),
+                                             xp.nan)], axis=-1)
+            dr = xp.concat([dr, xp.zeros_like(_getitem_fn(r_out, (Ellipsis, slice(n, None),
+                                                                   slice(None))))], axis=-2)
+    else:
+        # wide: A = [X | Y], X = Q U square, R = [U | Q^H Y]
+        dx, dy = _split_cols(t[0], m)
+        u, _ = _split_cols(r, m)
+        _, y = _split_cols(a, m)
+        ok, u_safe = _full_rank(xp, u)
+        dq, du = _qr_tall_jvp(xp, q, u_safe, dx)
+        dv = xp.add(xp.matmul(_mH(xp, dq), y), xp.matmul(_mH(xp, q), dy))
+        dr = xp.concat([du, dv], axis=-1)
+    bad = xp.expand_dims(xp.logical_not(ok), axis=(-2, -1))
+    return (q_out, r_out), (_nan_where(xp, bad, dq), _nan_where(xp, bad, dr))
 
 
 def _qr_vjp(xp, g, out, p, needs, *, mode):
     a = p[0]
-    _qr_check(a, mode)
+    _real_only("qr", a)
     q, r = out
     gq, gr = g
     if isinstance(gq, Zero) and isinstance(gr, Zero):
         return [None]
     m, n = a.shape[-2:]
+    stray = None  # mode="complete", tall: a non-zero cotangent of Q's extra columns
+    if m > n and mode == "complete":
+        q = _getitem_fn(q, (Ellipsis, slice(None, n)))
+        r = _getitem_fn(r, (Ellipsis, slice(None, n), slice(None)))
+        if not isinstance(gq, Zero):
+            stray = xp.any(xp.not_equal(_getitem_fn(gq, (Ellipsis, slice(n, None))), 0.0),
+                           axis=(-2, -1))
+            gq = _getitem_fn(gq, (Ellipsis, slice(None, n)))
+        if not isinstance(gr, Zero):  # R's extra rows are zeros whatever A is
+            gr = _getitem_fn(gr, (Ellipsis, slice(None, n), slice(None)))
     if m >= n:
-        return [_qr_tall_vjp(xp, q, r, gq, gr)]
-    u, _ = _split_cols(r, m)
-    _, y = _split_cols(a, m)
-    gr = instantiate(xp, gr)
-    gu, gv = _split_cols(gr, m)
-    gq2 = xp.matmul(y, _mT(xp, gv))
-    if not isinstance(gq, Zero):
-        gq2 = xp.add(gq2, gq)
-    gx = _qr_tall_vjp(xp, q, u, gq2, gu)
-    return [xp.concat([gx, xp.matmul(q, gv)], axis=-1)]
+        ok, r_safe = _full_rank(xp, r)
+        ga = _qr_tall_vjp(xp, q, r_safe, gq, gr)
+    else:
+        u, _ = _split_cols(r, m)
+        _, y = _split_cols(a, m)
+        ok, u_safe = _full_rank(xp, u)
+        gr = instantiate(xp, gr)
+        gu, gv = _split_cols(gr, m)
+        gq2 = xp.matmul(y, _mT(xp, gv))
+        if not isinstance(gq, Zero):
+            gq2 = xp.add(gq2, gq)
+        gx = _qr_tall_vjp(xp, q, u_safe, gq2, gu)
+        ga = xp.concat([gx, xp.matmul(q, gv)], axis=-1)
+    bad = xp.logical_not(ok) if stray is None else xp.logical_or(xp.logical_not(ok), stray)
+    return [_nan_where(xp, xp.expand_dims(bad, axis=(-2, -1)), ga)]
 
 
 _qr = _matrix_prim("linalg.qr", lambda bk, x, *, mode: tuple(bk.linalg.qr(x, mode=mode)),
@@ -627,11 +754,13 @@ _qr = _matrix_prim("linalg.qr", lambda bk, x, *, mode: tuple(bk.linalg.qr(x, mod
 
 def _eigh_jvp(xp, p, t):
     a = p[0]
-    _real_only("eigh", a)
     w, v = _eigh.bind(a)
-    m = xp.matmul(xp.matmul(_mT(xp, v), _sym(xp, t[0])), v)
+    m = xp.matmul(xp.matmul(_mH(xp, v), _sym(xp, t[0])), v)
     dw = _diagonal.bind(m, offset=0)
-    dv = xp.matmul(v, xp.multiply(_gap_inverse(xp, w), m))
+    f = _gap_inverse(xp, w)
+    if is_complex(a):  # the eigenvalues are real; the eigenvectors' phases kept fixed
+        dw, f = xp.real(dw), xp.astype(f, a.dtype)
+    dv = xp.matmul(v, xp.multiply(f, m))
     return (w, v), (dw, dv)
 
 
@@ -656,45 +785,79 @@ _eigh = _matrix_prim("linalg.eigh", lambda bk, x: tuple(bk.linalg.eigh(x)), _eig
 
 # --- svd ------------------------------------------------------------------------------------
 
-def _svd_check(a, full_matrices):
-    _real_only("svd", a)
+def _svd_reduced(xp, a, u, vh, full_matrices):
+    """The first ``k = min(m, n)`` columns of ``U`` and rows of ``Vh``."""
     m, n = a.shape[-2:]
-    if full_matrices and m != n:
-        raise ValueError(f"linalg.svd: derivatives need full_matrices=False for a non-square "
-                         f"({m}x{n}) matrix (the extra singular vectors are not unique)")
+    k = min(m, n)
+    if not full_matrices or m == n:
+        return u, vh
+    return (_getitem_fn(u, (Ellipsis, slice(None, k))),
+            _getitem_fn(vh, (Ellipsis, slice(None, k), slice(None))))
 
 
 def _svd_jvp(xp, p, t, *, full_matrices):
+    """The extra columns of ``U`` (rows of ``Vh``) of ``full_matrices=True`` for a
+    non-square matrix are not unique: their tangents are NaN; so are those of
+    singular vectors whose derivative divides by a zero singular value."""
     a = p[0]
-    _svd_check(a, full_matrices)
-    u, s, vh = _svd.bind(a, full_matrices=full_matrices)
+    u_full, s, vh_full = _svd.bind(a, full_matrices=full_matrices)
+    u, vh = _svd_reduced(xp, a, u_full, vh_full, full_matrices)
     da = t[0]
     m, n = a.shape[-2:]
     k = min(m, n)
-    v = _mT(xp, vh)
+    cplx = is_complex(a)
+    v = _mH(xp, vh)
     dav = xp.matmul(da, v)
-    dp = xp.matmul(_mT(xp, u), dav)
-    dpt = _mT(xp, dp)
+    dp = xp.matmul(_mH(xp, u), dav)
+    dpt = _mH(xp, dp)
     ds = _diagonal.bind(dp, offset=0)
     f = _gap_inverse(xp, xp.multiply(s, s))
     srow, scol = xp.expand_dims(s, axis=-2), xp.expand_dims(s, axis=-1)
-    du = xp.matmul(u, xp.multiply(f, xp.add(xp.multiply(dp, srow), xp.multiply(scol, dpt))))
+    if cplx:
+        ds = xp.real(ds)
+        f, srow_c, scol_c = (xp.astype(z, a.dtype) for z in (f, srow, scol))
+    else:
+        srow_c, scol_c = srow, scol
+    inner = xp.multiply(f, xp.add(xp.multiply(dp, srow_c), xp.multiply(scol_c, dpt)))
+    if cplx:  # the phase of u_i relative to v_i: i imag(dp_ii) / s_i
+        phase = xp.multiply(1j, xp.astype(xp.imag(_diagonal.bind(dp, offset=0)), a.dtype))
+        inner = xp.add(inner, _diag_matrix(xp, _safe_divide(xp, phase, xp.astype(s, a.dtype))))
+    du = xp.matmul(u, inner)
     if m > k:
-        du = xp.add(du, xp.divide(xp.subtract(dav, xp.matmul(u, dp)), srow))
-    dv = xp.matmul(v, xp.multiply(f, xp.add(xp.multiply(scol, dp), xp.multiply(dpt, srow))))
+        du = xp.add(du, _safe_divide(xp, xp.subtract(dav, xp.matmul(u, dp)), srow_c))
+    dv = xp.matmul(v, xp.multiply(f, xp.add(xp.multiply(scol_c, dp), xp.multiply(dpt, srow_c))))
     if n > k:
-        proj = xp.subtract(xp.matmul(_mT(xp, da), u), xp.matmul(v, dpt))
-        dv = xp.add(dv, xp.divide(proj, srow))
-    return (u, s, vh), (du, ds, _mT(xp, dv))
+        proj = xp.subtract(xp.matmul(_mH(xp, da), u), xp.matmul(v, dpt))
+        dv = xp.add(dv, _safe_divide(xp, proj, srow_c))
+    dvh = _mH(xp, dv)
+    if full_matrices and m > k:
+        extra = xp.full_like(_getitem_fn(u_full, (Ellipsis, slice(k, None))), xp.nan)
+        du = xp.concat([du, extra], axis=-1)
+    if full_matrices and n > k:
+        extra = xp.full_like(_getitem_fn(vh_full, (Ellipsis, slice(k, None), slice(None))), xp.nan)
+        dvh = xp.concat([dvh, extra], axis=-2)
+    return (u_full, s, vh_full), (du, ds, dvh)
 
 
 def _svd_vjp(xp, g, out, p, needs, *, full_matrices):
+    """A non-zero cotangent of the extra (not unique) columns of ``U`` or rows of ``Vh``
+    of ``full_matrices=True`` gives NaN."""
     a = p[0]
-    _svd_check(a, full_matrices)
+    _real_only("svd", a)
     u, s, vh = out
     gu, gs, gvh = g
     m, n = a.shape[-2:]
     k = min(m, n)
+    u, vh = _svd_reduced(xp, a, u, vh, full_matrices)
+    stray = None  # per matrix: a non-zero cotangent of the extra columns
+    if full_matrices and m > k and not isinstance(gu, Zero):
+        stray = xp.any(xp.not_equal(_getitem_fn(gu, (Ellipsis, slice(k, None))), 0.0),
+                       axis=(-2, -1))
+        gu = _getitem_fn(gu, (Ellipsis, slice(None, k)))
+    if full_matrices and n > k and not isinstance(gvh, Zero):
+        stray = xp.any(xp.not_equal(_getitem_fn(gvh, (Ellipsis, slice(k, None), slice(None))),
+                                    0.0), axis=(-2, -1))
+        gvh = _getitem_fn(gvh, (Ellipsis, slice(None, k), slice(None)))
     v = _mT(xp, vh)
     f = _gap_inverse(xp, xp.multiply(s, s))
     srow, scol = xp.expand_dims(s, axis=-2), xp.expand_dims(s, axis=-1)
@@ -707,20 +870,22 @@ def _svd_vjp(xp, g, out, p, needs, *, full_matrices):
         term = xp.multiply(xp.multiply(f, xp.subtract(utg, _mT(xp, utg))), srow)
         inner = term if inner is None else xp.add(inner, term)
         if m > k:
-            extra.append(xp.matmul(xp.divide(xp.subtract(gu, xp.matmul(u, utg)), srow), vh))
+            extra.append(xp.matmul(_safe_divide(xp, xp.subtract(gu, xp.matmul(u, utg)), srow), vh))
     if not isinstance(gvh, Zero):
         gv = _mT(xp, gvh)
         vtg = xp.matmul(vh, gv)
         term = xp.multiply(scol, xp.multiply(f, xp.subtract(vtg, _mT(xp, vtg))))
         inner = term if inner is None else xp.add(inner, term)
         if n > k:
-            proj = xp.divide(xp.subtract(gv, xp.matmul(v, vtg)), srow)
+            proj = _safe_divide(xp, xp.subtract(gv, xp.matmul(v, vtg)), srow)
             extra.append(xp.matmul(u, _mT(xp, proj)))
     if inner is None:
         return [None]
     acc = xp.matmul(xp.matmul(u, inner), vh)
     for e in extra:
         acc = xp.add(acc, e)
+    if stray is not None:
+        acc = _nan_where(xp, xp.expand_dims(stray, axis=(-2, -1)), acc)
     return [acc]
 
 
@@ -799,8 +964,13 @@ def inv(x, /):
 
 @export(name="linalg.det")
 def det(x, /):
-    """Determinant; ``d det = det * trace(inv(A) dA)`` (so ``A`` must be invertible
-    where derivatives are taken)."""
+    """Determinant; ``d det = trace(adj(A) dA)``, exact at singular matrices too.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> xd.grad(xd.numpy.linalg.det)(np.array([[1.0, 2.0], [2.0, 4.0]]))  # adj(A)^T
+    array([[ 4., -2.],
+           [-2.,  1.]])
+    """
     _square("det", x)
     return _det.bind(x)
 
@@ -852,8 +1022,9 @@ def cholesky(x, /, *, upper=False):
 def qr(x, /, *, mode="reduced"):
     """QR factorisation ``(Q, R)``.
 
-    Derivatives exist where ``R`` has a non-zero diagonal: for ``mode="reduced"`` of
-    any shape, and for ``mode="complete"`` when ``M <= N``.  ``Q`` and ``R`` are unique
+    Derivatives exist where ``R`` has a non-zero diagonal (NaN tangents elsewhere),
+    except for the extra columns of ``Q`` of ``mode="complete"`` with ``M > N`` (not
+    unique: NaN).  ``Q`` and ``R`` are unique
     up to the signs of the columns of ``Q`` (rows of ``R``): the derivative is that of
     the backend's factorisation, which keeps its signs under small perturbations.
     """
@@ -886,10 +1057,10 @@ def eigvalsh(x, /):
 def svd(x, /, *, full_matrices=True):
     """Singular value decomposition ``(U, S, Vh)``.
 
-    Derivatives need ``full_matrices=False`` for non-square input (the extra columns
-    of the full factors are not unique), distinct singular values for ``U`` and
-    ``Vh`` (equal ones contribute nothing) and non-zero ones for the part of ``U``
-    or ``Vh`` outside the square block.  Singular vectors are defined up to a joint
+    With ``full_matrices=True`` for non-square input the extra columns of ``U`` (rows
+    of ``Vh``) are not unique and have NaN tangents.  The derivatives of ``U`` and
+    ``Vh`` need distinct singular values (equal ones contribute nothing) and non-zero
+    ones for the part of ``U`` or ``Vh`` outside the square block.  Singular vectors are defined up to a joint
     sign: differentiate sign-invariant functions (``S``, ``U @ diag(S) @ Vh``, ...).
     """
     _matrix("svd", x)
