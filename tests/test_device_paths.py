@@ -245,6 +245,27 @@ def test_numpy_native_kernels_equal_the_strict_composites():
         assert xn.polygamma(n, x.astype(np.float32)).dtype == np.float32
 
 
+def test_polygamma_with_an_array_order():
+    """SciPy passes polygamma's order as an array: integer orders broadcast against x, a
+    constant (a derivative with respect to n is refused, naming it)."""
+    sc = pytest.importorskip("scipy.special")
+    xn = xd.namespace("numpy")
+    n, x = np.array([[0], [1], [3]]), np.linspace(0.4, 6.0, 5)
+    np.testing.assert_allclose(xn.special.polygamma(n, x), sc.polygamma(n, x), rtol=1e-14)
+    assert xn.special.polygamma(n, x.astype(np.float32)).dtype == np.float32
+    g = xd.grad(lambda x: xn.sum(xn.special.polygamma(n, x)))(x)
+    np.testing.assert_allclose(g, sc.polygamma(n + 1, x).sum(axis=0), rtol=1e-13)
+    J = xd.jacfwd(lambda x: xn.special.polygamma(np.array([1, 2, 3, 4, 5]), x))(x)
+    np.testing.assert_allclose(J, np.diag(sc.polygamma(np.arange(2, 7), x)), rtol=1e-13)
+    got = xd.vmap(lambda n, x: xn.special.polygamma(n, x))(np.array([0, 1, 2]), x[:3])
+    np.testing.assert_allclose(got, sc.polygamma(np.array([0, 1, 2]), x[:3]), rtol=1e-14)
+    for transform in (xd.grad, xd.jacfwd):
+        with pytest.raises(TypeError, match="special.polygamma: the order n.*stop_gradient"):
+            transform(lambda m: xn.sum(xn.special.polygamma(m, x[:2])))(np.array([1.0, 2.0]))
+    with pytest.raises(NotImplementedError, match="polygamma: an array order n needs a native"):
+        xd.namespace("array_api_strict").special.polygamma(xps.asarray([1]), xps.asarray([1.0]))
+
+
 def test_native_kernels_make_one_backend_call_and_keep_the_derivative_rule(monkeypatch):
     """gammaln on NumPy: the composite makes well over a hundred calls into the backend
     namespace; the native kernel (SciPy) a handful (its edge fixes); derivatives (digamma,

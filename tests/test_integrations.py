@@ -71,6 +71,9 @@ def _scipy_cases():
         "scipy.special.expit": (lambda a: _weighted(special.expit(a)), X35),
         "scipy.special.erf": (lambda a: _weighted(special.erf(a)), X35),
         "scipy.special.gammaln": (lambda a: _weighted(special.gammaln(a)), POS35),
+        # SciPy passes the order as an array (integer orders, broadcast against x)
+        "scipy.special.polygamma": (lambda a: _weighted(special.polygamma(
+            _ns(a).asarray(np.array([[0], [1], [3]])), a)), POS35),
         "scipy.stats.zscore": (lambda a: _weighted(stats.zscore(a, axis=-1)), X35),
         "scipy.stats.skew": (lambda a: _weighted(stats.skew(a, axis=-1)), X35),
         "scipy.stats.kurtosis": (lambda a: _weighted(stats.kurtosis(a, axis=-1)), X35),
@@ -389,7 +392,7 @@ def subprocess_results():
 
 SCIPY_NAMES = ["scipy.special.logsumexp", "scipy.special.softmax", "scipy.special.log_softmax",
                "scipy.special.xlogy", "scipy.special.expit", "scipy.special.erf",
-               "scipy.special.gammaln", "scipy.stats.zscore", "scipy.stats.skew",
+               "scipy.special.gammaln", "scipy.special.polygamma", "scipy.stats.zscore", "scipy.stats.skew",
                "scipy.stats.kurtosis", "scipy.stats.gmean", "scipy.stats.hmean",
                "scipy.stats.moment", "scipy.stats.sem", "scipy.stats.variation",
                "scipy.stats.entropy", "scipy.integrate.trapezoid",

@@ -314,6 +314,14 @@ def _polygamma(mod: Any) -> Callable:
     return kernel
 
 
+def _polygamma_n(mod: Any) -> Callable:
+    def kernel(n: Any, x: Any) -> Any:  # an array of orders, broadcast against x
+        out = mod.polygamma(n, x)
+        return out if out.dtype == x.dtype else out.astype(x.dtype)
+
+    return kernel
+
+
 def _gammaln(mod: Any) -> Callable:
     def kernel(x: Any) -> Any:
         # SciPy's (and CuPy's) gammaln give inf for subnormal x, where log|Gamma(x)| = -log|x|
@@ -338,7 +346,8 @@ NATIVE_KERNELS: dict[str, dict[str, tuple[str, Any]]] = {
     name: {"numpy": ("scipy.special", attr), "cupy": ("cupyx.scipy.special", attr)}
     for name, attr in [("erf", "erf"), ("erfc", "erfc"), ("ndtr", "ndtr"),
                        ("log_ndtr", "log_ndtr"), ("expit", "expit"), ("logit", "logit"),
-                       ("gammaln", _gammaln), ("polygamma", _polygamma)]
+                       ("gammaln", _gammaln), ("polygamma", _polygamma),
+                       ("polygamma_n", _polygamma_n)]
 }
 _NATIVE: dict[tuple[str, int], Any] = {}
 

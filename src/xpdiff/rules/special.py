@@ -36,8 +36,16 @@ from fractions import Fraction
 from typing import Any
 
 from ..backend import with_native
-from ..core import namespace_for_values, primitive, raw_namespace
-from ._families import elementwise, export, is_arraylike, operands
+from ..core import Zero, namespace_for_values, primitive, raw_namespace
+from ._families import (
+    batch_broadcast,
+    data_broadcast,
+    elementwise,
+    export,
+    is_arraylike,
+    operands,
+    unbroadcast,
+)
 from .manipulation import astype, stop_gradient
 
 # --- constants, computed once in Python --------------------------------------------------------
@@ -402,6 +410,39 @@ _polygamma = primitive(
     data=lambda ctx, ops, has, **kw: (ops, kw))
 
 
+def _order_is_constant(derivative_asked: bool) -> None:
+    if derivative_asked:
+        raise TypeError("special.polygamma: the order n is an integer and has no derivative, "
+                        "but a derivative with respect to n was asked for (n is traced); pass "
+                        "n as a constant: a Python int, an integer array, or stop_gradient(n)")
+
+
+def _polygamma_n_jvp(xp, primals, tangents):
+    n, x = primals
+    _order_is_constant(not isinstance(tangents[0], Zero))
+    return _polygamma_n.bind(n, x), xp.multiply(tangents[1], _polygamma_n.bind(xp.add(n, 1), x))
+
+
+def _polygamma_n_vjp(xp, g, out, primals, needs):
+    n, x = primals
+    _order_is_constant(needs[0])
+    return [None, unbroadcast(xp, xp.multiply(g, _polygamma_n.bind(xp.add(n, 1), x)),
+                              x.shape)]
+
+
+def _polygamma_n_composite(bk: Any, n: Any, x: Any) -> Any:
+    raise NotImplementedError(
+        "special.polygamma: an array order n needs a native polygamma kernel (NumPy or CuPy "
+        "with SciPy installed); on this backend pass n as a Python int (the composite "
+        "is unrolled for one order)")
+
+
+_polygamma_n = primitive(
+    "polygamma_n", with_native("polygamma_n", _polygamma_n_composite),
+    jvp=_polygamma_n_jvp, vjp=_polygamma_n_vjp, data=data_broadcast)
+_polygamma_n.batch = batch_broadcast(_polygamma_n)
+
+
 # --- the submodule's functions -------------------------------------------------------------
 
 
@@ -482,10 +523,28 @@ def gammaln(x, /):
 
 @export(name="special.polygamma")
 def polygamma(n, x, /):
-    """The ``n``-th derivative of ``digamma`` (``n`` a Python int >= 0); differentiable to
-    every order (``d/dx polygamma(n, x) = polygamma(n + 1, x)``)."""
+    """The ``n``-th derivative of ``digamma``; differentiable in ``x`` to every order
+    (``d/dx polygamma(n, x) = polygamma(n + 1, x)``).
+
+    ``n`` is a Python int >= 0, or an array of integer orders (as SciPy passes it)
+    broadcast against ``x``.  An array ``n`` is a constant: a derivative with respect
+    to it is refused (``TypeError``; it has none), and it needs a native kernel (NumPy
+    or CuPy with SciPy installed; elsewhere pass a Python int).
+
+    >>> import numpy as np, xpdiff as xd
+    >>> n, x = np.array([1, 2]), np.array([1.0, 1.0])
+    >>> xd.grad(lambda x: xd.numpy.sum(xd.numpy.special.polygamma(n, x)))(x).round(6)
+    array([-2.404114,  6.493939])
+    """
+    if is_arraylike(n):
+        xp = namespace_for_values([n, x] if is_arraylike(x) else [n])
+        if not (xp.isdtype(n.dtype, "integral") or xp.isdtype(n.dtype, "real floating")):
+            raise TypeError(f"special.polygamma: n must hold integer orders (an integer or "
+                            f"real floating array), got dtype {n.dtype}")
+        return _polygamma_n.bind(n, _floating(x, "polygamma"))
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise TypeError(f"special.polygamma: n must be a Python int >= 0, got {n!r}")
+        raise TypeError(f"special.polygamma: n must be a Python int >= 0 or an array of "
+                        f"integer orders, got {n!r}")
     return _polygamma.bind(_floating(x, "polygamma"), n=n)
 
 
