@@ -107,3 +107,22 @@ def test_zero_samples():
     H = xd.hessian(lambda x: xp.sum(xp.sin(x), axis=-1), batch_ndim=1)(np.ones((0, 3)))
     assert H.shape == (0, 3, 3)
     np.testing.assert_allclose(xd.vmap(xd.grad(f))(np.ones((2, 3))), np.cos(np.ones((2, 3))))
+
+
+def test_batches_of_different_sizes_name_the_arguments_the_sizes_and_the_fix():
+    x, y = np.ones((4, 3)), np.ones((5, 3))
+    for jac in (xd.jacfwd, xd.jacrev, xd.jacobian):
+        with pytest.raises(ValueError, match=rf"^{jac.__name__}\(batch_ndim=1\): argument 1 has "
+                                             r"leading dims \(5,\), but the data \(argument 0: .* "
+                                             r"the batches differ \(4 and 5 samples\): pass arrays "
+                                             r"with the same leading dims \(4,\)"):
+            jac(lambda x, y: x * y, batch_ndim=1)(x, y)
+    with pytest.raises(ValueError, match=r"^hessian\(batch_ndim=1\): argument 1 \(leaf 0\) has "
+                                         r"leading dims \(5,\)"):
+        xd.hessian(lambda x, p: xp.sum(x * p[0], axis=-1), batch_ndim=1)(x, [y, y])
+    with pytest.raises(ValueError, match=r"^jacobian: data shapes disagree: argument 1 .* like "
+                                         r"argument 0; .* leave argument 1 out of data_argnums"):
+        xd.jacobian(lambda x, y: x * y, batch_ndim=1, data_argnums=(0, 1))(x, y)
+    with pytest.raises(ValueError, match=r"^vmap: argument 0 has size 4 along its mapped axis 0, "
+                                         r"but argument 1 has size 5 along axis 1; .* in_axes=None"):
+        xd.vmap(lambda x, y: x * y, in_axes=(0, 1))(x, np.ones((3, 5)))

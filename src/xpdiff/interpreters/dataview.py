@@ -37,11 +37,15 @@ class DataTracer(Tracer):
 class DataContext:
     """What a ``data`` rule may use: ``k``, ``B``, ``lift`` and ``mixing``."""
 
-    __slots__ = ("k", "B", "index", "where", "op", "hint")
+    __slots__ = ("k", "B", "index", "where", "op", "hint", "unmatched")
 
-    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: str = ""):
+    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: str = "",
+                 unmatched: Any = None):
         self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
         self.hint = hint  # which arguments were taken as data, and data_argnums= (or "")
+        # unmatched(shape, op): the error text when an argument of that shape has leading
+        # dims of the data's rank but other sizes (two batches of different sizes), or None
+        self.unmatched = unmatched
 
     def mixing(self, what: str) -> MixingError:
         return MixingError(
@@ -72,6 +76,9 @@ class DataContext:
         want = self.B[self.k - k:]
         for h, b in zip(head, want):
             if h not in (1, b):
+                text = self.unmatched(shape, self.op) if self.unmatched is not None else None
+                if text is not None:
+                    raise ValueError(f"{self.where}: {text}")
                 raise ValueError(
                     f"{self.where}: '{self.op}' combines a shared array of shape {shape} with "
                     f"data of shape {self.B}+...: its leading dims {head} do not broadcast "
@@ -105,7 +112,8 @@ class DataTrace(Trace):
                 f"{d['where']}: '{op}' has no rule for batch_ndim (data dims); "
                 f"use xpdiff.vmap over a per-sample function instead"
             )
-        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op, d.get("hint", ""))
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op, d.get("hint", ""),
+                          d.get("unmatched"))
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:
@@ -114,7 +122,8 @@ class DataTrace(Trace):
 
     def lift(self, x: Any) -> DataTracer:
         d = self.main.data
-        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""))
+        ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""),
+                          d.get("unmatched"))
         return DataTracer(self.main, ctx.lift(x), True)
 
     def process_custom(self, call: Any, args: tuple) -> Any:

@@ -403,6 +403,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
         leaves, tdef = _tree.flatten(args)
         check_same_backend(_labelled(args), "vmap")
         size = None
+        labels = [label for label, _ in _labelled(args)]
         vals, batched = [], []
         for j, (x, ax) in enumerate(zip(leaves, axes)):
             if ax is None:
@@ -418,10 +419,13 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
             ax %= x.ndim
             n = x.shape[ax]
             if size is None:
-                size = n
+                size, first = n, (labels[j], ax)
             elif n != size:
-                raise ValueError(f"vmap: mapped axes have different sizes ({size} and {n}); all "
-                                 f"mapped arguments must share the mapped size")
+                raise ValueError(f"vmap: {first[0]} has size {size} along its mapped axis "
+                                 f"{first[1]}, but {labels[j]} has size {n} along axis {ax}; every "
+                                 f"mapped argument must have the same size there (one entry per "
+                                 f"example). Pass arrays with the same number of examples, or "
+                                 f"in_axes=None for an argument shared by every example")
             vals.append(x if ax == 0 else namespace_for_values([x]).moveaxis(x, ax, 0))
             batched.append(True)
         if size is None:

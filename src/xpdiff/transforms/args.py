@@ -7,6 +7,7 @@ Layer: transforms (the bottom of ``xpdiff.transforms``).  May import:
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -281,10 +282,14 @@ def _data_split(args: tuple, k: int, data_argnums: Any, nums: tuple, fname: str)
                         raise ValueError(f"{fname}: argument {i} has {x.ndim} dims, fewer than "
                                          f"batch_ndim={k}")
                     if B is None:
-                        B = tuple(x.shape[:k])
+                        B, first = tuple(x.shape[:k]), i
                     elif tuple(x.shape[:k]) != B:
                         raise ValueError(f"{fname}: data shapes disagree: argument {i} has leading "
-                                         f"dims {tuple(x.shape[:k])}, expected {B} (batch_ndim={k})")
+                                         f"dims {tuple(x.shape[:k])}, expected {B} (batch_ndim={k}) "
+                                         f"like argument {first}; the arguments in data_argnums "
+                                         f"have the same data dims (one entry per sample): pass "
+                                         f"arrays with the same leading dims, or leave argument {i} "
+                                         f"out of data_argnums if it is shared by every sample")
                 flags.append(d)
             is_data.append(flags)
         if B is None:
@@ -328,3 +333,41 @@ def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnu
         text += (f"; if the data are argument(s) {', '.join(map(str, cands))}, say so with "
                  f"data_argnums={_tuple_text(cands)}")
     return text
+
+
+def _unmatched(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any) -> Any:
+    """``unmatched(shape, op)`` for the data trace: the error text when an argument leaf of
+    ``shape``, not taken as data, has leading dims that do not broadcast against the data
+    dims ``B`` (two batches of different sizes, or a shared array of the wrong shape);
+    ``None`` for other shapes.  ``None`` when no argument is such."""
+    table: dict = {}
+    for i, ((ls, _), flags) in enumerate(zip(leaves_per_arg, is_data)):
+        for j, (x, d) in enumerate(zip(ls, flags)):
+            if d or not hasattr(x, "shape") or x.ndim < k:
+                continue
+            head = tuple(x.shape[:k])
+            if any(h not in (1, b) for h, b in zip(head, B)):
+                table.setdefault(tuple(x.shape), f"argument {i}" if len(ls) == 1 else
+                                 f"argument {i} (leaf {j})")
+    if not table:
+        return None
+    taken = [i for i, flags in enumerate(is_data) if any(flags)]
+    data = (f"argument {taken[0]}" if len(taken) == 1 else
+            f"arguments {', '.join(map(str, taken))}")
+    how = ("as data_argnums says" if data_argnums is not None else
+           "the arguments whose leading dims match the first array argument's")
+
+    def unmatched(shape: tuple, op: str) -> str | None:
+        label = table.get(tuple(shape))
+        if label is None:
+            return None
+        head = tuple(shape[:k])
+        return (f"{label} has leading dims {head}, but the data ({data}: {how}) have leading "
+                f"dims {B}; with batch_ndim={k} {label} was taken as shared by every sample, and "
+                f"'{op}' cannot broadcast its shape {tuple(shape)} against one sample. If "
+                f"{label} is data too, the batches differ ({math.prod(B)} and {math.prod(head)} "
+                f"samples): pass arrays with the same leading dims {B}; if it is shared (a "
+                f"weight), give it a shape that broadcasts against one sample; data_argnums= "
+                f"says which arguments carry the data dims")
+
+    return unmatched

@@ -46,6 +46,7 @@ from .args import (
     _data_split,
     _Flat,
     _is_complex,
+    _unmatched,
 )
 
 
@@ -407,6 +408,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
         outer = _chunking.vmap_copies([x for leaves, _ in per_arg for x in leaves])
         where = f"{fname}(batch_ndim={k})"
         hint = _data_hint(per_arg, is_data, k, B, data_argnums)
+        unmatched = _unmatched(per_arg, is_data, k, B, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
         for (leaves, tdef), flags in zip(per_arg, is_data):
             new = []
@@ -420,7 +422,8 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
 
         def per_sample_f(*a):
             *a, index = a
-            with new_main(DataTrace, k=k, B=B, index=index, where=where, hint=hint) as main:
+            with new_main(DataTrace, k=k, B=B, index=index, where=where, hint=hint,
+                          unmatched=unmatched) as main:
                 viewed = []
                 for arg, flags in zip(a, is_data):
                     leaves, tdef = _tree.flatten(arg)
