@@ -88,7 +88,7 @@ def test_check_with_nothing_selected_fails(capsys):
 def test_plain_progress_bar_without_tqdm(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # `from tqdm import tqdm` raises ImportError
     stream = io.StringIO()
-    bar = _check._Progress(3, True, stream, "check")
+    bar = _check._CheckProgress(3, True, stream, "check")
     for name, ok in (("a", True), ("b", False), ("c", True)):
         bar.update(name, ok)
     bar.close()

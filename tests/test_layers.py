@@ -77,3 +77,16 @@ def test_layer_contracts_hold(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, "path", [str(ROOT / "src")] + sys.path)
     assert lint_imports() == 0, capsys.readouterr().out
+
+
+def test_class_names_are_unique():
+    # one name per class: a reader (and a traceback) never has to ask which `_Flat` is meant
+    import ast
+    from collections import defaultdict
+
+    where = defaultdict(list)
+    for path in sorted((ROOT / "src" / "xpdiff").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where[node.name].append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

@@ -46,7 +46,7 @@ _LEVEL_E, _LEVEL_V, _LEVEL_D = -3_000_000, -2_000_000, -1_000_000
 _COUNT = itertools.count()
 
 
-class _Ref:
+class _NodeRef:
     """The id of one tracked value: the node that made it (``None`` for a leaf)."""
 
     __slots__ = ("node", "__weakref__")
@@ -115,12 +115,12 @@ class DiffArray(Tracer):
     @property
     def batch_ndim(self) -> int:
         """The number of leading data dims."""
-        return self._main.data["k"] if isinstance(self, _Data) else 0
+        return self._main.data["k"] if isinstance(self, _DataArray) else 0
 
     @property
     def value(self) -> Any:
         """The plain backend array (no derivative information), of shape ``self.shape``."""
-        if isinstance(self, _Data):
+        if isinstance(self, _DataArray):
             flat = _raw(_flat(self, record=False))
             return raw_namespace(flat).reshape(flat, self.shape)
         return _raw(self)
@@ -139,8 +139,8 @@ class DiffArray(Tracer):
         """``x[i] = v`` / ``x += y`` (also through a view of ``x``): refused on a leaf, as
         PyTorch does (it would silently change what ``y.to(x)`` differentiates with
         respect to)."""
-        e = self._a._a if isinstance(self, _Data) and isinstance(self._a, BatchTracer) else self
-        if isinstance(e, _Flat) and e._b is not None and e._b.node is None:
+        e = self._a._a if isinstance(self, _DataArray) and isinstance(self._a, BatchTracer) else self
+        if isinstance(e, _FlatArray) and e._b is not None and e._b.node is None:
             raise TypeError(
                 "DiffArray: in-place update (x[...] = v, x += y, or a library writing into its "
                 "input) of a DiffArray made by xd.DiffArray(...) would change what y.to(x) "
@@ -168,13 +168,13 @@ class DiffArray(Tracer):
         return _to(self, x, cotangent, jacobian)
 
 
-class _Flat(DiffArray, ReverseTracer):
-    """A tracer of the eager reverse trace ``E``: ``_a`` the array, ``_b`` its ``_Ref``."""
+class _FlatArray(DiffArray, ReverseTracer):
+    """A tracer of the eager reverse trace ``E``: ``_a`` the array, ``_b`` its ``_NodeRef``."""
 
     __slots__ = ()
 
 
-class _Data(DiffArray, DataTracer):
+class _DataArray(DiffArray, DataTracer):
     """A tracer of a data view ``D_B``: ``_a`` the per-sample value (a ``V_B`` tracer)."""
 
     __slots__ = ()
@@ -191,8 +191,8 @@ class EagerTrace(ReverseTrace):
         super().__init__(main)
         self.in_fwd = 0
 
-    def lift(self, x: Any) -> _Flat:
-        return _make(_Flat, self.main, x, None)
+    def lift(self, x: Any) -> _FlatArray:
+        return _make(_FlatArray, self.main, x, None)
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         primals, ids = self._split(args)
@@ -204,14 +204,14 @@ class EagerTrace(ReverseTrace):
     def _kept(self, primals: list, ids: list) -> list:
         """The operands a node keeps: *fresh* tracked arrays for the tracked ones (the
         user's objects may be rebound later by ``x[i] = v`` / ``x *= y``)."""
-        return [p if i is None else _make(_Flat, self.main, p, i) for p, i in zip(primals, ids)]
+        return [p if i is None else _make(_FlatArray, self.main, p, i) for p, i in zip(primals, ids)]
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:
         multi = isinstance(out, tuple) if prim is None else prim.multiple_results
         node = _Node(prim, params, primals, ids, out, None, custom)
         node.n = next(_COUNT)
-        node.out_ids = [_Ref(node) for _ in (out if multi else (out,))]
-        tracers = [_make(_Flat, self.main, o, r) for o, r in zip(out if multi else (out,), node.out_ids)]
+        node.out_ids = [_NodeRef(node) for _ in (out if multi else (out,))]
+        tracers = [_make(_FlatArray, self.main, o, r) for o, r in zip(out if multi else (out,), node.out_ids)]
         return tuple(tracers) if multi else tracers[0]
 
     def process_custom(self, call: Any, args: tuple) -> Any:
@@ -248,13 +248,13 @@ class EagerTrace(ReverseTrace):
 
 
 class EagerDataTrace(DataTrace):
-    """The data view of eager arrays with data shape ``B``; its tracers are ``_Data``."""
+    """The data view of eager arrays with data shape ``B``; its tracers are ``_DataArray``."""
 
     __slots__ = ()
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         for a in args:
-            if isinstance(a, _Data) and a._main is not self.main:
+            if isinstance(a, _DataArray) and a._main is not self.main:
                 B, B2 = self.main.data["B"], a._main.data["B"]
                 raise MixingError(
                     f"{self.main.data['where']}: '{prim.name}' combines DiffArrays with different "
@@ -262,7 +262,7 @@ class EagerDataTrace(DataTrace):
                     f"with the same leading data shape")
         return _adopt(super().process(prim, args, params), self.main)
 
-    def lift(self, x: Any) -> _Data:
+    def lift(self, x: Any) -> _DataArray:
         return _adopt(super().lift(x), self.main)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
@@ -270,11 +270,11 @@ class EagerDataTrace(DataTrace):
 
 
 def _adopt(t: Any, main: Any) -> Any:
-    """A data-view result as a ``_Data`` (same slots: the class is switched in place)."""
+    """A data-view result as a ``_DataArray`` (same slots: the class is switched in place)."""
     if isinstance(t, tuple):
         return tuple(_adopt(o, main) for o in t)
     if type(t) is DataTracer and t._main is main:
-        object.__setattr__(t, "__class__", _Data)
+        object.__setattr__(t, "__class__", _DataArray)
     return t
 
 
@@ -361,26 +361,26 @@ def _leaf(value: Any, k: Any) -> DiffArray:
                          f"{value.ndim}, got {k!r}")
     E = _eager_main()
     if k == 0:
-        return _make(_Flat, E, value, _Ref(None))
+        return _make(_FlatArray, E, value, _NodeRef(None))
     B = tuple(value.shape[:k])
     V, D = _view(B, bk, value.device)
     flat = bk.reshape(value, (math.prod(B),) + tuple(value.shape[k:]))
-    return _make(_Data, D, BatchTracer(V, _make(_Flat, E, flat, _Ref(None)), True), True)
+    return _make(_DataArray, D, BatchTracer(V, _make(_FlatArray, E, flat, _NodeRef(None)), True), True)
 
 
 # --- helpers between the levels -----------------------------------------------------------
 
 def _raw(v: Any) -> Any:
     """The backend array under an ``E`` tracer (E is the lowest level)."""
-    return v._a if isinstance(v, _Flat) else v
+    return v._a if isinstance(v, _FlatArray) else v
 
 
 def _zeros_like(x: Any) -> Any:
     return namespace_for_values([x]).zeros_like(x)
 
 
-def _flat(d: _Data, record: bool = True) -> Any:
-    """The ``E``-level value, shape ``(prod(B),) + per-sample shape``, of a ``_Data``."""
+def _flat(d: _DataArray, record: bool = True) -> Any:
+    """The ``E``-level value, shape ``(prod(B),) + per-sample shape``, of a ``_DataArray``."""
     V = d._main.data["V"]
     v = d._a
     if isinstance(v, BatchTracer) and v._main is V:
@@ -391,11 +391,11 @@ def _flat(d: _Data, record: bool = True) -> Any:
     return namespace_for_values([v]).broadcast_to(v if record else _raw(v), shape)
 
 
-def _unflat(e: Any, D: MainTrace) -> _Data:
+def _unflat(e: Any, D: MainTrace) -> _DataArray:
     """Present an ``E``-level (or raw) value of shape ``(prod(B),) + S`` as ``B + S``."""
     if not isinstance(e, Tracer):
         e = _eager_main().trace.lift(e)
-    return _make(_Data, D, BatchTracer(D.data["V"], e, True), True)
+    return _make(_DataArray, D, BatchTracer(D.data["V"], e, True), True)
 
 
 def _as_flat(v: Any) -> Any:
@@ -413,13 +413,13 @@ class _Tape:
         for nd in reversed(self.nodes):
             self.current = nd
             multi = isinstance(nd.out, tuple)
-            outs = [_make(_Flat, self.main, o, r)
+            outs = [_make(_FlatArray, self.main, o, r)
                     for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
             yield Node(nd.prim, nd.params, nd.primals, nd.in_ids, tuple(outs) if multi else outs[0],
                        nd.out_ids, nd.custom)
 
 
-def _nodes_between(out_ref: _Ref, target: _Ref) -> list:
+def _nodes_between(out_ref: _NodeRef, target: _NodeRef) -> list:
     """Nodes reachable from ``out_ref`` that depend on ``target``, in creation order."""
     seen: dict[int, _Node] = {}
     stack = [out_ref.node] if out_ref.node is not None else []
@@ -440,8 +440,8 @@ def _nodes_between(out_ref: _Ref, target: _Ref) -> list:
 
 def _pullback(ye: Any, xe: Any, where: str):
     """``ct -> ct^T d ye / d xe`` over the eager graph (raw zeros where independent)."""
-    y_ref = ye._b if isinstance(ye, _Flat) else None
-    x_ref = xe._b if isinstance(xe, _Flat) else None
+    y_ref = ye._b if isinstance(ye, _FlatArray) else None
+    x_ref = xe._b if isinstance(xe, _FlatArray) else None
     x_raw = _raw(xe)
     nodes = _nodes_between(y_ref, x_ref) if y_ref is not None and x_ref is not None else []
     main = _eager_main()
@@ -491,8 +491,8 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
     if not _is_float(raw_namespace(y), y.dtype):
         raise TypeError(f"{where}: y has dtype {y.dtype}; only floating-point arrays can be "
                         f"differentiated (integer and boolean results carry no derivative)")
-    Dy = y._main if isinstance(y, _Data) else None
-    Dx = x._main if isinstance(x, _Data) else None
+    Dy = y._main if isinstance(y, _DataArray) else None
+    Dx = x._main if isinstance(x, _DataArray) else None
     if Dy is not None and Dx is not None and Dy is not Dx:
         raise MixingError(f"{where}: y has data dims {Dy.data['B']} but x has data dims "
                           f"{Dx.data['B']}; they belong to different batches")
@@ -576,11 +576,11 @@ def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
     if not hasattr(g, "shape") or tuple(g.shape) != tuple(y.shape):
         raise ValueError(f"{where}: cotangent must have the shape of y, {tuple(y.shape)}, got "
                          f"{tuple(getattr(g, 'shape', ()))!r} ({type(g).__name__})")
-    if isinstance(g, _Data):
+    if isinstance(g, _DataArray):
         if g._main is not y._main:
             raise MixingError(f"{where}: the cotangent has different data dims than y")
         return _flat(g)
-    if isinstance(y, _Data):
+    if isinstance(y, _DataArray):
         return namespace_for_values([g]).reshape(g, tuple(ye_raw.shape))
     return g
 

@@ -102,7 +102,7 @@ _CPU_RESULT_BYTES = 1 << 20
 _SEED = 20240601
 
 
-class _Progress:
+class _BenchProgress:
     """tqdm when installed, plain prints otherwise (or nothing)."""
 
     def __init__(self, total: int, enabled: bool) -> None:
@@ -146,7 +146,7 @@ def run_workload(
     runtime: Runtime,
     peers: Sequence[str],
     config: TimingConfig,
-    progress: _Progress | None = None,
+    progress: _BenchProgress | None = None,
     peak_memory: bool = False,
 ) -> dict[str, Any]:
     """Time one workload for every peer and return its result row (with
@@ -431,7 +431,7 @@ def run(
                           not_run=not_run, final=final)
 
     with _thread_limits(threads):
-        bar = _Progress(sum(len(peer_list) + 1 for _ in cases), progress)
+        bar = _BenchProgress(sum(len(peer_list) + 1 for _ in cases), progress)
         try:
             for i, case in enumerate(cases):
                 if deadline is not None and time.monotonic() - start > deadline:

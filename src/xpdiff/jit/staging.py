@@ -125,7 +125,7 @@ def _is_view(out: Any, x: Any) -> bool:
     return ob is (x if xb is None else xb)
 
 
-class _Ref:
+class _ValueRef:
     """What the recorder knows about one raw array: its value number, and a weak (or,
     for objects without weak references, strong) reference proving it is the same
     object as the one seen (ids of dead objects are reused)."""
@@ -147,7 +147,7 @@ class Recorder:
     """Records every backend call of its thread into a :class:`Program`."""
 
     def __init__(self) -> None:
-        self.refs: dict[int, _Ref] = {}
+        self.refs: dict[int, _ValueRef] = {}
         self.count = 0
         self.inputs: list[int] = []
         self.consts: dict[int, Any] = {}
@@ -163,7 +163,7 @@ class Recorder:
     def _new(self, x: Any) -> int:
         n = self.count
         self.count += 1
-        self.refs[id(x)] = _Ref(n, x)
+        self.refs[id(x)] = _ValueRef(n, x)
         shape = getattr(x, "shape", None)
         if shape is not None:
             self.shapes[n] = tuple(shape)

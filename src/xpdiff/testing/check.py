@@ -89,7 +89,7 @@ def _where(e: BaseException) -> str:
     return f" (at {f.filename.rsplit('xpdiff', 1)[-1].lstrip('/')}:{f.lineno})"
 
 
-class _Progress:
+class _CheckProgress:
     """tqdm when installed, else a plain bar on ``stream`` (one line when not a terminal)."""
 
     def __init__(self, total: int, enabled: bool, stream: TextIO, desc: str):
@@ -225,7 +225,7 @@ def run_checks(backend: str | None = None, device: Any = None, *, dtype: str = "
     ops = [op for op in optable.OPS if not select or any(s in op.name for s in select)]
     home = _backend.on_device(bk, [0.0], dev, dt).device  # where the checks' arrays live
     report = CheckReport(backend=name, device=home, dtype=dtype, n_ops=len(ops))
-    bar = _Progress(len(ops), progress, stream or sys.stderr, f"check {name}")
+    bar = _CheckProgress(len(ops), progress, stream or sys.stderr, f"check {name}")
     t0 = time.perf_counter()
     try:
         for op in ops:

@@ -65,7 +65,7 @@ class Step:
 
 
 @dataclass
-class Program:
+class RandomProgram:
     """A random program (see the module docstring); ``f(x)`` maps ``(n,)`` or a batch
     ``(B, n)`` to a vector ``(m,)`` / ``(B, m)``."""
 
@@ -101,7 +101,7 @@ def _float_parts(out: Any, xp: Any) -> list:
     return []
 
 
-def make_program(seed: int, ops: list, dtype: str | None = None) -> Program:
+def make_program(seed: int, ops: list, dtype: str | None = None) -> RandomProgram:
     """The program of ``seed`` over the op-table entries ``ops``."""
     rng = np.random.default_rng(seed)
     dt = dtype or ("float64", "float32")[int(rng.integers(2))]
@@ -127,7 +127,7 @@ def make_program(seed: int, ops: list, dtype: str | None = None) -> Program:
             bases.append(a)
         steps.append(Step(op, sources, gathers, scales, bases))
         sizes.append(None)
-    return Program(seed, dt, n, steps)
+    return RandomProgram(seed, dt, n, steps)
 
 
 def _squash(xp: Any, g: Any, op: Any, i: int, base: np.ndarray, a: float, b: float, like: Any) -> Any:
@@ -145,7 +145,7 @@ def _squash(xp: Any, g: Any, op: Any, i: int, base: np.ndarray, a: float, b: flo
     return lo + (hi - lo) / (1.0 + xp.exp(-(z + mix * 0.7)))
 
 
-def program_fn(prog: Program, xp: Any) -> Callable:
+def program_fn(prog: RandomProgram, xp: Any) -> Callable:
     """``f(x)`` of a program, written against xpdiff's namespace ``xp`` (it takes plain
     and traced arrays; a leading batch dim is carried through)."""
 
@@ -202,7 +202,7 @@ def _close(what: str, a: Any, b: Any, tol: float) -> None:
         raise Mismatch(f"{what}: relative error {e:.2e} > {tol:.0e}")
 
 
-def check_program(prog: Program, bk: Any, device: Any, everything: bool = False) -> tuple[str, list]:
+def check_program(prog: RandomProgram, bk: Any, device: Any, everything: bool = False) -> tuple[str, list]:
     """Check one program: ``("ok" | "invalid" | "fail", failures)``, each failure a
     ``(check, message)``.  ``fwd-rev``, ``dense`` and ``fd`` always run; of the costlier
     ``chunked``, ``vmap``, ``jit``, ``batch_ndim`` and ``hessian``, one chosen by the seed (all

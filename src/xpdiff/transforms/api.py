@@ -30,7 +30,7 @@ from .args import (
     _check_float,
     _constants,
     _device_scope,
-    _Flat,
+    _FlatFun,
     _labelled,
 )
 from .engine import _concat0
@@ -89,7 +89,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     out = _lazy("jvp", f, {}, (tuple(primals), tuple(tangents)))
     if out is not NotImplemented:
         return out
-    flat = _Flat(f, tuple(primals), tuple(range(len(primals))), False, "jvp")
+    flat = _FlatFun(f, tuple(primals), tuple(range(len(primals))), False, "jvp")
     check_same_backend(_labelled(primals, "primal") + _labelled(tangents, "tangent"), "jvp")
     t_leaves, t_def = _tree.flatten(tuple(tangents))
     if len(t_leaves) != len(flat.flat_in):
@@ -124,7 +124,7 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     out = _lazy("vjp", f, {"has_aux": has_aux}, primals)
     if out is not NotImplemented:
         return out
-    flat = _Flat(f, primals, tuple(range(len(primals))), has_aux, "vjp")
+    flat = _FlatFun(f, primals, tuple(range(len(primals))), has_aux, "vjp")
     with _device_scope(primals):
         res, pullback = vjp_call(flat, flat.flat_in)
     outs, aux = flat.split(res)
@@ -167,7 +167,7 @@ def _value_and_grad(f: Callable, argnums: ArgNums, has_aux: bool, fname: str,
     @wraps(f)
     def vg(*args: Any) -> Any:
         nums, single = _argnums(argnums, len(args), fname)
-        flat = _Flat(f, args, nums, has_aux, fname)
+        flat = _FlatFun(f, args, nums, has_aux, fname)
         _check_complex_inputs(fname, flat.in_labels, flat.flat_in, holomorphic=holomorphic,
                              real=False)
         res, pullback = vjp_call(flat, flat.flat_in)

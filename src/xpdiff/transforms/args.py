@@ -184,7 +184,7 @@ def _constants(arg: Any) -> Any:
                                   else x for x in leaves])
 
 
-class _Flat:
+class _FlatFun:
     """``f`` over flat leaves of the differentiated arguments (others held fixed)."""
 
     def __init__(self, f: Callable, args: tuple, nums: tuple, has_aux: bool, fname: str):

@@ -44,7 +44,7 @@ from .args import (
     _check_float,
     _data_hint,
     _data_split,
-    _Flat,
+    _FlatFun,
     _is_complex,
     _unmatched,
 )
@@ -109,7 +109,7 @@ def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fnam
     arguments: the sizes of the ``vmap`` levels they are batched at)."""
     def jac(*args: Any) -> JacResult | SampleChunks:
         nums, single = _argnums(argnums, len(args), fname)
-        flat = _Flat(f, args, nums, has_aux, fname)
+        flat = _FlatFun(f, args, nums, has_aux, fname)
         ins = flat.flat_in
         _check_complex_inputs(fname, flat.in_labels, ins, holomorphic=holomorphic,
                              real=mode == "fwd")
@@ -145,7 +145,7 @@ def jacobian_fn(f: Callable, argnums: ArgNums, has_aux: bool, *, mode: str, fnam
     return jac
 
 
-def _complex_mode(fname: str, flat: _Flat, outs: list) -> str | None:
+def _complex_mode(fname: str, flat: _FlatFun, outs: list) -> str | None:
     """The mode ``"auto"`` must take for the complex convention (without
     ``holomorphic``): ``"rev"`` for complex inputs (real outputs: grad's convention),
     ``"fwd"`` for complex outputs (real inputs); ``None`` when both modes agree."""
@@ -185,7 +185,7 @@ def _one_pass(n: int, sizes: int, result_bytes: int, *, chunk_size: int | None, 
     return budget, None
 
 
-def _forward(flat: _Flat, single: bool, rec: tuple | None, *, fname: str, chunk_size: int | None,
+def _forward(flat: _FlatFun, single: bool, rec: tuple | None, *, fname: str, chunk_size: int | None,
              budget: int | None, samples: int, split_samples: bool, holomorphic: bool,
              outer: int) -> Any:
     """Forward-mode Jacobian: one vectorised JVP over (chunks of) an identity basis;
@@ -308,7 +308,7 @@ def _unbatch(v: Any, main: Any) -> Any:
     return v
 
 
-def _assemble_one(blocks: list, o: Any, ins: list, flat: _Flat, single: bool, rows_are_out: bool):
+def _assemble_one(blocks: list, o: Any, ins: list, flat: _FlatFun, single: bool, rows_are_out: bool):
     """Jacobian blocks of one output leaf (one block per input leaf) into ``Y + X``."""
     per_in = []
     for blk, x in zip(blocks, ins):
@@ -322,7 +322,7 @@ def _assemble_one(blocks: list, o: Any, ins: list, flat: _Flat, single: bool, ro
     return flat.pack_in(per_in, single)
 
 
-def _sweep(flat: _Flat, single: bool, res: list, pullback: Any, *, fname: str,
+def _sweep(flat: _FlatFun, single: bool, res: list, pullback: Any, *, fname: str,
            chunk_size: int | None, budget: int | None, samples: int, split_samples: bool,
            holomorphic: bool, outer: int) -> Any:
     """Reverse-mode Jacobian: the vectorised backward sweep of a recorded tape over
