@@ -3,9 +3,9 @@
 Built from the ordinary interpreters on *persistent* mains (not on the trace
 stack; ``bind`` finds them through the tracers' ``_main``):
 
-* ``E``, one eager reverse trace at the lowest level: a graph of ``_reverse.Node``
+* ``E``, one eager reverse trace at the lowest level: a graph of ``interpreters.reverse.Node``
   whose ids are references to the producing node (freed with the arrays), swept
-  by ``_reverse.backward``.  Nodes keep the *tracked* operands, so the backward
+  by ``interpreters.reverse.backward``.  Nodes keep the *tracked* operands, so the backward
   pass is recorded on ``E`` too and derivatives are differentiable again.
 * for data dims ``B`` (``batch_ndim=k``): ``V_B`` (vmap over the flattened data
   dims) and ``D_B`` (the data view) above ``E``, so batched code is checked and
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from .backend import device_key, is_array, is_lazy
@@ -403,20 +404,16 @@ def _as_flat(v: Any) -> Any:
     return v if isinstance(v, Tracer) else _eager_main().trace.lift(v)
 
 
-class _Tape:
-    """The nodes of one sweep, rebuilt with tracked outputs; remembers the current node."""
-
-    def __init__(self, nodes: list, main: Any):
-        self.nodes, self.main, self.current = nodes, main, None
-
-    def __reversed__(self):
-        for nd in reversed(self.nodes):
-            self.current = nd
-            multi = isinstance(nd.out, tuple)
-            outs = [_make(_FlatArray, self.main, o, r)
-                    for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
-            yield Node(nd.prim, nd.params, nd.primals, nd.in_ids, tuple(outs) if multi else outs[0],
-                       nd.out_ids, nd.custom)
+def _tracked_nodes(nodes: list, main: MainTrace, visiting: list) -> Iterator[Node]:
+    """The nodes of one sweep, last first, each with its outputs as tracked arrays (so
+    the rules' work is recorded on ``E`` too: higher orders); ``visiting[0]`` is the
+    node being swept (for the error messages)."""
+    for nd in reversed(nodes):
+        visiting[0] = nd
+        multi = isinstance(nd.out, tuple)
+        outs = [_make(_FlatArray, main, o, r) for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
+        yield Node(nd.prim, nd.params, nd.primals, nd.in_ids, tuple(outs) if multi else outs[0],
+                   nd.out_ids, nd.custom)
 
 
 def _nodes_between(out_ref: _NodeRef, target: _NodeRef) -> list:
@@ -449,11 +446,11 @@ def _pullback(ye: Any, xe: Any, where: str):
     def pull(ct: Any) -> Any:
         if not nodes and y_ref is not x_ref:
             return raw_namespace(x_raw).zeros_like(x_raw)
-        tape = _Tape(nodes, main)
+        visiting: list = [None]
         try:
-            (c,) = backward(tape, [y_ref], [ct], [x_ref], [x_raw])
+            (c,) = backward(_tracked_nodes(nodes, main, visiting), [y_ref], [ct], [x_ref], [x_raw])
         except Exception as e:
-            nd = tape.current
+            nd = visiting[0]
             if nd is not None and nd.custom is None and nd.prim.vjp is None:
                 raise RuleError(f"{where}: differentiation rule for '{nd.prim.name}' not "
                                 f"implemented (reverse mode / vjp); wrap the computation in "

@@ -13,6 +13,7 @@ replays a tape).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
@@ -122,8 +123,8 @@ class ReverseTrace(Trace):
         return call.process_vjp(self, args)
 
 
-def backward(tape: Any, out_ids: list, cts: list, in_ids: list, likes: list) -> list:
-    """Sweep ``tape`` (a sequence of :class:`Node`, in creation order) once from the
+def backward(nodes: Iterable[Node], out_ids: list, cts: list, in_ids: list, likes: list) -> list:
+    """Sweep the recorded ``nodes``, given last first (``reversed(tape)``), once from the
     outputs; return the cotangents of ``in_ids`` (``likes``: the inputs, for zeros).
 
     An output cotangent may be a structured identity basis
@@ -145,7 +146,7 @@ def backward(tape: Any, out_ids: list, cts: list, in_ids: list, likes: list) -> 
             acc[i] = c if prev is None else plus(prev, c)
     pop = acc.pop
     get = acc.get
-    for node in reversed(tape):
+    for node in nodes:
         oids = node.out_ids
         if len(oids) == 1:
             g = pop(oids[0], None)
@@ -263,7 +264,7 @@ class Pullback:
         self.primals, self.outs = primals, outs
 
     def __call__(self, cts: list) -> list:
-        return backward(self.trace.tape, self.out_ids, cts, self.in_ids, self.primals)
+        return backward(reversed(self.trace.tape), self.out_ids, cts, self.in_ids, self.primals)
 
     @property
     def replayable(self) -> bool:
