@@ -139,7 +139,7 @@ def test_shared_subexpressions_cost_linear():
     y = y0
     for _ in range(200):
         y = y * y0 + y
-    nodes = _eager._nodes_between(y._b, y0._b)
+    nodes = _eager._nodes_between(y._node_id, y0._node_id)
     assert len(nodes) == 400  # one multiply and one add per step, each swept once
     seen = []
     _core.BIND_HOOK = lambda p: seen.append(p.name)
@@ -164,7 +164,7 @@ def test_shared_subexpressions_cost_linear():
 def test_graph_is_freed_with_its_arrays():
     x = xd.DiffArray(np.ones(3))
     y = xd.numpy.exp(x) * x
-    ref = __import__("weakref").ref(y._b)
+    ref = __import__("weakref").ref(y._node_id)
     g = y.to(x)
     del y, g
     gc.collect()

@@ -20,9 +20,9 @@ from typing import Any
 
 from .core import Zero, instantiate, namespace_for_values, new_main, one_level_down, top_main
 from .core import tree as _tree
-from .interpreters.batching import BatchTrace, BatchTracer
-from .interpreters.dataview import DataContext, DataTracer
-from .interpreters.forward import JVPTracer
+from .interpreters.batching import BatchTrace, batch_tracer
+from .interpreters.dataview import DataContext, data_tracer
+from .interpreters.forward import jvp_tracer
 from .interpreters.reverse import vjp_call
 from .interpreters.structured import Diag
 from .tracer import Tracer
@@ -53,7 +53,7 @@ class _Call:
         tangents = [instantiate_like(p, t) for p, t in zip(primals, tangents)]
         with one_level_down(trace.main):
             outs, touts = self.jvp(primals, tangents)
-        return [o if isinstance(t, Zero) else JVPTracer(trace.main, o, t)
+        return [o if isinstance(t, Zero) else jvp_tracer(trace.main, o, t)
                 for o, t in zip(outs, touts)]
 
     # reverse mode -------------------------------------------------------------------------
@@ -88,7 +88,7 @@ class _Call:
         for a in leaves:
             mine = isinstance(a, Tracer) and a._main is main
             vals.append(a._a if mine else a)
-            flags.append(bool(a._b) if mine else False)
+            flags.append(trace.datum(a) if mine else False)
         wrap = _Wrapper(trace, flags)
         new = _Call(wrap.fn(self.fun),
                     jvp=wrap.rule(self.jvp) if self.jvp else None,
@@ -120,15 +120,16 @@ class _Wrapper:
         self.res_def = None
 
     def _wrap(self, main: Any, vals: list, flags: list) -> list:
-        cls = BatchTracer if self.batch else DataTracer
-        return [cls(main, v, True) if f else v for v, f in zip(vals, flags)]
+        if self.batch:
+            return [batch_tracer(main, v, True) if f else v for v, f in zip(vals, flags)]
+        return [data_tracer(main, v) if f else v for v, f in zip(vals, flags)]
 
     def _unwrap(self, main: Any, outs: list) -> list:
         """Values one level down, always carrying the batch (or data) dims."""
         res = []
         for o in outs:
             if isinstance(o, Tracer) and o._main is main:
-                if not self.batch or o._b:
+                if not self.batch or o._batched:
                     res.append(o._a)
                     continue
                 o = o._a
@@ -149,8 +150,8 @@ class _Wrapper:
 
     def box(self, main_trace: Any, o: Any) -> Any:
         if self.batch:
-            return BatchTracer(main_trace.main, o, True)
-        return DataTracer(main_trace.main, o, True)
+            return batch_tracer(main_trace.main, o, True)
+        return data_tracer(main_trace.main, o)
 
     def fn(self, fun: Callable) -> Callable:
         return lambda *vals: self.call(

@@ -36,9 +36,9 @@ from .core import (
     namespace_for_values,
     raw_namespace,
 )
-from .interpreters.batching import BatchTrace, BatchTracer, vmap_call
-from .interpreters.dataview import DataTrace, DataTracer
-from .interpreters.reverse import Node, ReverseTrace, ReverseTracer, backward, vjp_call
+from .interpreters.batching import BatchTrace, batch_tracer, vmap_call
+from .interpreters.dataview import DataTrace, data_tracer
+from .interpreters.reverse import Node, ReverseTrace, backward, reverse_tracer, vjp_call
 from .rules.creation import CREATION
 from .tracer import Tracer
 from .transforms import chunking as _chunking
@@ -62,10 +62,17 @@ class _Node(Node):
     __slots__ = ("n",)
 
 
-def _make(cls: type, main: Any, a: Any, b: Any) -> Any:
-    obj = object.__new__(cls)
-    Tracer.__init__(obj, main, a, b)
-    return obj
+def _data_array(D: MainTrace, per_sample: Any) -> DiffArray:
+    """A ``DiffArray`` of a data view ``D_B``: ``_a`` the per-sample value (a ``V_B`` array)."""
+    return data_tracer(D, per_sample, DiffArray)
+
+
+def _is_flat(v: Any) -> bool:
+    return isinstance(v, DiffArray) and type(v._main.trace) is EagerTrace
+
+
+def _is_data(v: Any) -> bool:
+    return isinstance(v, DiffArray) and type(v._main.trace) is EagerDataTrace
 
 
 def _is_float(bk: Any, dtype: Any) -> bool:
@@ -116,12 +123,12 @@ class DiffArray(Tracer):
     @property
     def batch_ndim(self) -> int:
         """The number of leading data dims."""
-        return self._main.data["k"] if isinstance(self, _DataArray) else 0
+        return self._main.data["k"] if _is_data(self) else 0
 
     @property
     def value(self) -> Any:
         """The plain backend array (no derivative information), of shape ``self.shape``."""
-        if isinstance(self, _DataArray):
+        if _is_data(self):
             flat = _raw(_flat(self, record=False))
             return raw_namespace(flat).reshape(flat, self.shape)
         return _raw(self)
@@ -140,8 +147,8 @@ class DiffArray(Tracer):
         """``x[i] = v`` / ``x += y`` (also through a view of ``x``): refused on a leaf, as
         PyTorch does (it would silently change what ``y.to(x)`` differentiates with
         respect to)."""
-        e = self._a._a if isinstance(self, _DataArray) and isinstance(self._a, BatchTracer) else self
-        if isinstance(e, _FlatArray) and e._b is not None and e._b.node is None:
+        e = self._a._a if _is_data(self) and isinstance(self._a, Tracer) else self
+        if _is_flat(e) and e._node_id is not None and e._node_id.node is None:
             raise TypeError(
                 "DiffArray: in-place update (x[...] = v, x += y, or a library writing into its "
                 "input) of a DiffArray made by xd.DiffArray(...) would change what y.to(x) "
@@ -169,18 +176,6 @@ class DiffArray(Tracer):
         return _to(self, x, cotangent, jacobian)
 
 
-class _FlatArray(DiffArray, ReverseTracer):
-    """A tracer of the eager reverse trace ``E``: ``_a`` the array, ``_b`` its ``_NodeRef``."""
-
-    __slots__ = ()
-
-
-class _DataArray(DiffArray, DataTracer):
-    """A tracer of a data view ``D_B``: ``_a`` the per-sample value (a ``V_B`` tracer)."""
-
-    __slots__ = ()
-
-
 # --- the traces ---------------------------------------------------------------------------
 
 class EagerTrace(ReverseTrace):
@@ -192,8 +187,8 @@ class EagerTrace(ReverseTrace):
         super().__init__(main)
         self.in_fwd = 0
 
-    def lift(self, x: Any) -> _FlatArray:
-        return _make(_FlatArray, self.main, x, None)
+    def lift(self, x: Any) -> DiffArray:
+        return reverse_tracer(self.main, x, None, DiffArray)
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         primals, ids = self._split(args)
@@ -205,14 +200,15 @@ class EagerTrace(ReverseTrace):
     def _kept(self, primals: list, ids: list) -> list:
         """The operands a node keeps: *fresh* tracked arrays for the tracked ones (the
         user's objects may be rebound later by ``x[i] = v`` / ``x *= y``)."""
-        return [p if i is None else _make(_FlatArray, self.main, p, i) for p, i in zip(primals, ids)]
+        return [p if i is None else reverse_tracer(self.main, p, i, DiffArray) for p, i in zip(primals, ids)]
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:
         multi = isinstance(out, tuple) if prim is None else prim.multiple_results
         node = _Node(prim, params, primals, ids, out, None, custom)
         node.n = next(_COUNT)
         node.out_ids = [_NodeRef(node) for _ in (out if multi else (out,))]
-        tracers = [_make(_FlatArray, self.main, o, r) for o, r in zip(out if multi else (out,), node.out_ids)]
+        tracers = [reverse_tracer(self.main, o, r, DiffArray)
+                   for o, r in zip(out if multi else (out,), node.out_ids)]
         return tuple(tracers) if multi else tracers[0]
 
     def process_custom(self, call: Any, args: tuple) -> Any:
@@ -249,34 +245,20 @@ class EagerTrace(ReverseTrace):
 
 
 class EagerDataTrace(DataTrace):
-    """The data view of eager arrays with data shape ``B``; its tracers are ``_DataArray``."""
+    """The data view of eager arrays with data shape ``B``; its arrays are ``DiffArray`` s."""
 
     __slots__ = ()
+    array_type = DiffArray
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         for a in args:
-            if isinstance(a, _DataArray) and a._main is not self.main:
+            if _is_data(a) and a._main is not self.main:
                 B, B2 = self.main.data["B"], a._main.data["B"]
                 raise MixingError(
                     f"{self.main.data['where']}: '{prim.name}' combines DiffArrays with different "
                     f"data dims ({B} and {B2}); samples only line up between DiffArrays created "
                     f"with the same leading data shape")
-        return _adopt(super().process(prim, args, params), self.main)
-
-    def lift(self, x: Any) -> _DataArray:
-        return _adopt(super().lift(x), self.main)
-
-    def process_custom(self, call: Any, args: tuple) -> Any:
-        return [_adopt(o, self.main) for o in super().process_custom(call, args)]
-
-
-def _adopt(t: Any, main: Any) -> Any:
-    """A data-view result as a ``_DataArray`` (same slots: the class is switched in place)."""
-    if isinstance(t, tuple):
-        return tuple(_adopt(o, main) for o in t)
-    if type(t) is DataTracer and t._main is main:
-        object.__setattr__(t, "__class__", _DataArray)
-    return t
+        return super().process(prim, args, params)
 
 
 _E: list[MainTrace] = []
@@ -296,7 +278,7 @@ def _view(B: tuple, bk: Any, device: Any) -> tuple[MainTrace, MainTrace]:
         i = len(_VIEWS)
         nB = math.prod(B)
         V = MainTrace(_LEVEL_V + i, BatchTrace, {"size": nB})
-        index = BatchTracer(V, bk.arange(nB, device=device), True)
+        index = batch_tracer(V, bk.arange(nB, device=device), True)
         D = MainTrace(_LEVEL_D + i, EagerDataTrace,
                       {"k": len(B), "B": B, "index": index, "V": V,
                        "where": f"DiffArray(batch_ndim={len(B)})"})
@@ -362,41 +344,41 @@ def _leaf(value: Any, k: Any) -> DiffArray:
                          f"{value.ndim}, got {k!r}")
     E = _eager_main()
     if k == 0:
-        return _make(_FlatArray, E, value, _NodeRef(None))
+        return reverse_tracer(E, value, _NodeRef(None), DiffArray)
     B = tuple(value.shape[:k])
     V, D = _view(B, bk, value.device)
     flat = bk.reshape(value, (math.prod(B),) + tuple(value.shape[k:]))
-    return _make(_DataArray, D, BatchTracer(V, _make(_FlatArray, E, flat, _NodeRef(None)), True), True)
+    return _data_array(D, batch_tracer(V, reverse_tracer(E, flat, _NodeRef(None), DiffArray), True))
 
 
 # --- helpers between the levels -----------------------------------------------------------
 
 def _raw(v: Any) -> Any:
     """The backend array under an ``E`` tracer (E is the lowest level)."""
-    return v._a if isinstance(v, _FlatArray) else v
+    return v._a if _is_flat(v) else v
 
 
 def _zeros_like(x: Any) -> Any:
     return namespace_for_values([x]).zeros_like(x)
 
 
-def _flat(d: _DataArray, record: bool = True) -> Any:
-    """The ``E``-level value, shape ``(prod(B),) + per-sample shape``, of a ``_DataArray``."""
+def _flat(d: DiffArray, record: bool = True) -> Any:
+    """The ``E``-level value, shape ``(prod(B),) + per-sample shape``, of a data-view ``DiffArray``."""
     V = d._main.data["V"]
     v = d._a
-    if isinstance(v, BatchTracer) and v._main is V:
-        if v._b:
+    if isinstance(v, Tracer) and v._main is V:
+        if v._batched:
             return v._a
         v = v._a
     shape = (V.data["size"],) + tuple(v.shape)
     return namespace_for_values([v]).broadcast_to(v if record else _raw(v), shape)
 
 
-def _unflat(e: Any, D: MainTrace) -> _DataArray:
+def _unflat(e: Any, D: MainTrace) -> DiffArray:
     """Present an ``E``-level (or raw) value of shape ``(prod(B),) + S`` as ``B + S``."""
     if not isinstance(e, Tracer):
         e = _eager_main().trace.lift(e)
-    return _make(_DataArray, D, BatchTracer(D.data["V"], e, True), True)
+    return _data_array(D, batch_tracer(D.data["V"], e, True))
 
 
 def _as_flat(v: Any) -> Any:
@@ -411,7 +393,8 @@ def _tracked_nodes(nodes: list, main: MainTrace, visiting: list) -> Iterator[Nod
     for nd in reversed(nodes):
         visiting[0] = nd
         multi = isinstance(nd.out, tuple)
-        outs = [_make(_FlatArray, main, o, r) for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
+        outs = [reverse_tracer(main, o, r, DiffArray)
+                for o, r in zip(nd.out if multi else (nd.out,), nd.out_ids)]
         yield Node(nd.prim, nd.params, nd.primals, nd.in_ids, tuple(outs) if multi else outs[0],
                    nd.out_ids, nd.custom)
 
@@ -437,8 +420,8 @@ def _nodes_between(out_ref: _NodeRef, target: _NodeRef) -> list:
 
 def _pullback(ye: Any, xe: Any, where: str):
     """``ct -> ct^T d ye / d xe`` over the eager graph (raw zeros where independent)."""
-    y_ref = ye._b if isinstance(ye, _FlatArray) else None
-    x_ref = xe._b if isinstance(xe, _FlatArray) else None
+    y_ref = ye._node_id if _is_flat(ye) else None
+    x_ref = xe._node_id if _is_flat(xe) else None
     x_raw = _raw(xe)
     nodes = _nodes_between(y_ref, x_ref) if y_ref is not None and x_ref is not None else []
     main = _eager_main()
@@ -488,8 +471,8 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
     if not _is_float(raw_namespace(y), y.dtype):
         raise TypeError(f"{where}: y has dtype {y.dtype}; only floating-point arrays can be "
                         f"differentiated (integer and boolean results carry no derivative)")
-    Dy = y._main if isinstance(y, _DataArray) else None
-    Dx = x._main if isinstance(x, _DataArray) else None
+    Dy = y._main if _is_data(y) else None
+    Dx = x._main if _is_data(x) else None
     if Dy is not None and Dx is not None and Dy is not Dx:
         raise MixingError(f"{where}: y has data dims {Dy.data['B']} but x has data dims "
                           f"{Dx.data['B']}; they belong to different batches")
@@ -497,7 +480,7 @@ def _to(y: Any, x: Any, cotangent: Any, jacobian: bool) -> DiffArray:
     ye = _flat(y) if Dy is not None else y
     if Dx is not None:
         V = Dx.data["V"]
-        if not (isinstance(x._a, BatchTracer) and x._a._main is V and x._a._b):
+        if not (isinstance(x._a, Tracer) and x._a._main is V and x._a._batched):
             raise ValueError(f"{where}: x was computed without its data (it is the same for every "
                              f"sample); differentiate with respect to the arrays it was made from")
         xe = x._a._a
@@ -573,11 +556,11 @@ def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
     if not hasattr(g, "shape") or tuple(g.shape) != tuple(y.shape):
         raise ValueError(f"{where}: cotangent must have the shape of y, {tuple(y.shape)}, got "
                          f"{tuple(getattr(g, 'shape', ()))!r} ({type(g).__name__})")
-    if isinstance(g, _DataArray):
+    if _is_data(g):
         if g._main is not y._main:
             raise MixingError(f"{where}: the cotangent has different data dims than y")
         return _flat(g)
-    if isinstance(y, _DataArray):
+    if _is_data(y):
         return namespace_for_values([g]).reshape(g, tuple(ye_raw.shape))
     return g
 

@@ -5,10 +5,16 @@ Layer: the traced array (above ``xpdiff.core``).  May import: ``xpdiff.core`` an
 namespace, which is built two layers up: ``xpdiff.namespaces`` installs them at
 its import time through :func:`install` (the slot this module owns).
 
-Every interpreter's tracer subclasses :class:`Tracer`, so code written against the
-standard runs unchanged on it.
+A traced array's class says what it is to the user: :class:`Tracer` inside the
+transformations (the eager API's ``DiffArray`` and the conformance harness's array
+subclass it); which transformation it belongs to is its ``_main``, whose trace
+answers what depends on the interpreter (its apparent shape, whether it is a
+constant).  So code written against the standard runs unchanged on it, and an
+object never changes class.
 In-place updates (``x[idx] = v``, ``x += y``) compute the new value functionally
-and rebind the tracer object to it; a traced array made by a view-producing
+and rebind the traced array to it (:func:`_take`: its transformation, its value
+one level down and the datum its interpreter keeps; the new value may belong to a
+higher transformation than the old one); a traced array made by a view-producing
 operation (basic indexing, ``permute_dims``, ...) is linked to its base (a
 :class:`ViewLink`), so a write through it reaches the base and every other live
 view, as NumPy's views do (see docs/namespace-functions.md, "Views and in-place
@@ -22,7 +28,7 @@ import operator
 import os
 import sys
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .backend.numpy_dispatch import call_function, call_ufunc
@@ -44,30 +50,30 @@ _ESCAPES = ("item", "tolist", "numpy", "tobytes", "get", "cpu", "detach")
 
 
 class Tracer:
-    """Base of all traced arrays (one subclass per interpreter, no extra slots).
+    """A traced array: ``_main`` is its transformation, ``_a`` its value one level down
+    (with this array's dtype and device: the primal, the batched value or the
+    per-sample value).  What an interpreter keeps per value has its own slot, set by
+    that interpreter only: ``_tangent`` (forward mode: the tangent, or ``Zero``),
+    ``_node_id`` (reverse mode: the id of the node that made it, ``None`` for a
+    constant), ``_batched`` (vmap: whether ``_a`` carries the batch axis first).
+    ``_view`` is the :class:`ViewLink` of a view or a base of views, else ``None``.
 
-    ``_a`` is always a value one level down with this tracer's dtype and device
-    (the primal, or the batched value); ``_b`` is the interpreter's own datum."""
+    Interpreters make their arrays with ``object.__new__`` and set the slots (no
+    ``__init__``: ``DiffArray``'s constructor is the user's)."""
 
-    __slots__ = ("_main", "_a", "_b", "_view", "__weakref__")
+    __slots__ = ("_main", "_a", "_tangent", "_node_id", "_batched", "_view", "__weakref__")
     __array_priority__ = 1000
     # how to read a value without its derivative (the eager DiffArray says `.value`)
     _escape_fix = "use xpdiff.stop_gradient(x) first, or read the value outside the transformation"
-
-    def __init__(self, main: Any, a: Any, b: Any):
-        self._main = main
-        self._a = a
-        self._b = b
-        self._view = None  # a ViewLink once this array is a view or has views
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         TRACER_TYPES.add(cls)
 
-    # --- what each interpreter provides -------------------------------------------
+    # --- what the interpreter answers ---------------------------------------------
     @property
-    def shape(self) -> tuple[int, ...]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def shape(self) -> tuple[int, ...]:
+        return self._main.trace.shape_of(self)
 
     # --- array attributes ----------------------------------------------------------
     @property
@@ -147,7 +153,7 @@ class Tracer:
     def _constant_value(self) -> Any:
         """The value one level down if this tracer is a constant of its transformation
         holding one value (no derivative, not a batch of values), else ``None``."""
-        return None
+        return self._main.trace.constant_value(self)
 
     def _concrete(self) -> Any:
         """The backend value of a tracer that is a constant at every level, else ``None``:
@@ -217,7 +223,7 @@ class Tracer:
             new = _OPS["lift_constant"](new, self)
         if self._view is None:
             self._check_write()
-            _assign(self, new)
+            _take(self, new)
             return self
         return _write_through(self, new)
 
@@ -227,13 +233,42 @@ class Tracer:
     def __copy__(self) -> Any:
         """``copy.copy(x)``: a new array holding the same value, a view of nothing."""
         new = object.__new__(type(self))
-        Tracer.__init__(new, self._main, self._a, self._b)
+        _take(new, self)
+        new._view = None
         return new
 
 
-def _assign(x: Tracer, new: Tracer) -> None:
-    object.__setattr__(x, "__class__", type(new))
-    x._main, x._a, x._b = new._main, new._a, new._b
+_DATA = ("_tangent", "_node_id", "_batched")  # the slots an interpreter keeps per value
+
+
+def _take(x: Tracer, new: Tracer) -> None:
+    """``x`` stands for ``new`` from now on (its class and its view links stay): it
+    takes ``new``'s transformation, value and interpreter datum, and drops its own."""
+    x._main, x._a = new._main, new._a
+    for name in _DATA:
+        try:
+            value = getattr(new, name)
+        except AttributeError:
+            if hasattr(x, name):
+                delattr(x, name)
+        else:
+            setattr(x, name, value)
+
+
+def unbox(main: Any, values: Iterable[Any]) -> tuple[list, list]:
+    """What the transformation ``main`` returns of its function's ``values``: each
+    value one level down, and the datum its interpreter keeps for it
+    (``main.trace.datum``; ``constant_datum`` for the values that are constants to it)."""
+    trace = main.trace
+    out, data = [], []
+    for v in values:
+        if isinstance(v, Tracer) and v._main is main:
+            out.append(v._a)
+            data.append(trace.datum(v))
+        else:
+            out.append(v)
+            data.append(trace.constant_datum(v))
+    return out, data
 
 
 # --- views ---------------------------------------------------------------------------------------
@@ -373,7 +408,7 @@ def _write_through(x: Tracer, new: Tracer) -> Tracer:
             v = _OPS["astype"](v, parent.dtype)
         news.append(child._view.write(parent, v))
     for n, v in zip(path, news):
-        _assign(n, v if isinstance(v, Tracer) else _lift(v, n))
+        _take(n, v if isinstance(v, Tracer) else _lift(v, n))
     _rederive(node, {id(n) for n in path})
     return x
 
@@ -391,7 +426,7 @@ def _rederive(x: Tracer, done: set) -> None:
         for c in _live_children(p):
             if id(c) not in done:
                 v = c._view.derive(p)
-                _assign(c, v if isinstance(v, Tracer) else _lift(v, c))
+                _take(c, v if isinstance(v, Tracer) else _lift(v, c))
             stack.append(c)
 
 
@@ -498,3 +533,4 @@ _COMPARISONS = [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
 _UNARY = [("neg", "negative"), ("pos", "positive"), ("abs", "abs"), ("invert", "bitwise_invert")]
 
 Tracer.__hash__ = None  # type: ignore[assignment]
+TRACER_TYPES.add(Tracer)  # (its subclasses register themselves)

@@ -200,7 +200,9 @@ _DEAD.alive = False
 
 
 class Trace:
-    """Base of the interpreters; ``process`` applies a primitive to tracers.
+    """Base of the interpreters; ``process`` applies a primitive to tracers, and
+    ``shape_of`` / ``constant_value`` answer for them (their class is the same in
+    every interpreter).
 
     ``lift(value)`` makes a raw value a constant of this trace; constants created
     by user code while transformations are active are lifted onto the innermost
@@ -215,6 +217,24 @@ class Trace:
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    def shape_of(self, t: Any) -> tuple[int, ...]:
+        """The apparent shape of ``t``, a traced array of this trace's transformation."""
+        return t._a.shape
+
+    def constant_value(self, t: Any) -> Any:
+        """``t``'s value one level down if ``t`` is a constant of this transformation
+        holding one value (no derivative, not a batch of values), else ``None``."""
+        return None
+
+    def datum(self, t: Any) -> Any:
+        """What this interpreter keeps for its traced array ``t`` (a tangent, a node id,
+        whether it is batched), as a transformation returns it (:func:`tracer.unbox`)."""
+        return None
+
+    def constant_datum(self, v: Any) -> Any:
+        """The same for a value ``v`` that is a constant of this transformation."""
+        return None
 
     def process_custom(self, call: Any, args: tuple) -> Any:  # pragma: no cover
         raise NotImplementedError

@@ -23,15 +23,15 @@ from typing import Any
 from ..core import USER_OP, MixingError, Primitive, Trace, namespace_for_values, primitive
 from ..tracer import Tracer
 
+_new = object.__new__
 
-class DataTracer(Tracer):
-    """``_a`` is the per-sample value; its apparent shape is ``B + _a.shape``."""
 
-    __slots__ = ()
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._main.data["B"] + tuple(self._a.shape)
+def data_tracer(main: Any, value: Any, cls: type = Tracer) -> Any:
+    """A traced array of the data view ``main``: ``_a`` the per-sample value; its
+    apparent shape is ``B + _a.shape``."""
+    t = _new(cls)
+    t._main, t._a, t._view = main, value, None
+    return t
 
 
 class DataContext:
@@ -95,12 +95,23 @@ class DataContext:
 class DataTrace(Trace):
     __slots__ = ()
     lifts_constants = False  # a constant is the same for every sample: the trace below lifts it
+    array_type: type = Tracer  # the class of its traced arrays
+
+    def shape_of(self, t: Any) -> tuple[int, ...]:
+        return t._main.data["B"] + tuple(t._a.shape)
+
+    def datum(self, t: Any) -> bool:
+        return True  # a per-sample value: it carries the data dims
+
+    def constant_datum(self, v: Any) -> bool:
+        return False
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
-        d = self.main.data
+        main = self.main
+        d = main.data
         ops, has = [], []
         for a in args:
-            if isinstance(a, DataTracer) and a._main is self.main:
+            if isinstance(a, Tracer) and a._main is main:
                 ops.append(a._a)
                 has.append(True)
             else:
@@ -117,14 +128,14 @@ class DataTrace(Trace):
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:
-            return tuple(DataTracer(self.main, o, True) for o in out)
-        return DataTracer(self.main, out, True)
+            return tuple(data_tracer(main, o, self.array_type) for o in out)
+        return data_tracer(main, out, self.array_type)
 
-    def lift(self, x: Any) -> DataTracer:
+    def lift(self, x: Any) -> Tracer:
         d = self.main.data
         ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""),
                           d.get("unmatched"))
-        return DataTracer(self.main, ctx.lift(x), True)
+        return data_tracer(self.main, ctx.lift(x), self.array_type)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_passthrough(self, args)

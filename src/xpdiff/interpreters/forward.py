@@ -20,23 +20,20 @@ from ..core import (
     namespace_for_values,
     new_main,
 )
-from ..tracer import Tracer
+from ..tracer import Tracer, unbox
 from . import structured
 from .masked import ALL, Masked, elementwise_mask, guard_partials, select, split, unmask, wrap
 from .structured import Diag, densify
 
+_new = object.__new__
 
-class JVPTracer(Tracer):
-    """``_a`` is the primal (one level down), ``_b`` its tangent (or ``Zero``)."""
 
-    __slots__ = ()
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._a.shape
-
-    def _constant_value(self) -> Any:
-        return self._a if type(self._b) is Zero else None
+def jvp_tracer(main: Any, primal: Any, tangent: Any, cls: type = Tracer) -> Any:
+    """A traced array of forward mode's ``main``: ``_a`` the primal (one level down),
+    ``_tangent`` its tangent (or ``Zero``)."""
+    t = _new(cls)
+    t._main, t._a, t._tangent, t._view = main, primal, tangent, None
+    return t
 
 
 def scaled(xp: Any, t: Any, d: Any) -> Any:
@@ -155,16 +152,27 @@ def _push_masked(prim: Primitive, primals: list, tangents: list, params: dict,
 
 class JVPTrace(Trace):
     __slots__ = ()
+    array_type: type = Tracer  # the class of its traced arrays
 
-    def lift(self, x: Any) -> JVPTracer:
-        return JVPTracer(self.main, x, Zero(x))
+    def lift(self, x: Any) -> Tracer:
+        return jvp_tracer(self.main, x, Zero(x), self.array_type)
+
+    def constant_value(self, t: Any) -> Any:
+        return t._a if type(t._tangent) is Zero else None
+
+    def datum(self, t: Any) -> Any:
+        return unmask(t._tangent)
+
+    def constant_datum(self, v: Any) -> Any:
+        return Zero(v)
 
     def _split(self, args: tuple) -> tuple[list, list]:
+        main = self.main
         primals, tangents = [], []
         for a in args:
-            if isinstance(a, JVPTracer) and a._main is self.main:
+            if isinstance(a, Tracer) and a._main is main:
                 primals.append(a._a)
-                tangents.append(a._b)
+                tangents.append(a._tangent)
             else:
                 primals.append(a)
                 tangents.append(Zero(a) if hasattr(a, "shape") else None)
@@ -189,7 +197,7 @@ class JVPTrace(Trace):
         return self._box(out, tout)
 
     def _box(self, out: Any, tout: Any) -> Any:
-        return JVPTracer(self.main, out, Zero(out) if tout is None else tout)
+        return jvp_tracer(self.main, out, Zero(out) if tout is None else tout, self.array_type)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_jvp(self, args)
@@ -198,17 +206,8 @@ class JVPTrace(Trace):
 def jvp_call(fun: Any, primals: list, tangents: list) -> tuple[Any, Any]:
     """Run ``fun(*flat_primals)`` (flat list in, flat list out) under forward mode."""
     with new_main(JVPTrace) as main:
-        ins = [JVPTracer(main, p, t) for p, t in zip(primals, tangents)]
-        outs = fun(*ins)
-        res_p, res_t = [], []
-        for o in outs:
-            if isinstance(o, JVPTracer) and o._main is main:
-                res_p.append(o._a)
-                res_t.append(unmask(o._b))
-            else:
-                res_p.append(o)
-                res_t.append(Zero(o))
-    return res_p, res_t
+        outs = fun(*[jvp_tracer(main, p, t) for p, t in zip(primals, tangents)])
+        return unbox(main, outs)
 
 
 def replay(tape: list, in_ids: list, in_tangents: list, out_ids: list, outs: list) -> list:

@@ -17,24 +17,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
-from ..tracer import Tracer
+from ..tracer import Tracer, unbox
 from . import structured
 from .forward import replay
 from .masked import Masked, both, either, guard_partials, reduce_mask, unmask, unmask_all, where_masks, wrap
 from .structured import Diag, densify
 
+_new = object.__new__
 
-class ReverseTracer(Tracer):
-    """``_a`` is the primal (one level down), ``_b`` the id of the node that made it."""
 
-    __slots__ = ()
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._a.shape
-
-    def _constant_value(self) -> Any:
-        return self._a if self._b is None else None
+def reverse_tracer(main: Any, primal: Any, node_id: Any, cls: type = Tracer) -> Any:
+    """A traced array of reverse mode's ``main``: ``_a`` the primal (one level down),
+    ``_node_id`` the id of the node that made it (``None`` for a constant)."""
+    t = _new(cls)
+    t._main, t._a, t._node_id, t._view = main, primal, node_id, None
+    return t
 
 
 class Node:
@@ -62,15 +59,22 @@ class ReverseTrace(Trace):
         self.n_ids += 1
         return self.n_ids - 1
 
-    def lift(self, x: Any) -> ReverseTracer:
-        return ReverseTracer(self.main, x, None)
+    def lift(self, x: Any) -> Tracer:
+        return reverse_tracer(self.main, x, None)
+
+    def constant_value(self, t: Any) -> Any:
+        return t._a if t._node_id is None else None
+
+    def datum(self, t: Any) -> Any:
+        return t._node_id
 
     def _split(self, args: tuple) -> tuple[list, list]:
+        main = self.main
         primals, ids = [], []
         for a in args:
-            if isinstance(a, ReverseTracer) and a._main is self.main:
+            if isinstance(a, Tracer) and a._main is main:
                 primals.append(a._a)
-                ids.append(a._b)
+                ids.append(a._node_id)
             else:
                 primals.append(a)
                 ids.append(None)
@@ -80,18 +84,19 @@ class ReverseTrace(Trace):
         main = self.main
         primals, ids, any_id = [], [], False
         for a in args:
-            if type(a) is ReverseTracer and a._main is main:
+            if isinstance(a, Tracer) and a._main is main:
                 primals.append(a._a)
-                ids.append(a._b)
-                any_id = any_id or a._b is not None
+                i = a._node_id
+                ids.append(i)
+                any_id = any_id or i is not None
             else:
                 primals.append(a)
                 ids.append(None)
         out = bind(prim, primals, params)
         if not prim.differentiable or not any_id:
             if prim.multiple_results:
-                return tuple(self.lift(o) for o in out)
-            return ReverseTracer(main, out, None)
+                return tuple(reverse_tracer(main, o, None) for o in out)
+            return reverse_tracer(main, out, None)
         if prim.vjp is None:
             raise RuleError(
                 f"Differentiation rule for '{prim.name}' not implemented (reverse mode / vjp); "
@@ -101,7 +106,7 @@ class ReverseTrace(Trace):
             oid = self.n_ids
             self.n_ids = oid + 1
             self.tape.append(Node(prim, params, primals, ids, out, (oid,), None))
-            return ReverseTracer(main, out, oid)
+            return reverse_tracer(main, out, oid)
         return self.record(prim, params, primals, ids, out)
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:
@@ -109,15 +114,15 @@ class ReverseTrace(Trace):
             oid = self.n_ids
             self.n_ids = oid + 1
             self.tape.append(Node(prim, params, primals, ids, out, (oid,), None))
-            return ReverseTracer(self.main, out, oid)
+            return reverse_tracer(self.main, out, oid)
         if prim is not None and prim.multiple_results or custom is not None and isinstance(out, tuple):
             out_ids = [self.new_id() for _ in out]
             node = Node(prim, params, primals, ids, out, out_ids, custom)
             self.tape.append(node)
-            return tuple(ReverseTracer(self.main, o, i) for o, i in zip(out, out_ids))
+            return tuple(reverse_tracer(self.main, o, i) for o, i in zip(out, out_ids))
         oid = self.new_id()
         self.tape.append(Node(prim, params, primals, ids, out, [oid], custom))
-        return ReverseTracer(self.main, out, oid)
+        return reverse_tracer(self.main, out, oid)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_vjp(self, args)
@@ -280,17 +285,6 @@ def vjp_call(fun: Any, primals: list) -> tuple[list, Pullback]:
     """Run ``fun(*flat_primals)`` recording a tape; return outputs and a pullback."""
     with new_main(ReverseTrace) as main:
         trace: ReverseTrace = main.trace
-        ins = []
-        for p in primals:
-            ins.append(ReverseTracer(main, p, trace.new_id()))
-        in_ids = [t._b for t in ins]
-        outs = fun(*ins)
-        res, out_ids = [], []
-        for o in outs:
-            if isinstance(o, ReverseTracer) and o._main is main:
-                res.append(o._a)
-                out_ids.append(o._b)
-            else:
-                res.append(o)
-                out_ids.append(None)
-    return res, Pullback(trace, out_ids, in_ids, primals, res)
+        ins = [reverse_tracer(main, p, trace.new_id()) for p in primals]
+        res, out_ids = unbox(main, fun(*ins))
+    return res, Pullback(trace, out_ids, [t._node_id for t in ins], primals, res)

@@ -17,7 +17,8 @@ import math
 from typing import Any
 
 from ..core import PRIMITIVES, Primitive, Zero, namespace_for_values, norm_axes
-from .batching import BatchTracer
+from ..tracer import Tracer
+from .batching import batch_tracer
 
 MAX_TERMS = 4  # low-rank terms kept symbolic before a structured tangent is densified
 
@@ -74,7 +75,7 @@ class Diag:
 
     def dense(self) -> Any:
         """The tangent as a basis-batched array (materialised once)."""
-        return BatchTracer(self.main, self.value(), True)
+        return batch_tracer(self.main, self.value(), True)
 
 
 def densify(tangents: list) -> list:
@@ -105,7 +106,7 @@ def _plus(xp: Any, a: Any, b: Any, like: Any) -> Any:
 
 
 def _basis_dense(t: Any, main: Any) -> bool:
-    return isinstance(t, BatchTracer) and t._main is main and bool(t._b)
+    return isinstance(t, Tracer) and t._main is main and t._batched
 
 
 def push(prim: Primitive, primals: list, tangents: list, params: dict, out: Any = None,
@@ -255,7 +256,7 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
         acc = term if acc is None else xp.add(acc, term)
     if acc is None:
         return out, Zero(out)
-    return out, BatchTracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)
+    return out, batch_tracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)
 
 
 def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
@@ -277,7 +278,7 @@ def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     val = prim.basis_jvp(xp, primals, pos[0], t.scale, out, **params)
     if val is None:
         return None
-    return out, BatchTracer(t.main, val, True)
+    return out, batch_tracer(t.main, val, True)
 
 
 # --- structured cotangents: reverse mode over an identity basis ---------------------------
@@ -341,7 +342,7 @@ def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
             val = prim.basis_vjp(xp, primals, i, g.scale, out)
             if val is None:
                 return None
-            res.append(BatchTracer(g.main, val, True))
+            res.append(batch_tracer(g.main, val, True))
         return res
     return None
 

@@ -30,7 +30,7 @@ from ..core import tree as _tree
 from ..tracer import Tracer
 from .lowering import Lowered, Retrace, _copy, lower
 from .program import Program, Var, describe, optimize
-from .staging import Recorder, StageTrace, StageTracer
+from .staging import Recorder, StageTrace, stage_tracer
 
 MAX_KEYS = 64  # argument signatures kept per jitted function (least recently used dropped)
 
@@ -200,7 +200,7 @@ class Jitted:
                     if bk is None:
                         bk = backend_name(x)
                     rec.input(x)
-                    staged.append(StageTracer(main, x, None))
+                    staged.append(stage_tracer(main, x))
                 else:
                     staged.append(x)
             if treedef is None:
@@ -215,7 +215,7 @@ class Jitted:
             out_leaves, out_def = _tree.flatten(out)
             raws = []
             for o in out_leaves:
-                if type(o) is StageTracer and o._main is main:
+                if isinstance(o, Tracer) and o._main is main:
                     raws.append(o._a)
                 elif isinstance(o, Tracer):
                     raise XpdiffError(f"jit({_name(self.fun)}): the function returned a value "

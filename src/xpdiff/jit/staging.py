@@ -56,21 +56,19 @@ def user_line() -> str:
 
 
 class StageTracer(Tracer):
-    """``_a`` is the raw backend array; ``_b`` is unused."""
+    """An array staged by ``jit``: ``_a`` is the raw backend array (see :class:`StageTrace`)."""
 
     __slots__ = ()
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self._a.shape)
-
-    def _constant_value(self) -> Any:
-        # no derivative here: the value itself, behind a guard that records what a
-        # conversion to a Python scalar gave
-        return _Concrete(self._main.data["recorder"], self._a)
-
     def __repr__(self) -> str:
         return f"StageTracer(shape={self.shape}, dtype={self.dtype})"
+
+
+def stage_tracer(main: Any, x: Any) -> StageTracer:
+    """A staged array of ``main`` holding the raw backend array ``x``."""
+    t = object.__new__(StageTracer)
+    t._main, t._a, t._view = main, x, None
+    return t
 
 
 class _Concrete:
@@ -102,15 +100,23 @@ class StageTrace(Trace):
     __slots__ = ()
 
     def lift(self, x: Any) -> StageTracer:
-        return StageTracer(self.main, x, None)
+        return stage_tracer(self.main, x)
+
+    def shape_of(self, t: Any) -> tuple[int, ...]:
+        return tuple(t._a.shape)
+
+    def constant_value(self, t: Any) -> Any:
+        # no derivative here: the value itself, behind a guard that records what a
+        # conversion to a Python scalar gave
+        return _Concrete(t._main.data["recorder"], t._a)
 
     def process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         main = self.main
-        vals = tuple(a._a if type(a) is StageTracer and a._main is main else a for a in args)
+        vals = tuple(a._a if isinstance(a, Tracer) and a._main is main else a for a in args)
         out = _core.eval_raw(prim, vals, params)  # recorded by the recorder's slot
         if prim.multiple_results:
-            return tuple(StageTracer(main, o, None) for o in out)
-        return StageTracer(main, out, None)
+            return tuple(stage_tracer(main, o) for o in out)
+        return stage_tracer(main, out)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.fun(*args)  # no derivative at this level: run the primal function

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from copy import copy
 
 from ..backend import set_at
 from ..core import (
@@ -86,9 +87,7 @@ def fresh(x):
     of ``x`` does not show through it (traced arrays have value semantics)."""
     if not isinstance(x, Tracer):
         return x
-    y = object.__new__(type(x))
-    y._main, y._a, y._b, y._view = x._main, x._a, x._b, None
-    return y
+    return copy(x)
 
 
 # --- keys ------------------------------------------------------------------------------------

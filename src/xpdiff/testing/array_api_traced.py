@@ -31,14 +31,14 @@ import operator
 from typing import Any
 
 from ..core import Zero, new_main
-from ..interpreters.forward import JVPTrace, JVPTracer
+from ..interpreters.forward import JVPTrace, jvp_tracer
 from ..namespaces import namespace as _namespace
 from ..rules.creation import backend_creation
 from ..tracer import Tracer
 
 
-class ConformanceTracer(JVPTracer):
-    """A JVP tracer whose value can be read back as a Python scalar or a NumPy array.
+class ConformanceTracer(Tracer):
+    """A traced array of forward mode whose value can be read back as a Python scalar or a NumPy array.
 
     (The module's globals become the namespace below, whose ``bool`` is a dtype:
     the builtins are spelled ``builtins.bool`` here.)
@@ -86,12 +86,7 @@ class ConformanceTrace(JVPTrace):
     """Forward mode whose tracers are :class:`ConformanceTracer`."""
 
     __slots__ = ()
-
-    def lift(self, x: Any) -> ConformanceTracer:
-        return ConformanceTracer(self.main, x, Zero(x))
-
-    def _box(self, out: Any, tout: Any) -> ConformanceTracer:
-        return ConformanceTracer(self.main, out, Zero(out) if tout is None else tout)
+    array_type = ConformanceTracer
 
 
 _ns = _namespace("numpy")
@@ -117,8 +112,8 @@ def _traced(value: Any) -> Any:
     if isinstance(value, Tracer):
         return value
     if _bk.isdtype(value.dtype, ("real floating", "complex floating")):
-        return ConformanceTracer(_main(), value, _bk.ones_like(value))
-    return ConformanceTracer(_main(), value, Zero(value))
+        return jvp_tracer(_main(), value, _bk.ones_like(value), ConformanceTracer)
+    return jvp_tracer(_main(), value, Zero(value), ConformanceTracer)
 
 
 globals().update({n: v for n, v in vars(_ns).items()

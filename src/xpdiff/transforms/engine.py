@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 from ..backend import update
 from ..core import XpdiffError, Zero, instantiate, namespace_for_values, new_main
 from ..core import tree as _tree
-from ..interpreters.batching import BatchTrace, BatchTracer, vmap_call
-from ..interpreters.dataview import DataContext, DataTrace, DataTracer
+from ..interpreters.batching import BatchTrace, batch_tracer, vmap_call
+from ..interpreters.dataview import DataContext, DataTrace, data_tracer
 from ..interpreters.forward import jvp_call
 from ..interpreters.reverse import vjp_call
 from ..interpreters.structured import Diag
@@ -87,8 +87,10 @@ def _basis_main_values(t: Any, bmain: Any, count: int) -> Any:
     """A basis-batched tangent as an array with the basis axis first."""
     if type(t) is Diag:
         t = t.dense()
-    if isinstance(t, BatchTracer) and t._main is bmain:
-        return t._a if t._b else namespace_for_values([t._a]).broadcast_to(t._a, (count,) + tuple(t._a.shape))
+    if isinstance(t, Tracer) and t._main is bmain:
+        if t._batched:
+            return t._a
+        t = t._a
     return namespace_for_values([t]).broadcast_to(t, (count,) + tuple(t.shape))
 
 
@@ -223,7 +225,7 @@ def _forward(flat: _FlatFun, single: bool, rec: tuple | None, *, fname: str, chu
             if len(ins) == 1:
                 ts = [Diag(None, bmain, tuple(ins[0].shape), ins[0], s, count)]
             else:
-                ts = [BatchTracer(bmain, _eye_block(x, n, s, e, offs[i], tuple(x.shape)), True)
+                ts = [batch_tracer(bmain, _eye_block(x, n, s, e, offs[i], tuple(x.shape)), True)
                       for i, x in enumerate(ins)]
             if pull is not None and pull.replayable:
                 res, touts = res0, pull.forward(ts)
@@ -301,8 +303,8 @@ def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
 
 def _unbatch(v: Any, main: Any) -> Any:
     """A value of the basis trace that does not depend on the basis, one level down."""
-    if isinstance(v, BatchTracer) and v._main is main:
-        if v._b:
+    if isinstance(v, Tracer) and v._main is main:
+        if v._batched:
             raise XpdiffError("internal: a primal output depends on the tangent basis")
         return v._a
     return v
@@ -427,7 +429,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
                 viewed = []
                 for arg, flags in zip(a, is_data):
                     leaves, tdef = _tree.flatten(arg)
-                    viewed.append(_tree.unflatten(tdef, [DataTracer(main, x, True) if d else x
+                    viewed.append(_tree.unflatten(tdef, [data_tracer(main, x) if d else x
                                                          for x, d in zip(leaves, flags)]))
                 out = f(*viewed)
                 if has_aux:
@@ -524,7 +526,7 @@ def _sample_chunks(chunk: Callable, nB: int, like: Any, max_memory: Any, fname: 
 
 
 def _unview(y: Any, main: Any, B: tuple, where: str) -> Any:
-    if isinstance(y, DataTracer) and y._main is main:
+    if isinstance(y, Tracer) and y._main is main:
         return y._a
     shape = tuple(getattr(y, "shape", ()))
     if shape[:len(B)] == B:
