@@ -28,7 +28,7 @@ from typing import Any
 from .. import backend as _backend
 from .. import core as _core
 from ..core import TRACER_TYPES, namespace_for_values
-from ..interpreters.batching import BatchTracer
+from ..interpreters.batching import BatchTrace
 
 AUTO_FRACTION = 0.5
 FIRST_CHUNK = 8
@@ -71,7 +71,7 @@ def vmap_copies(values: Any) -> int:
     sizes: dict = {}
     for v in values:
         while type(v) in TRACER_TYPES:
-            if type(v) is BatchTracer and v._b:
+            if type(v._main.trace) is BatchTrace and v._batched:
                 sizes[id(v._main)] = v._main.data["size"]
             v = v._a
     return math.prod(sizes.values())
