@@ -285,6 +285,6 @@ def vjp_call(fun: Any, primals: list) -> tuple[list, Pullback]:
     """Run ``fun(*flat_primals)`` recording a tape; return outputs and a pullback."""
     with new_main(ReverseTrace) as main:
         trace: ReverseTrace = main.trace
-        ins = [reverse_tracer(main, p, trace.new_id()) for p in primals]
-        res, out_ids = unbox(main, fun(*ins))
-    return res, Pullback(trace, out_ids, [t._node_id for t in ins], primals, res)
+        in_ids = [trace.new_id() for _ in primals]  # (fun may rebind its inputs: x[i] = v)
+        res, out_ids = unbox(main, fun(*[reverse_tracer(main, p, i) for p, i in zip(primals, in_ids)]))
+    return res, Pullback(trace, out_ids, in_ids, primals, res)
