@@ -233,26 +233,25 @@ class Tracer:
     def __copy__(self) -> Any:
         """``copy.copy(x)``: a new array holding the same value, a view of nothing."""
         new = object.__new__(type(self))
-        _take(new, self)
+        new._main = self._main
+        new._a = self._a
         new._view = None
+        slot = self._main.trace.datum_slot
+        if slot is not None:
+            setattr(new, slot, getattr(self, slot))
         return new
-
-
-_DATA = ("_tangent", "_node_id", "_batched")  # the slots an interpreter keeps per value
 
 
 def _take(x: Tracer, new: Tracer) -> None:
     """``x`` stands for ``new`` from now on (its class and its view links stay): it
     takes ``new``'s transformation, value and interpreter datum, and drops its own."""
-    x._main, x._a = new._main, new._a
-    for name in _DATA:
-        try:
-            value = getattr(new, name)
-        except AttributeError:
-            if hasattr(x, name):
-                delattr(x, name)
-        else:
-            setattr(x, name, value)
+    drop, keep = x._main.trace.datum_slot, new._main.trace.datum_slot
+    x._main = new._main
+    x._a = new._a
+    if keep is not None:
+        setattr(x, keep, getattr(new, keep))
+    if drop is not None and drop != keep:
+        delattr(x, drop)
 
 
 def unbox(main: Any, values: Iterable[Any]) -> tuple[list, list]:

@@ -211,6 +211,7 @@ class Trace:
 
     __slots__ = ("main",)
     lifts_constants = True
+    datum_slot: str | None = None  # the slot of its traced arrays that holds its datum
 
     def __init__(self, main: MainTrace):
         self.main = main

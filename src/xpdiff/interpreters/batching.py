@@ -21,12 +21,16 @@ def batch_tracer(main: Any, value: Any, batched: bool) -> Tracer:
     """A traced array of vmap's ``main``: ``_a`` the value (batch axis first when
     ``_batched``), ``_batched`` whether it is batched."""
     t = _new(Tracer)
-    t._main, t._a, t._batched, t._view = main, value, batched, None
+    t._main = main
+    t._a = value
+    t._batched = batched
+    t._view = None
     return t
 
 
 class BatchTrace(Trace):
     __slots__ = ()
+    datum_slot = "_batched"
 
     def lift(self, x: Any) -> Tracer:
         return batch_tracer(self.main, x, False)

@@ -32,7 +32,10 @@ def jvp_tracer(main: Any, primal: Any, tangent: Any, cls: type = Tracer) -> Any:
     """A traced array of forward mode's ``main``: ``_a`` the primal (one level down),
     ``_tangent`` its tangent (or ``Zero``)."""
     t = _new(cls)
-    t._main, t._a, t._tangent, t._view = main, primal, tangent, None
+    t._main = main
+    t._a = primal
+    t._tangent = tangent
+    t._view = None
     return t
 
 
@@ -152,6 +155,7 @@ def _push_masked(prim: Primitive, primals: list, tangents: list, params: dict,
 
 class JVPTrace(Trace):
     __slots__ = ()
+    datum_slot = "_tangent"
     array_type: type = Tracer  # the class of its traced arrays
 
     def lift(self, x: Any) -> Tracer:

@@ -30,7 +30,10 @@ def reverse_tracer(main: Any, primal: Any, node_id: Any, cls: type = Tracer) -> 
     """A traced array of reverse mode's ``main``: ``_a`` the primal (one level down),
     ``_node_id`` the id of the node that made it (``None`` for a constant)."""
     t = _new(cls)
-    t._main, t._a, t._node_id, t._view = main, primal, node_id, None
+    t._main = main
+    t._a = primal
+    t._node_id = node_id
+    t._view = None
     return t
 
 
@@ -49,6 +52,7 @@ class Node:
 
 class ReverseTrace(Trace):
     __slots__ = ("tape", "n_ids")
+    datum_slot = "_node_id"
 
     def __init__(self, main: Any):
         super().__init__(main)
