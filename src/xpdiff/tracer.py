@@ -58,8 +58,7 @@ class Tracer:
     constant), ``_batched`` (vmap: whether ``_a`` carries the batch axis first).
     ``_view`` is the :class:`ViewLink` of a view or a base of views, else ``None``.
 
-    Interpreters make their arrays with ``object.__new__`` and set the slots (no
-    ``__init__``: ``DiffArray``'s constructor is the user's)."""
+    Interpreters make their arrays with :func:`new_tracer`."""
 
     __slots__ = ("_main", "_a", "_tangent", "_node_id", "_batched", "_view", "__weakref__")
     __array_priority__ = 1000
@@ -240,6 +239,23 @@ class Tracer:
         if slot is not None:
             setattr(new, slot, getattr(self, slot))
         return new
+
+
+def new_tracer(cls: type, main: Any, value: Any, slot: str | None = None, datum: Any = None) -> Any:
+    """A traced array of class ``cls`` (``Tracer`` or a subclass) of the transformation
+    ``main``: ``value`` one level down and, in the slot its interpreter keeps
+    (``main.trace.datum_slot``), ``datum``.  The one way interpreters make arrays (no
+    ``__init__``: ``DiffArray``'s constructor is the user's)."""
+    t = _new(cls)
+    t._main = main
+    t._a = value
+    t._view = None
+    if slot is not None:
+        setattr(t, slot, datum)
+    return t
+
+
+_new = object.__new__
 
 
 def _take(x: Tracer, new: Tracer) -> None:

@@ -12,20 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Primitive, RuleError, Trace, namespace_for_values, new_main
-from ..tracer import Tracer, unbox
-
-_new = object.__new__
+from ..tracer import Tracer, new_tracer, unbox
 
 
 def batch_tracer(main: Any, value: Any, batched: bool) -> Tracer:
     """A traced array of vmap's ``main``: ``_a`` the value (batch axis first when
     ``_batched``), ``_batched`` whether it is batched."""
-    t = _new(Tracer)
-    t._main = main
-    t._a = value
-    t._batched = batched
-    t._view = None
-    return t
+    return new_tracer(Tracer, main, value, "_batched", batched)
 
 
 class BatchTrace(Trace):

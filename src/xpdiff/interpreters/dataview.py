@@ -21,17 +21,13 @@ import math
 from typing import Any
 
 from ..core import USER_OP, MixingError, Primitive, Trace, namespace_for_values, primitive
-from ..tracer import Tracer
-
-_new = object.__new__
+from ..tracer import Tracer, new_tracer
 
 
 def data_tracer(main: Any, value: Any, cls: type = Tracer) -> Any:
     """A traced array of the data view ``main``: ``_a`` the per-sample value; its
     apparent shape is ``B + _a.shape``."""
-    t = _new(cls)
-    t._main, t._a, t._view = main, value, None
-    return t
+    return new_tracer(cls, main, value)
 
 
 class DataContext:

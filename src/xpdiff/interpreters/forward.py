@@ -20,23 +20,15 @@ from ..core import (
     namespace_for_values,
     new_main,
 )
-from ..tracer import Tracer, unbox
+from ..tracer import Tracer, new_tracer, unbox
 from . import structured
 from .masked import ALL, Masked, elementwise_mask, guard_partials, select, split, unmask, wrap
 from .structured import Diag, densify
 
-_new = object.__new__
-
 
 def jvp_tracer(main: Any, primal: Any, tangent: Any, cls: type = Tracer) -> Any:
-    """A traced array of forward mode's ``main``: ``_a`` the primal (one level down),
-    ``_tangent`` its tangent (or ``Zero``)."""
-    t = _new(cls)
-    t._main = main
-    t._a = primal
-    t._tangent = tangent
-    t._view = None
-    return t
+    """A traced array of forward mode's ``main``: ``_a`` the primal, ``_tangent`` its tangent."""
+    return new_tracer(cls, main, primal, "_tangent", tangent)
 
 
 def scaled(xp: Any, t: Any, d: Any) -> Any:

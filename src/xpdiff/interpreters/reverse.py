@@ -17,24 +17,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core import Primitive, RuleError, Trace, Zero, bind, namespace_for_values, new_main
-from ..tracer import Tracer, unbox
+from ..tracer import Tracer, new_tracer, unbox
 from . import structured
 from .forward import replay
 from .masked import Masked, both, either, guard_partials, reduce_mask, unmask, unmask_all, where_masks, wrap
 from .structured import Diag, densify
 
-_new = object.__new__
-
 
 def reverse_tracer(main: Any, primal: Any, node_id: Any, cls: type = Tracer) -> Any:
-    """A traced array of reverse mode's ``main``: ``_a`` the primal (one level down),
-    ``_node_id`` the id of the node that made it (``None`` for a constant)."""
-    t = _new(cls)
-    t._main = main
-    t._a = primal
-    t._node_id = node_id
-    t._view = None
-    return t
+    """A traced array of reverse mode's ``main``: ``_a`` the primal, ``_node_id`` the id of
+    the node that made it (``None`` for a constant)."""
+    return new_tracer(cls, main, primal, "_node_id", node_id)
 
 
 class Node:
@@ -110,7 +103,7 @@ class ReverseTrace(Trace):
             oid = self.n_ids
             self.n_ids = oid + 1
             self.tape.append(Node(prim, params, primals, ids, out, (oid,), None))
-            return reverse_tracer(main, out, oid)
+            return new_tracer(Tracer, main, out, "_node_id", oid)
         return self.record(prim, params, primals, ids, out)
 
     def record(self, prim, params, primals, ids, out, custom=None) -> Any:

@@ -34,7 +34,7 @@ from typing import Any
 from .. import core as _core
 from ..backend import fix_result, is_array, namespace_of
 from ..core import Primitive, Trace, XpdiffError
-from ..tracer import Tracer
+from ..tracer import Tracer, new_tracer
 from .program import FOLD_MAX_ELEMENTS, Call, Guard, Program, Var, _size
 
 # primitives whose output shape depends on the data: their shapes are guarded
@@ -66,9 +66,7 @@ class StageTracer(Tracer):
 
 def stage_tracer(main: Any, x: Any) -> StageTracer:
     """A staged array of ``main`` holding the raw backend array ``x``."""
-    t = object.__new__(StageTracer)
-    t._main, t._a, t._view = main, x, None
-    return t
+    return new_tracer(StageTracer, main, x)
 
 
 class _Concrete:
