@@ -57,8 +57,8 @@ class BatchTrace(Trace):
         if not anyb:
             out = prim.bind(*vals, **params)
             if prim.multiple_results:
-                return tuple(batch_tracer(main, o, False) for o in out)
-            return batch_tracer(main, out, False)
+                return tuple(new_tracer(Tracer, main, o, "_batched", False) for o in out)
+            return new_tracer(Tracer, main, out, "_batched", False)
         if prim.batch is None:
             raise RuleError(f"Batching rule for '{prim.name}' not implemented (vmap / batch_ndim)")
         xp = namespace_for_values(vals)
@@ -67,7 +67,7 @@ class BatchTrace(Trace):
             if isinstance(out_b, bool):
                 out_b = [out_b] * len(out)
             return tuple(batch_tracer(main, o, bool(b)) for o, b in zip(out, out_b))
-        return batch_tracer(main, out, bool(out_b))
+        return new_tracer(Tracer, main, out, "_batched", bool(out_b))
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_passthrough(self, args)

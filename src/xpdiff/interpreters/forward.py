@@ -193,7 +193,7 @@ class JVPTrace(Trace):
         return self._box(out, tout)
 
     def _box(self, out: Any, tout: Any) -> Any:
-        return jvp_tracer(self.main, out, Zero(out) if tout is None else tout, self.array_type)
+        return new_tracer(self.array_type, self.main, out, "_tangent", Zero(out) if tout is None else tout)
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_jvp(self, args)

@@ -93,7 +93,7 @@ class ReverseTrace(Trace):
         if not prim.differentiable or not any_id:
             if prim.multiple_results:
                 return tuple(reverse_tracer(main, o, None) for o in out)
-            return reverse_tracer(main, out, None)
+            return new_tracer(Tracer, main, out, "_node_id", None)
         if prim.vjp is None:
             raise RuleError(
                 f"Differentiation rule for '{prim.name}' not implemented (reverse mode / vjp); "
