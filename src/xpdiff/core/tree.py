@@ -16,6 +16,15 @@ def flatten(tree: Any) -> tuple[list, Any]:
     return optree.tree_flatten(tree, none_is_leaf=NONE_IS_LEAF)
 
 
+def flatten_into(tree: Any, treedefs: list) -> list:
+    """The leaves of ``tree``, its structure appended to ``treedefs``: what a function
+    over flat leaves returns, for its caller to rebuild the output
+    (``unflatten(treedefs[-1], leaves)``)."""
+    leaves, treedef = flatten(tree)
+    treedefs.append(treedef)
+    return leaves
+
+
 def unflatten(treedef: Any, leaves: list) -> Any:
     return optree.tree_unflatten(treedef, leaves)
 

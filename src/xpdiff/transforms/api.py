@@ -433,10 +433,7 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
         out_def = []
 
         def flat_f(*xs):
-            out = f(*_tree.unflatten(tdef, [_constants(x) for x in xs]))
-            ol, od = _tree.flatten(out)
-            out_def.append(od)
-            return ol
+            return _tree.flatten_into(f(*_tree.unflatten(tdef, [_constants(x) for x in xs])), out_def)
 
         def run(s, e):
             v = [x[s:e, ...] if b and (s, e) != (0, size) else x for x, b in zip(vals, batched)]

@@ -468,9 +468,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
                 got.append(r)
                 if isinstance(r, SampleChunks):
                     return []  # nothing computed: the caller follows the plan
-                ol, od = _tree.flatten(r.value)
-                got.append(od)
-                return ol
+                return _tree.flatten_into(r.value, got)
 
             outs, ob = vmap_call(flat_f, vals, flags_flat, e - s)
             if isinstance(got[0], SampleChunks):
