@@ -90,3 +90,41 @@ def test_class_names_are_unique():
             if isinstance(node, ast.ClassDef):
                 where[node.name].append(str(path.relative_to(ROOT)))
     assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
+
+
+def test_no_object_changes_class():
+    # an object never changes class: no `x.__class__ = ...`, no setattr of "__class__"
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "src" / "xpdiff").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if any(isinstance(t, ast.Attribute) and t.attr == "__class__" for t in targets) or (
+                    isinstance(node, ast.Call) and any(
+                        isinstance(a, ast.Constant) and a.value == "__class__" for a in node.args)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
+
+
+def test_a_written_constant_keeps_its_class():
+    # a constant written with a value of a higher transformation (the data view) takes
+    # that value's state, not its class
+    import numpy as np
+
+    import xpdiff as xd
+    from xpdiff.tracer import Tracer
+
+    seen = []
+
+    def f(x):
+        xp = x.__array_namespace__()
+        out = xp.zeros((x.shape[0], 2))
+        cls, level = type(out), out._main.level
+        out[:, 1:] = x
+        seen.append((cls, type(out), level < out._main.level))
+        return out
+
+    J = xd.jacobian(f, batch_ndim=1)(np.ones((3, 1)))
+    assert J.shape == (3, 2, 1)
+    assert seen == [(Tracer, Tracer, True)]
