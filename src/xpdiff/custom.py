@@ -56,30 +56,42 @@ class _Call:
         return [o if isinstance(t, Zero) else JVPTracer(trace.main, o, t)
                 for o, t in zip(outs, touts)]
 
-    # reverse mode -------------------------------------------------------------------------
+    # reverse mode (here and in the eager trace) -------------------------------------------
+    def forward(self, primals: list, tracked: list) -> tuple[list, Any]:
+        """The outputs and what :meth:`backward` needs: ``fwd`` run on ``tracked`` (the
+        primals as the caller wants the residuals kept), or the function itself on
+        ``primals`` (a ``custom_jvp``: its backward pass transposes the rule)."""
+        if self.fwd is not None:
+            return self.fwd(*tracked)
+        return self.bind(primals), None
+
+    def backward(self, res: Any) -> Callable:
+        """The tape node's pullback ``(cotangents, node) -> operand cotangents``: ``bwd``
+        on the residuals, or reverse mode over the JVP rule at the node's primals."""
+        if self.fwd is not None:
+            bwd = self.bwd
+
+            def pull(gs: list, node: Any) -> list:
+                return list(bwd(res, [_zeros_like(o) if g is None else g
+                                      for g, o in zip(gs, node.out)]))
+        else:
+            rule = self.jvp
+
+            def pull(gs: list, node: Any) -> list:
+                prim = node.primals
+                _, pullback = vjp_call(lambda *ts: list(rule(prim, list(ts))[1]),
+                                       [_zeros_like(p) for p in prim])
+                return pullback(list(gs))
+        return pull
+
     def process_vjp(self, trace: Any, leaves: tuple) -> Any:
         primals, ids = trace._split(leaves)
         if all(i is None for i in ids):
             return self.bind(primals)
-        if self.fwd is not None:
-            with one_level_down(trace.main):
-                outs, res = self.fwd(*primals)
-            bwd = self.bwd
-
-            def backward(gs: list, node: Any) -> list:
-                gs = [_zeros_like(o) if g is None else g for g, o in zip(gs, node.out)]
-                return list(bwd(res, gs))
-        else:
-            with one_level_down(trace.main):
-                outs = self.bind(primals)
-            rule = self.jvp
-
-            def backward(gs: list, node: Any) -> list:
-                prim = node.primals
-                zeros = [_zeros_like(p) for p in prim]
-                _, pull = vjp_call(lambda *ts: list(rule(prim, list(ts))[1]), zeros)
-                return pull(list(gs))
-        return list(trace.record(None, {}, list(primals), ids, tuple(outs), custom=backward))
+        with one_level_down(trace.main):
+            outs, res = self.forward(primals, primals)
+        return list(trace.record(None, {}, list(primals), ids, tuple(outs),
+                                 custom=self.backward(res)))
 
     # vmap and the data view: re-bind with the user's functions run under this trace ---------
     def process_passthrough(self, trace: Any, leaves: tuple) -> Any:
