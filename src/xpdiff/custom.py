@@ -129,23 +129,29 @@ class _Wrapper:
         self.data = dict(trace.main.data)
         self.flags = flags
         self.batch = isinstance(trace, BatchTrace)
-        self.res_def = None
+        self.res_def: Any = None
+        self.res_flags: list = []
 
     def _wrap(self, main: Any, vals: list, flags: list) -> list:
         cls = BatchTracer if self.batch else DataTracer
         return [cls(main, v, True) if f else v for v, f in zip(vals, flags)]
 
-    def _unwrap(self, main: Any, outs: list) -> list:
-        """Values one level down, always carrying the batch (or data) dims."""
+    def _unwrap(self, main: Any, outs: list, keep: list | None = None) -> list:
+        """Values one level down, carrying the batch (or data) dims; where ``keep[i]``, a
+        value that does not carry them stays as it is (the same for every sample).
+        ``None`` (a zero) stays ``None``."""
         res = []
-        for o in outs:
+        for i, o in enumerate(outs):
             if isinstance(o, Tracer) and o._main is main:
                 if not self.batch or o._b:
                     res.append(o._a)
                     continue
                 o = o._a
-            res.append(self._materialise(o))
+            res.append(o if o is None or keep is not None and keep[i] else self._materialise(o))
         return res
+
+    def _carries(self, main: Any, o: Any) -> bool:
+        return isinstance(o, Tracer) and o._main is main and (not self.batch or bool(o._b))
 
     def _materialise(self, o: Any) -> Any:
         d = self.data
@@ -183,21 +189,26 @@ class _Wrapper:
             def run(m, v):
                 outs, res = fwd(*v)
                 rl, self.res_def = _tree.flatten(res)
-                return self._unwrap(m, list(outs)), self._unwrap(m, rl)
+                self.res_flags = [self._carries(m, r) for r in rl]  # shared residuals stay shared
+                return self._unwrap(m, list(outs)), self._unwrap(m, rl, [True] * len(rl))
 
             return self.call(run, [(list(vals), self.flags)])
 
         return f
 
     def bwd(self, bwd: Callable) -> Callable:
+        # under vmap an unbatched argument's cotangent is summed over the batch below; under
+        # the data view a shared one is given per sample (or the same for every sample)
+        keep = None if self.batch else [not f for f in self.flags]
+
         def b(res, gs):
             def run(m, r, g):
                 cts = bwd(_tree.unflatten(self.res_def, r), g)
-                return self._unwrap(m, list(cts))
+                return self._unwrap(m, list(cts), keep)
 
-            out = self.call(run, [(list(res), [True] * len(res)), (list(gs), [True] * len(gs))])
-            if self.batch:  # unbatched inputs get the cotangent summed over the batch
-                out = [c if f else namespace_for_values([c]).sum(c, axis=0)
+            out = self.call(run, [(list(res), self.res_flags), (list(gs), [True] * len(gs))])
+            if self.batch:
+                out = [c if f or c is None else namespace_for_values([c]).sum(c, axis=0)
                        for c, f in zip(out, self.flags)]
             return out
 
