@@ -14,7 +14,7 @@ any array-API backend, computed on the arrays' device.
 from . import scaleout  # registers the Dask handler; never imports Dask
 from .backend import BackendUnavailableError
 from .core import AliasingError, MixingError, RuleError, XpdiffError
-from .custom import custom_jvp, custom_vjp
+from .custom import CustomRuleError, custom_jvp, custom_vjp
 from .eager import DiffArray
 from .jit import JitWarning, jit
 from .namespaces import Namespace, namespace
@@ -31,7 +31,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'xpdiff' has no attribute {name!r}")
 
 
-__all__ = ["AliasingError", "BackendUnavailableError", "DiffArray", "JitWarning", "MixingError", "Namespace",
-           "RuleError", "XpdiffError", "custom_jvp", "custom_vjp", "grad", "hessian", "jacfwd",
-           "jacobian", "jacrev", "jit", "jvp", "namespace", "scaleout", "stop_gradient",
-           "value_and_grad", "vjp", "vmap"]
+__all__ = ["AliasingError", "BackendUnavailableError", "CustomRuleError", "DiffArray", "JitWarning",
+           "MixingError", "Namespace", "RuleError", "XpdiffError", "custom_jvp", "custom_vjp", "grad",
+           "hessian", "jacfwd", "jacobian", "jacrev", "jit", "jvp", "namespace", "scaleout",
+           "stop_gradient", "value_and_grad", "vjp", "vmap"]

@@ -220,28 +220,13 @@ class EagerTrace(ReverseTrace):
                 return [self.lift(o) for o in call.fun(*primals)]
             return list(call.fun(*args))
         kept = self._kept(primals, ids)
-        if call.fwd is not None:
-            self.in_fwd += 1
-            try:  # on tracked arrays, so the residuals are tracked (higher order)
-                outs, res = call.fwd(*kept)
-            finally:
-                self.in_fwd -= 1
-            outs = [_raw(o) for o in outs]
-            bwd = call.bwd
-
-            def backward_fn(gs: list, node: Any) -> list:
-                gs = [_zeros_like(o) if g is None else g for g, o in zip(gs, node.out)]
-                return list(bwd(res, gs))
-        else:
-            outs = call.fun(*primals)
-            rule = call.jvp
-
-            def backward_fn(gs: list, node: Any) -> list:
-                prim = node.primals  # tracked: the transposed rule is recorded too
-                zeros = [_zeros_like(p) for p in prim]
-                _, pull = vjp_call(lambda *ts: list(rule(prim, list(ts))[1]), zeros)
-                return pull(list(gs))
-        return list(self.record(None, {}, kept, ids, tuple(outs), custom=backward_fn))
+        self.in_fwd += 1
+        try:  # a fwd runs on tracked arrays, so the residuals are tracked (higher order)
+            outs, res = call.forward(primals, kept)
+        finally:
+            self.in_fwd -= 1
+        return list(self.record(None, {}, kept, ids, tuple(_raw(o) for o in outs),
+                                custom=call.backward(res)))
 
 
 class EagerDataTrace(DataTrace):
@@ -356,10 +341,6 @@ def _leaf(value: Any, k: Any) -> DiffArray:
 def _raw(v: Any) -> Any:
     """The backend array under an ``E`` tracer (E is the lowest level)."""
     return v._a if _is_flat(v) else v
-
-
-def _zeros_like(x: Any) -> Any:
-    return namespace_for_values([x]).zeros_like(x)
 
 
 def _flat(d: DiffArray, record: bool = True) -> Any:

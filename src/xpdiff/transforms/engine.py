@@ -270,7 +270,13 @@ def _forward(flat: _FlatFun, single: bool, rec: tuple | None, *, fname: str, chu
 
 def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
     """The Jacobian ``Y + X`` (Y == X) of a structured tangent over the full basis:
-    ``diag(scale) + sum_r w_r c_r^T``, written once."""
+    ``diag(scale) + sum_r w_r c_r^T``, written once.
+
+    The scale and weights do not depend on the basis, but they may be constants of the
+    basis trace (created by a custom rule run one level down, below the transformation
+    that called it): those are read one level down, like the primal outputs."""
+    t = t.replace(_unbatch(t.scale, bmain), t.diag,
+                  tuple((c, _unbatch(w, bmain)) for c, w in t.terms))
     xp = namespace_for_values([o])
     shape = tuple(x.shape)
     n = math.prod(shape)
