@@ -64,7 +64,7 @@ class _Node(Node):
 
 def _data_array(D: MainTrace, per_sample: Any) -> DiffArray:
     """A ``DiffArray`` of a data view ``D_B``: ``_a`` the per-sample value (a ``V_B`` array)."""
-    return data_tracer(D, per_sample, DiffArray)
+    return data_tracer(D, per_sample)
 
 
 def _is_flat(v: Any) -> bool:

@@ -24,10 +24,10 @@ from ..core import USER_OP, MixingError, Primitive, Trace, namespace_for_values,
 from ..tracer import Tracer, new_tracer
 
 
-def data_tracer(main: Any, value: Any, cls: type = Tracer) -> Any:
-    """A traced array of the data view ``main``: ``_a`` the per-sample value; its
-    apparent shape is ``B + _a.shape``."""
-    return new_tracer(cls, main, value)
+def data_tracer(main: Any, value: Any) -> Any:
+    """A traced array of the data view ``main`` (of its trace's ``array_type``): ``_a``
+    the per-sample value; its apparent shape is ``B + _a.shape``."""
+    return new_tracer(main.trace.array_type, main, value)
 
 
 class DataContext:
@@ -124,14 +124,14 @@ class DataTrace(Trace):
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:
-            return tuple(data_tracer(main, o, self.array_type) for o in out)
-        return data_tracer(main, out, self.array_type)
+            return tuple(data_tracer(main, o) for o in out)
+        return data_tracer(main, out)
 
     def lift(self, x: Any) -> Tracer:
         d = self.main.data
         ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""),
                           d.get("unmatched"))
-        return data_tracer(self.main, ctx.lift(x), self.array_type)
+        return data_tracer(self.main, ctx.lift(x))
 
     def process_custom(self, call: Any, args: tuple) -> Any:
         return call.process_passthrough(self, args)
