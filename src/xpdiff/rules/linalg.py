@@ -380,7 +380,7 @@ def _real_only(name, x):
     if is_complex(x):
         raise TypeError(f"linalg.{name}: reverse-mode derivatives of complex matrices are not "
                         f"supported (the rule is written for real input); use forward mode "
-                        f"(jvp, jacfwd), differentiate the real and imaginary parts of an "
+                        f"(jvp), differentiate the real and imaginary parts of an "
                         f"equivalent real problem, or use xpdiff.custom_vjp")
 
 
