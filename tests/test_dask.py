@@ -157,11 +157,12 @@ def test_demo_on_the_cluster(client, tmp_path):
     from xpdiff.scaleout import demo
 
     lines = []
-    assert demo.run(size_gb=0.0005, chunk=64, out=str(tmp_path), echo=lines.append, client=client) == 0
+    out = tmp_path / "new" / "dir"  # --out need not exist yet
+    assert demo.run(size_gb=0.0005, chunk=64, out=str(out), echo=lines.append, client=client) == 0
     text = "\n".join(lines)
     assert "samples/s" in text and "peak RSS" in text and "worker process" in text, text
     assert "max abs difference 0.0e+00" in text
-    assert not list(tmp_path.iterdir())  # the Zarr store is deleted
+    assert not list(out.iterdir())  # the Zarr store is deleted
     assert demo.run(size_gb=1e9, echo=lines.append) == 2 and "disk" in lines[-1]
 
 

@@ -137,6 +137,7 @@ def run(size_gb: float | None = None, chunk: int = 4096, workers: int = 2, out: 
     n = max(chunk, int(target // per_sample) // chunk * chunk)
     size = n * per_sample
     base = out or tempfile.gettempdir()
+    os.makedirs(base, exist_ok=True)
     free = shutil.disk_usage(base).free
     if size * 1.05 > free:
         echo(f"xpdiff demo --dask: the result needs up to {_gb(size)} of disk, {base} has {_gb(free)} free; "
