@@ -437,6 +437,55 @@ def test_pass_reshape_chains():
     assert len(eliminate_dead(simplify_reshapes(prog)).calls) == 4
 
 
+def test_pass_unit_factors():
+    """x * ones, ones * x and x / ones with a folded constant of real ones are x; nothing
+    else is: a closed-over array (read at each call), a broadcast that grows x, a
+    promotion, complex arithmetic, ones / x."""
+    from xpdiff.jit.program import eliminate_identities
+
+    def run(a, b, name="multiply", fresh=True, x=np.array([-0.0, np.inf, np.nan, 2.0]), dtype=None):
+        calls = [Call(getattr(np, name), (Var(a), Var(b)), {}, (2,), name)]
+        ones = np.ones(4, dtype=dtype or x.dtype)
+        prog = _prog(calls, [2], consts={1: ones}, fresh={1} if fresh else ())
+        out_dtype = (x * ones).dtype
+        prog.shapes = {0: x.shape, 1: ones.shape, 2: (x * ones).shape}
+        prog.dtypes = {0: x.dtype, 1: ones.dtype, 2: out_dtype}
+        return eliminate_identities(prog)
+
+    for a, b, name in ((0, 1, "multiply"), (1, 0, "multiply"), (0, 1, "divide")):
+        p = run(a, b, name)
+        assert not p.calls and p.outputs == [Var(0)], name
+        low = lower(p, "numpy")
+        x = np.array([-0.0, np.inf, np.nan, 2.0])
+        assert np.array_equal(low.run(x)[0], x * np.ones(4), equal_nan=True)
+        assert np.signbit(low.run(x)[0][0])
+    assert len(run(1, 0, "divide").calls) == 1  # ones / x
+    assert len(run(0, 1, fresh=False).calls) == 1  # a closed-over array may change
+    assert len(run(0, 1, x=np.array([1j, 2.0, 3.0, 4.0])).calls) == 1  # complex: inf * 1 has NaN parts
+    assert len(run(0, 1, x=np.ones(4, np.float32), dtype=np.float64).calls) == 1  # a promotion
+    calls = [Call(np.multiply, (Var(0), Var(1)), {}, (2,), "multiply")]
+    prog = _prog(calls, [2], consts={1: np.ones((3, 4))}, fresh={1})
+    prog.shapes = {0: (4,), 1: (3, 4), 2: (3, 4)}
+    prog.dtypes = {0: np.dtype(float), 1: np.dtype(float), 2: np.dtype(float)}
+    assert len(eliminate_identities(prog).calls) == 1  # the ones grow x: not x
+
+
+def test_seed_of_ones_is_folded():
+    """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
+    it are trace-time constants, so the loss itself is dead code in a ``grad`` program;
+    the replay still equals the eager gradient on new inputs."""
+    def loss(x):
+        xp = x.__array_namespace__()
+        return xp.sum(xp.tanh(x) ** 2)
+
+    j = xd.jit(xd.grad(loss))
+    x = np.linspace(-1.0, 1.0, 7)
+    names = [c.name for c in j.lower(x).program.calls]
+    assert "full_like" not in names and "sum" not in names, names
+    for k in (1.0, -2.0, 3.5):
+        _same(j(x * k), xd.grad(loss)(x * k))
+
+
 def test_jit_peak_memory_at_most_eager():
     """A replayed per-sample Jacobian allocates no more than the eager call (the MLP of
     the benchmark, where a collapsed copying reshape once cost a 16 MiB operand copy)."""

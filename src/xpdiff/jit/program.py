@@ -11,6 +11,9 @@ Passes (each a function ``Program -> Program`` or an analysis):
 
 * :func:`fold_constants`: calls whose operands are all trace-time constants made
   during tracing (an identity basis, an index array) run once, at trace time;
+* :func:`eliminate_identities`: a product with (or a quotient by) a folded constant
+  of ones that changes neither the other operand's shape nor its real dtype is that
+  operand (``x * 1`` is ``x`` bit for bit in real arithmetic);
 * :func:`eliminate_common` (CSE): a call equal to an earlier one (same function,
   same operands, same parameters) reuses its result;
 * :func:`eliminate_dead` (DCE): calls no output or guard needs are dropped;
@@ -114,6 +117,9 @@ class Program:
 # --- passes --------------------------------------------------------------------------------
 
 NO_FOLD = frozenset({"empty", "empty_like"})  # uninitialised memory: never shared or folded
+# primitives whose result depends only on their array operand's shape and dtype (fixed in a
+# variant), not on its values: with literal parameters, their results are trace-time constants
+SHAPE_ONLY = frozenset({"full_like"})
 FOLD_MAX_ELEMENTS = 1 << 16  # larger folded values are recomputed (a program holds its folds)
 
 
@@ -290,9 +296,72 @@ def simplify_reshapes(prog: Program) -> Program:
                    fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
 
 
+IDENTITY_OPERAND = {"multiply": (0, 1), "divide": (0,)}  # operand positions kept when the other is 1
+
+
+def _all_ones(c: Any) -> bool:
+    """Whether the trace-time constant ``c`` is real (not complex) and every element is 1
+    (checked once, while the program is built)."""
+    ns = getattr(c, "__array_namespace__", None)
+    if ns is None:
+        return False
+    xp = ns()
+    if not xp.isdtype(c.dtype, ("real floating", "integral")):
+        return False
+    return bool(xp.all(c == 1))
+
+
+def eliminate_identities(prog: Program) -> Program:
+    """``multiply(x, ones)``, ``multiply(ones, x)`` and ``divide(x, ones)`` are ``x`` when
+    ``ones`` is a folded constant (``prog.fresh``) of real ones and the result has ``x``'s
+    shape and a real dtype equal to ``x``'s: ``x * 1`` and ``x / 1`` are exactly ``x``
+    for every real value, signed zeros, infinities and NaNs included (not in complex
+    arithmetic, where ``(inf + 0j) * 1`` has a NaN part).  Seeds of ones (a gradient's
+    cotangent) and unit scalings of the rules are what this removes."""
+    rename: dict[int, int] = {}
+    ones: dict[int, bool] = {}
+
+    def is_ones(n: int) -> bool:
+        if n not in ones:
+            ones[n] = n in prog.fresh and n in prog.consts and _all_ones(prog.consts[n])
+        return ones[n]
+
+    def sub(a: Any) -> Any:
+        return Var(rename.get(a.n, a.n)) if type(a) is Var else a
+
+    calls = []
+    for c in prog.calls:
+        args = tuple(sub(a) for a in c.args)
+        kw = {k: sub(v) for k, v in c.kw.items()}
+        keep = IDENTITY_OPERAND.get(c.name)
+        ops = args[1:] if c.takes_xp else args
+        if keep is not None and not kw and len(ops) == 2 and not c.multi:
+            out = c.outs[0]
+            for i in keep:
+                x, one = ops[i], ops[1 - i]
+                if (type(x) is Var and type(one) is Var and is_ones(one.n)
+                        and prog.shapes.get(x.n) == prog.shapes.get(out)
+                        and x.n in prog.dtypes and prog.dtypes.get(x.n) == prog.dtypes.get(out)
+                        and prog.dtypes.get(one.n) == prog.dtypes.get(out)):
+                    rename[out] = x.n
+                    break
+            if out in rename:
+                continue
+        if args != c.args or kw != c.kw:
+            c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
+                     c.dtypes, c.check_shape, c.takes_xp, c.view)
+        calls.append(c)
+    guards = _remap_guards(prog.calls, calls, prog.guards, rename)
+    outputs = [sub(o) for o in prog.outputs]
+    copy = {rename.get(n, n) for n in prog.copy_outputs}
+    return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
+                   fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
+
+
 def optimize(prog: Program, values: dict[int, Any]) -> Program:
-    """The passes in order: fold, reshape chains, CSE, DCE."""
-    return eliminate_dead(eliminate_common(simplify_reshapes(fold_constants(prog, values))))
+    """The passes in order: fold, unit factors, reshape chains, CSE, DCE."""
+    return eliminate_dead(eliminate_common(simplify_reshapes(
+        eliminate_identities(fold_constants(prog, values)))))
 
 
 def describe(prog: Program, groups: list | None = None) -> str:

@@ -35,7 +35,7 @@ from .. import core as _core
 from ..backend import fix_result, is_array, namespace_of
 from ..core import Primitive, Trace, XpdiffError
 from ..tracer import Tracer, new_tracer
-from .program import FOLD_MAX_ELEMENTS, Call, Guard, Program, Var, _size
+from .program import FOLD_MAX_ELEMENTS, SHAPE_ONLY, Call, Guard, Program, Var, _size
 
 # primitives whose output shape depends on the data: their shapes are guarded
 DATA_DEPENDENT_SHAPES = frozenset({"nonzero", "unique_all", "unique_counts", "unique_inverse",
@@ -251,7 +251,11 @@ class Recorder:
                 view: bool = False) -> None:
         outs_raw = out if multi else (out,)
         operands = [a.n for a in ops if type(a) is Var] + [a.n for a in kw.values() if type(a) is Var]
-        fresh = all(n in self.fresh for n in operands)
+        # a value made from constants only, or one that reads only its operand's shape and
+        # dtype (``full_like`` with a literal fill): the shapes of a variant are fixed (its
+        # key, and guards on data-dependent shapes), so it depends on no input either
+        fresh = all(n in self.fresh for n in operands) or (
+            name in SHAPE_ONLY and not any(type(v) is Var for v in kw.values()))
         outs = []
         for o in outs_raw:
             n = self._new(o)
