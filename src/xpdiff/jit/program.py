@@ -172,10 +172,10 @@ def _freeze(v: Any) -> Any:
     return (t, v)
 
 
-def eliminate_common(prog: Program) -> Program:
-    """Common-subexpression elimination: a call with the same function, operands and
-    parameters as an earlier one reuses the earlier outputs."""
-    seen: dict[Any, tuple[int, ...]] = {}
+def _rewrite(prog: Program, visit: Any) -> Program:
+    """The skeleton of a renaming pass: each call, its operands renamed, goes to
+    ``visit(call, rename)``, which returns the call to keep (possibly another) or
+    ``None`` after setting ``rename[out]`` to the value that stands for each output."""
     rename: dict[int, int] = {}
 
     def sub(a: Any) -> Any:
@@ -186,26 +186,41 @@ def eliminate_common(prog: Program) -> Program:
         args = tuple(sub(a) for a in c.args)
         kw = {k: sub(v) for k, v in c.kw.items()}
         if args != c.args or kw != c.kw:
-            c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
-                     c.dtypes, c.check_shape, c.takes_xp, c.view)
-        key = None
-        if c.name not in NO_FOLD:
-            try:
-                key = (id(c.fn), _freeze(args), _freeze(kw))
-            except TypeError:
-                key = None
-        if key is not None and key in seen:
-            for o, p in zip(c.outs, seen[key]):
-                rename[o] = p
-            continue
-        if key is not None:
-            seen[key] = c.outs
-        calls.append(c)
+            c = _with_operands(c, args, kw)
+        kept = visit(c, rename)
+        if kept is not None:
+            calls.append(kept)
     guards = _remap_guards(prog.calls, calls, prog.guards, rename)
     outputs = [sub(o) for o in prog.outputs]
     copy = {rename.get(n, n) for n in prog.copy_outputs}
     return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
                    fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
+
+
+def _with_operands(c: Call, args: tuple, kw: dict) -> Call:
+    return Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
+                c.dtypes, c.check_shape, c.takes_xp, c.view)
+
+
+def eliminate_common(prog: Program) -> Program:
+    """Common-subexpression elimination: a call with the same function, operands and
+    parameters as an earlier one reuses the earlier outputs."""
+    seen: dict[Any, tuple[int, ...]] = {}
+
+    def visit(c: Call, rename: dict[int, int]) -> Call | None:
+        if c.name in NO_FOLD:
+            return c
+        try:
+            key = (id(c.fn), _freeze(c.args), _freeze(c.kw))
+        except TypeError:
+            return c
+        if key in seen:
+            rename.update(zip(c.outs, seen[key]))
+            return None
+        seen[key] = c.outs
+        return c
+
+    return _rewrite(prog, visit)
 
 
 def _remap_guards(old: list[Call], kept: list[Call], guards: list[Guard],
@@ -267,33 +282,21 @@ def simplify_reshapes(prog: Program) -> Program:
     copied (a non-contiguous operand) stays: its contiguous result can save a copy
     later (a matmul operand).  The reshapes left unused go with dead code."""
     source: dict[int, int] = {}  # value made by a reshape -> the value it reshaped
-    rename: dict[int, int] = {}
 
-    def sub(a: Any) -> Any:
-        return Var(rename.get(a.n, a.n)) if type(a) is Var else a
-
-    calls = []
-    for c in prog.calls:
-        args = tuple(sub(a) for a in c.args)
-        kw = {k: sub(v) for k, v in c.kw.items()}
-        if (c.name == RESHAPE and c.view and not c.takes_xp and len(args) == 1
-                and type(args[0]) is Var):
-            root = source.get(args[0].n, args[0].n)
-            target = kw.get("shape")
+    def visit(c: Call, rename: dict[int, int]) -> Call | None:
+        if (c.name == RESHAPE and c.view and not c.takes_xp and len(c.args) == 1
+                and type(c.args[0]) is Var):
+            root = source.get(c.args[0].n, c.args[0].n)
+            target = c.kw.get("shape")
             if isinstance(target, tuple) and prog.shapes.get(root) == target:
                 rename[c.outs[0]] = root
-                continue
-            args = (Var(root),)
+                return None
             source[c.outs[0]] = root
-        if args != c.args or kw != c.kw:
-            c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
-                     c.dtypes, c.check_shape, c.takes_xp, c.view)
-        calls.append(c)
-    guards = _remap_guards(prog.calls, calls, prog.guards, rename)
-    outputs = [sub(o) for o in prog.outputs]
-    copy = {rename.get(n, n) for n in prog.copy_outputs}
-    return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
-                   fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
+            if root != c.args[0].n:
+                return _with_operands(c, (Var(root),), c.kw)
+        return c
+
+    return _rewrite(prog, visit)
 
 
 IDENTITY_OPERAND = {"multiply": (0, 1), "divide": (0,)}  # operand positions kept when the other is 1
@@ -318,7 +321,6 @@ def eliminate_identities(prog: Program) -> Program:
     for every real value, signed zeros, infinities and NaNs included (not in complex
     arithmetic, where ``(inf + 0j) * 1`` has a NaN part).  Seeds of ones (a gradient's
     cotangent) and unit scalings of the rules are what this removes."""
-    rename: dict[int, int] = {}
     ones: dict[int, bool] = {}
 
     def is_ones(n: int) -> bool:
@@ -326,36 +328,23 @@ def eliminate_identities(prog: Program) -> Program:
             ones[n] = n in prog.fresh and n in prog.consts and _all_ones(prog.consts[n])
         return ones[n]
 
-    def sub(a: Any) -> Any:
-        return Var(rename.get(a.n, a.n)) if type(a) is Var else a
-
-    calls = []
-    for c in prog.calls:
-        args = tuple(sub(a) for a in c.args)
-        kw = {k: sub(v) for k, v in c.kw.items()}
+    def visit(c: Call, rename: dict[int, int]) -> Call | None:
         keep = IDENTITY_OPERAND.get(c.name)
-        ops = args[1:] if c.takes_xp else args
-        if keep is not None and not kw and len(ops) == 2 and not c.multi:
-            out = c.outs[0]
-            for i in keep:
-                x, one = ops[i], ops[1 - i]
-                if (type(x) is Var and type(one) is Var and is_ones(one.n)
-                        and prog.shapes.get(x.n) == prog.shapes.get(out)
-                        and x.n in prog.dtypes and prog.dtypes.get(x.n) == prog.dtypes.get(out)
-                        and prog.dtypes.get(one.n) == prog.dtypes.get(out)):
-                    rename[out] = x.n
-                    break
-            if out in rename:
-                continue
-        if args != c.args or kw != c.kw:
-            c = Call(c.fn, args, kw, c.outs, c.name, c.multi, c.fix, c.elementwise, c.shapes,
-                     c.dtypes, c.check_shape, c.takes_xp, c.view)
-        calls.append(c)
-    guards = _remap_guards(prog.calls, calls, prog.guards, rename)
-    outputs = [sub(o) for o in prog.outputs]
-    copy = {rename.get(n, n) for n in prog.copy_outputs}
-    return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
-                   fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
+        ops = c.array_args()
+        if keep is None or c.kw or len(ops) != 2 or c.multi:
+            return c
+        out = c.outs[0]
+        for i in keep:
+            x, one = ops[i], ops[1 - i]
+            if (type(x) is Var and type(one) is Var and is_ones(one.n)
+                    and prog.shapes.get(x.n) == prog.shapes.get(out)
+                    and x.n in prog.dtypes and prog.dtypes.get(x.n) == prog.dtypes.get(out)
+                    and prog.dtypes.get(one.n) == prog.dtypes.get(out)):
+                rename[out] = x.n
+                return None
+        return c
+
+    return _rewrite(prog, visit)
 
 
 def optimize(prog: Program, values: dict[int, Any]) -> Program:
