@@ -471,6 +471,41 @@ def test_pass_unit_factors():
     assert len(eliminate_identities(prog).calls) == 1  # the ones grow x: not x
 
 
+def test_folded_constants_take_the_layout_of_their_partner():
+    """A folded constant added to a transposed (Fortran-ordered) result is stored in
+    Fortran order (an elementwise call on opposite layouts walks one operand across
+    its rows); values and results are unchanged."""
+    from xpdiff.jit.lowering import match_layouts
+
+    a = np.random.default_rng(0).standard_normal((40, 40))
+
+    def f(x):
+        xp = x.__array_namespace__()
+        return xp.tanh(xp.asarray(a) @ x) + x
+
+    j = xd.jit(xd.jacfwd(f))
+    x = np.linspace(-1.0, 1.0, 40)
+    prog = j.lower(x).program
+    eye = [n for n, v in prog.consts.items() if n in prog.fresh and getattr(v, "ndim", 0) == 2]
+    assert eye and prog.fortran
+    low = match_layouts(prog)
+    assert all(low.consts[n].flags.f_contiguous and not low.consts[n].flags.c_contiguous for n in eye)
+    assert all(np.array_equal(low.consts[n], prog.consts[n]) for n in eye)
+    for k in (1.0, -0.5, 2.0):
+        _same(j(x * k), xd.jacfwd(f)(x * k))
+    # a constant that is also used beside a row-major operand, or returned, keeps its layout
+    calls = [Call(np.add, (Var(0), Var(1)), {}, (2,), "add", elementwise=True),
+             Call(np.add, (Var(3), Var(1)), {}, (4,), "add", elementwise=True)]
+    prog = _prog(calls, [2, 4], inputs=(0, 3), consts={1: np.eye(3)}, fresh={1})
+    prog.shapes = {n: (3, 3) for n in range(5)}
+    prog.fortran = {0}
+    assert match_layouts(prog).consts[1].flags.c_contiguous
+    prog.fortran = {0, 3}
+    assert match_layouts(prog).consts[1].flags.f_contiguous
+    prog.outputs = [Var(1)]
+    assert match_layouts(prog).consts[1].flags.c_contiguous
+
+
 def test_seed_of_ones_is_folded():
     """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
     it are trace-time constants, so the loss itself is dead code in a ``grad`` program;

@@ -22,7 +22,7 @@ Layer: inside ``xpdiff.jit``.  May import: ``.program`` (NumPy lazily).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .program import Call, Program, Var, last_uses
@@ -176,12 +176,46 @@ def _copy(x: Any) -> Any:
     return ns.asarray(x, copy=True)
 
 
+def match_layouts(prog: Program) -> Program:
+    """Folded constants (``prog.fresh``, at least 2-D) whose every elementwise use has
+    an operand of the same shape that was laid out in Fortran order at trace time
+    (``prog.fortran``: a transposed result) are stored in Fortran order too, once.
+
+    An elementwise call on operands of opposite layouts walks one of them across its
+    rows: adding a 512x512 identity to a transposed product took 0.32 ms against
+    0.03 ms with matching layouts (NumPy, float32).  Values are unchanged; only the
+    constant's strides are.  Backends whose arrays have no ``flags`` record no
+    Fortran-ordered values, so nothing changes there."""
+    if not prog.fortran:
+        return prog
+    want: dict[int, bool] = {}
+    for c in prog.calls:
+        ops = [a for a in c.array_args() if type(a) is Var]
+        for a in ops:
+            if a.n not in prog.consts or a.n not in prog.fresh or len(prog.shapes.get(a.n, ())) < 2:
+                continue
+            fortran_partner = c.elementwise and any(
+                b.n in prog.fortran and prog.shapes.get(b.n) == prog.shapes[a.n] for b in ops)
+            want[a.n] = want.get(a.n, True) and fortran_partner
+    outputs = {o.n for o in prog.outputs if type(o) is Var}
+    consts = dict(prog.consts)
+    for n, ok in want.items():
+        v = consts[n]
+        if ok and n not in outputs and n not in prog.fortran:
+            xp = v.__array_namespace__()
+            axes = tuple(range(v.ndim - 1, -1, -1))
+            t = xp.permute_dims(v, axes)  # a flat reshape copies it in row-major order
+            consts[n] = xp.permute_dims(xp.reshape(xp.reshape(t, (-1,)), t.shape), axes)
+    return replace(prog, consts=consts)
+
+
 def lower(prog: Program, backend: str, *, fuse: bool | None = None) -> Lowered:
     """The runnable form of ``prog`` for ``backend`` (``"numpy"``, ``"cupy"``, ...).
 
     ``fuse`` (default: on for CuPy only) fuses elementwise chains into generated
     kernels; on other backends the plain calls run."""
     fuse = backend == "cupy" if fuse is None else fuse
+    prog = match_layouts(prog)
     if not fuse:
         run, src = generate(prog)
         return Lowered(run, src, [], [], backend)

@@ -26,7 +26,7 @@ Layer: inside ``xpdiff.jit``.  May import: the standard library only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -109,6 +109,7 @@ class Program:
     fresh: set[int] = field(default_factory=set)  # constants made during tracing (foldable)
     shapes: dict[int, tuple] = field(default_factory=dict)  # value number -> traced shape
     dtypes: dict[int, Any] = field(default_factory=dict)  # value number -> traced dtype
+    fortran: set[int] = field(default_factory=set)  # values laid out in Fortran order only, traced
 
     def n_calls(self) -> int:
         return len(self.calls)
@@ -120,7 +121,7 @@ NO_FOLD = frozenset({"empty", "empty_like"})  # uninitialised memory: never shar
 # primitives whose result depends only on their array operand's shape and dtype (fixed in a
 # variant), not on its values: with literal parameters, their results are trace-time constants
 SHAPE_ONLY = frozenset({"full_like"})
-FOLD_MAX_ELEMENTS = 1 << 16  # larger folded values are recomputed (a program holds its folds)
+FOLD_MAX_ELEMENTS = 1 << 18  # larger folded values are recomputed (a program holds its folds)
 
 
 def _size(x: Any) -> int:
@@ -149,9 +150,8 @@ def fold_constants(prog: Program, values: dict[int, Any]) -> Program:
         calls.append(c)
     guards = [g for g in _remap_guards(prog.calls, calls, prog.guards) if g.var not in folded]
     out_folded = {o.n for o in prog.outputs if type(o) is Var and o.n in folded}
-    return Program(prog.inputs, consts, calls, guards, prog.outputs,
-                   copy_outputs=prog.copy_outputs | out_folded, fresh=folded,
-                   shapes=prog.shapes, dtypes=prog.dtypes)
+    return replace(prog, consts=consts, calls=calls, guards=guards,
+                   copy_outputs=prog.copy_outputs | out_folded, fresh=folded)
 
 
 def _freeze(v: Any) -> Any:
@@ -193,8 +193,7 @@ def _rewrite(prog: Program, visit: Any) -> Program:
     guards = _remap_guards(prog.calls, calls, prog.guards, rename)
     outputs = [sub(o) for o in prog.outputs]
     copy = {rename.get(n, n) for n in prog.copy_outputs}
-    return Program(prog.inputs, prog.consts, calls, guards, outputs, copy_outputs=copy,
-                   fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
+    return replace(prog, calls=calls, guards=guards, outputs=outputs, copy_outputs=copy)
 
 
 def _with_operands(c: Call, args: tuple, kw: dict) -> Call:
@@ -249,8 +248,7 @@ def eliminate_dead(prog: Program) -> Program:
     keep.reverse()
     guards = _remap_guards(prog.calls, keep, prog.guards)
     consts = {n: v for n, v in prog.consts.items() if n in need}
-    return Program(prog.inputs, consts, keep, guards, prog.outputs,
-                   copy_outputs=prog.copy_outputs, fresh=prog.fresh, shapes=prog.shapes, dtypes=prog.dtypes)
+    return replace(prog, consts=consts, calls=keep, guards=guards)
 
 
 def last_uses(prog: Program) -> dict[int, list[int]]:

@@ -161,6 +161,7 @@ class Recorder:
         self.values: dict[int, Any] = {}  # traced values of fresh values (for folding)
         self.shapes: dict[int, tuple] = {}  # value number -> shape at trace time
         self.dtypes: dict[int, Any] = {}  # value number -> dtype at trace time
+        self.fortran: set[int] = set()  # values in Fortran order only at trace time
         self.auto_budget: tuple = (None, None)  # (backend kind, bytes): the free-memory budget
 
     # --- value numbers ---------------------------------------------------------------
@@ -172,6 +173,9 @@ class Recorder:
         if shape is not None:
             self.shapes[n] = tuple(shape)
             self.dtypes[n] = x.dtype
+            flags = getattr(x, "flags", None)  # NumPy and CuPy arrays: their memory layout
+            if flags is not None and len(shape) >= 2 and flags.f_contiguous and not flags.c_contiguous:
+                self.fortran.add(n)
         return n
 
     def input(self, x: Any) -> int:
@@ -286,5 +290,5 @@ class Recorder:
         outs = [Var(self.var_of(o)) if not isinstance(o, type) and is_array(o) else o
                 for o in outputs]
         return Program(list(self.inputs), dict(self.consts), list(self.calls), list(self.guards),
-                       outs, fresh=set(self.fresh), shapes=dict(self.shapes),
+                       outs, fresh=set(self.fresh), shapes=dict(self.shapes), fortran=set(self.fortran),
                        dtypes=dict(self.dtypes))
