@@ -506,6 +506,42 @@ def test_folded_constants_take_the_layout_of_their_partner():
     assert match_layouts(prog).consts[1].flags.c_contiguous
 
 
+def test_pass_known_selects():
+    """where(cond, a, b) with cond known at build time (a folded boolean, or a logical_and
+    that a known False absorbs) is the selected operand; an unknown condition, or an
+    operand that the where would broadcast, stays."""
+    from xpdiff.jit.program import eliminate_selects
+
+    def prog_of(cond_const, b_shape=(3,)):
+        calls = [Call(np.equal, (Var(0), Var(5)), {}, (1,), "equal"),
+                 Call(np.logical_and, (Var(1), Var(2)), {}, (3,), "logical_and"),
+                 Call(np.where, (Var(3), Var(5), Var(4)), {}, (6,), "where")]
+        prog = _prog(calls, [6], inputs=(0, 4), consts={2: cond_const, 5: np.zeros(())},
+                     fresh={2, 5})
+        prog.shapes = {0: (3,), 1: (3,), 2: (), 3: (3,), 4: b_shape, 5: (), 6: (3,)}
+        prog.dtypes = {n: np.dtype(float) for n in (0, 4, 5, 6)} | {1: np.dtype(bool), 3: np.dtype(bool)}
+        return prog
+
+    p = eliminate_dead(eliminate_selects(prog_of(np.asarray(False))))
+    assert not p.calls and p.outputs == [Var(4)]
+    assert len(eliminate_selects(prog_of(np.asarray(True))).calls) == 3  # and with True: unknown
+    assert len(eliminate_selects(prog_of(np.asarray(False), b_shape=())).calls) == 3  # b broadcast
+
+
+def test_constant_exponent_drops_the_pole_guard():
+    """x ** 2 has no pole at 0 (its exponent, a constant, says so): the replayed
+    derivative has no select; x ** 0.5 keeps its guard. Both equal eager everywhere,
+    0, infinities and NaN included."""
+    x = np.array([[0.0, -0.0, 1.5, 2.0, np.inf, np.nan]])
+    for p, selects in ((2, 0), (0.5, 2)):
+        f = xd.jacobian(lambda v, p=p: v ** p, batch_ndim=1)
+        j = xd.jit(f)
+        names = [c.name for c in j.lower(x).program.calls]
+        assert names.count("where") == selects, names
+        for k in (1.0, 0.5, 3.0):
+            _same(j(x * k), f(x * k))
+
+
 def test_seed_of_ones_is_folded():
     """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
     it are trace-time constants, so the loss itself is dead code in a ``grad`` program;

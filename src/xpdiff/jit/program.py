@@ -14,6 +14,9 @@ Passes (each a function ``Program -> Program`` or an analysis):
 * :func:`eliminate_identities`: a product with (or a quotient by) a folded constant
   of ones that changes neither the other operand's shape nor its real dtype is that
   operand (``x * 1`` is ``x`` bit for bit in real arithmetic);
+* :func:`eliminate_selects`: ``where`` on a condition known at build time to be
+  uniform (a folded boolean, or ``logical_and``/``logical_or`` absorbed by one) is
+  the operand it selects;
 * :func:`eliminate_common` (CSE): a call equal to an earlier one (same function,
   same operands, same parameters) reuses its result;
 * :func:`eliminate_dead` (DCE): calls no output or guard needs are dropped;
@@ -345,10 +348,64 @@ def eliminate_identities(prog: Program) -> Program:
     return _rewrite(prog, visit)
 
 
+def _uniform_bool(c: Any) -> bool | None:
+    """``True`` or ``False`` when the trace-time constant ``c`` is a boolean array with
+    every element equal to it; ``None`` otherwise (checked once, at build time)."""
+    ns = getattr(c, "__array_namespace__", None)
+    if ns is None:
+        return None
+    xp = ns()
+    if not xp.isdtype(c.dtype, "bool"):
+        return None
+    if bool(xp.all(c)):
+        return True
+    return False if not bool(xp.any(c)) else None
+
+
+def eliminate_selects(prog: Program) -> Program:
+    """``where(cond, a, b)`` is ``b`` when ``cond`` is known to be False everywhere
+    (``a`` when True everywhere) and the chosen operand has the result's shape and
+    dtype.  Known conditions: folded boolean constants, and ``logical_and`` with a known
+    False (``logical_or`` with a known True) operand, ``logical_not`` of a known one.
+    The rules' guards for poles and special points whose trigger is decided by a
+    constant (``x ** 2`` has no pole at 0: its exponent says so) go with it."""
+    known: dict[int, bool | None] = {}
+
+    def value(a: Any) -> bool | None:
+        if type(a) is not Var:
+            return None
+        n = a.n
+        if n not in known:
+            known[n] = (_uniform_bool(prog.consts[n]) if n in prog.fresh and n in prog.consts
+                        else None)
+        return known[n]
+
+    def visit(c: Call, rename: dict[int, int]) -> Call | None:
+        ops = c.array_args()
+        out = c.outs[0] if len(c.outs) == 1 else None
+        if c.name in ("logical_and", "logical_or") and len(ops) == 2:
+            absorbing = c.name == "logical_or"  # False absorbs in and, True in or
+            if any(value(a) is absorbing for a in ops):
+                known[out] = absorbing
+        elif c.name == "logical_not" and len(ops) == 1 and value(ops[0]) is not None:
+            known[out] = not value(ops[0])
+        elif c.name == "where" and len(ops) == 3 and not c.kw:
+            cond = value(ops[0])
+            if cond is not None:
+                pick = ops[1] if cond else ops[2]
+                if (type(pick) is Var and prog.shapes.get(pick.n) == prog.shapes.get(out)
+                        and pick.n in prog.dtypes and prog.dtypes.get(pick.n) == prog.dtypes.get(out)):
+                    rename[out] = pick.n
+                    return None
+        return c
+
+    return _rewrite(prog, visit)
+
+
 def optimize(prog: Program, values: dict[int, Any]) -> Program:
-    """The passes in order: fold, unit factors, reshape chains, CSE, DCE."""
+    """The passes in order: fold, unit factors, known selects, reshape chains, CSE, DCE."""
     return eliminate_dead(eliminate_common(simplify_reshapes(
-        eliminate_identities(fold_constants(prog, values)))))
+        eliminate_selects(eliminate_identities(fold_constants(prog, values))))))
 
 
 def describe(prog: Program, groups: list | None = None) -> str:
