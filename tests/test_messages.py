@@ -112,13 +112,14 @@ def test_zero_samples():
 def test_batches_of_different_sizes_name_the_arguments_the_sizes_and_the_fix():
     x, y = np.ones((4, 3)), np.ones((5, 3))
     for jac in (xd.jacfwd, xd.jacrev, xd.jacobian):
-        with pytest.raises(ValueError, match=rf"^{jac.__name__}\(batch_ndim=1\): argument 1 has "
-                                             r"leading dims \(5,\), but the data \(argument 0: .* "
-                                             r"the batches differ \(4 and 5 samples\): pass arrays "
-                                             r"with the same leading dims \(4,\)"):
-            jac(lambda x, y: x * y, batch_ndim=1)(x, y)
-    with pytest.raises(ValueError, match=r"^hessian\(batch_ndim=1\): argument 1 \(leaf 0\) has "
-                                         r"leading dims \(5,\)"):
+        with pytest.raises(ValueError, match=rf"^{jac.__name__}\(batch_ndim=1\): 'multiply' combines "
+                                             r"the data \(argument 0: .*\), whose leading dims are "
+                                             r"\(4,\), with argument 1 of shape \(5, 3\), .*: the "
+                                             r"data \(batch\) sizes differ \(4 and 5\)\. .* pass "
+                                             r"arrays with the same leading dims \(4,\)"):
+            jac(lambda x, y: x * y, batch_ndim=1, argnums=(0, 1))(x, y)
+    with pytest.raises(ValueError, match=r"^hessian\(batch_ndim=1\): 'multiply' combines .* with "
+                                         r"argument 1 \(leaf 0\) of shape \(5, 3\)"):
         xd.hessian(lambda x, p: xp.sum(x * p[0], axis=-1), batch_ndim=1)(x, [y, y])
     with pytest.raises(ValueError, match=r"^jacobian: data shapes disagree: argument 1 .* like "
                                          r"argument 0; .* leave argument 1 out of data_argnums"):
@@ -126,3 +127,21 @@ def test_batches_of_different_sizes_name_the_arguments_the_sizes_and_the_fix():
     with pytest.raises(ValueError, match=r"^vmap: argument 0 has size 4 along its mapped axis 0, "
                                          r"but argument 1 has size 5 along axis 1; .* in_axes=None"):
         xd.vmap(lambda x, y: x * y, in_axes=(0, 1))(x, np.ones((3, 5)))
+
+
+
+@pytest.mark.parametrize("f, m, op, shape", [
+    (lambda x, y: x * y[:2], 5, "multiply", (2, 3)),  # a slice of an argument that is not data
+    (lambda x, y: y[1:] + x, 6, "add", (5, 3)),
+    (lambda x, y: x * (2 * y), 5, "multiply", (5, 3)),  # computed from it
+    (lambda x, y: x * xp.ones((5, 3)) * y, 4, "multiply", (5, 3)),  # created in f, shaped like y
+])
+def test_batches_of_different_sizes_inside_the_function_name_the_sizes_and_the_operation(f, m, op, shape):
+    x, y = np.ones((4, 3)), np.ones((m, 3))
+    with pytest.raises(ValueError) as info:
+        xd.jacobian(f, batch_ndim=1, argnums=(0, 1))(x, y)
+    text = str(info.value)
+    assert text.startswith(f"jacobian(batch_ndim=1): '{op}' combines the data, whose leading dims "
+                           f"are (4,), with an array of shape {shape} whose leading dims are "
+                           f"({shape[0]},): the data (batch) sizes differ (4 and {shape[0]}). ")
+    assert "shared array" not in text and "argument 1 of shape" not in text

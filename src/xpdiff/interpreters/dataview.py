@@ -39,8 +39,8 @@ class DataContext:
                  unmatched: Any = None):
         self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
         self.hint = hint  # which arguments were taken as data, and data_argnums= (or "")
-        # unmatched(shape, op): the error text when an argument of that shape has leading
-        # dims of the data's rank but other sizes (two batches of different sizes), or None
+        # unmatched(x, op): the error text when x is an argument not taken as data whose
+        # leading dims are other sizes than the data's (two batches of different sizes), or None
         self.unmatched = unmatched
 
     def mixing(self, what: str) -> MixingError:
@@ -70,22 +70,28 @@ class DataContext:
         shape = tuple(x.shape)
         head, rest = shape[:k], shape[k:]
         want = self.B[self.k - k:]
-        for h, b in zip(head, want):
-            if h not in (1, b):
-                text = self.unmatched(shape, self.op) if self.unmatched is not None else None
-                if text is not None:
-                    raise ValueError(f"{self.where}: {text}")
-                raise ValueError(
-                    f"{self.where}: '{self.op}' combines a shared array of shape {shape} with "
-                    f"data of shape {self.B}+...: its leading dims {head} do not broadcast "
-                    f"against the data dims {want}{self.hint}"
-                )
+        if any(h not in (1, b) for h, b in zip(head, want)):
+            text = self.unmatched(x, self.op) if self.unmatched is not None else None
+            if text is None:  # an array computed inside the function, not an argument
+                text = (
+                    f"'{self.op}' combines the data, whose leading dims are {want}, with an array "
+                    f"of shape {shape} whose leading dims are {head}: the data (batch) sizes differ "
+                    f"({_sizes(want)} and {_sizes(head)}). That array carries no data dims (it was "
+                    f"computed in the function from arguments not taken as data, or created "
+                    f"there), so it is the same for every sample. If it holds one entry per sample, "
+                    f"compute it from the data or pass it as data with leading dims {want}; if it is "
+                    f"shared, give it a shape that broadcasts against one sample{self.hint}")
+            raise ValueError(f"{self.where}: {text}")
         xp = namespace_for_values([x])
         if all(h == 1 for h in head):
             return xp.reshape(x, rest)
         full = xp.broadcast_to(x, self.B + rest)
         flat = xp.reshape(full, (math.prod(self.B),) + rest)
         return _select.bind(flat, self.index)
+
+
+def _sizes(dims: tuple) -> str:
+    return str(dims[0]) if len(dims) == 1 else str(dims)
 
 
 class DataTrace(Trace):

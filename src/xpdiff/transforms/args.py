@@ -7,7 +7,6 @@ Layer: transforms (the bottom of ``xpdiff.transforms``).  May import:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -336,38 +335,42 @@ def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnu
 
 
 def _unmatched(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any) -> Any:
-    """``unmatched(shape, op)`` for the data trace: the error text when an argument leaf of
-    ``shape``, not taken as data, has leading dims that do not broadcast against the data
-    dims ``B`` (two batches of different sizes, or a shared array of the wrong shape);
-    ``None`` for other shapes.  ``None`` when no argument is such."""
-    table: dict = {}
+    """``bind(leaves per argument)``: the ``unmatched(x, op)`` hook of the data trace for
+    one call of the function with those leaves, the error text when ``x`` is an argument
+    leaf not taken as data whose leading dims do not broadcast against the data dims ``B``
+    (two batches of different sizes, or a shared argument of the wrong shape); ``None``
+    for any other array (one computed in the function: the data view words that itself)."""
+    labels: dict = {}  # (argument, leaf) -> how the message names it
     for i, ((ls, _), flags) in enumerate(zip(leaves_per_arg, is_data)):
         for j, (x, d) in enumerate(zip(ls, flags)):
             if d or not hasattr(x, "shape") or x.ndim < k:
                 continue
-            head = tuple(x.shape[:k])
-            if any(h not in (1, b) for h, b in zip(head, B)):
-                table.setdefault(tuple(x.shape), f"argument {i}" if len(ls) == 1 else
-                                 f"argument {i} (leaf {j})")
-    if not table:
-        return None
+            if any(h not in (1, b) for h, b in zip(tuple(x.shape[:k]), B)):
+                labels[i, j] = f"argument {i}" if len(ls) == 1 else f"argument {i} (leaf {j})"
     taken = [i for i, flags in enumerate(is_data) if any(flags)]
     data = (f"argument {taken[0]}" if len(taken) == 1 else
             f"arguments {', '.join(map(str, taken))}")
     how = ("as data_argnums says" if data_argnums is not None else
            "the arguments whose leading dims match the first array argument's")
 
-    def unmatched(shape: tuple, op: str) -> str | None:
-        label = table.get(tuple(shape))
-        if label is None:
-            return None
-        head = tuple(shape[:k])
-        return (f"{label} has leading dims {head}, but the data ({data}: {how}) have leading "
-                f"dims {B}; with batch_ndim={k} {label} was taken as shared by every sample, and "
-                f"'{op}' cannot broadcast its shape {tuple(shape)} against one sample. If "
-                f"{label} is data too, the batches differ ({math.prod(B)} and {math.prod(head)} "
-                f"samples): pass arrays with the same leading dims {B}; if it is shared (a "
-                f"weight), give it a shape that broadcasts against one sample; data_argnums= "
-                f"says which arguments carry the data dims")
+    def bind(leaves: list) -> Any:
+        by_id = {id(leaves[i][j]): label for (i, j), label in labels.items()}
 
-    return unmatched
+        def unmatched(x: Any, op: str) -> str | None:
+            label = by_id.get(id(x))
+            if label is None:
+                return None
+            shape = tuple(x.shape)
+            head = shape[:k]
+            sizes = (f"{B[0]} and {head[0]}" if k == 1 else f"{B} and {head}")
+            return (f"'{op}' combines the data ({data}: {how}), whose leading dims are {B}, with "
+                    f"{label} of shape {shape}, whose leading dims are {head}: the data (batch) "
+                    f"sizes differ ({sizes}). With batch_ndim={k} {label} was taken as shared by "
+                    f"every sample, and its shape does not broadcast against one sample. If "
+                    f"{label} is data too, pass arrays with the same leading dims {B}; if it is "
+                    f"shared (a weight), give it a shape that broadcasts against one sample; "
+                    f"data_argnums= says which arguments carry the data dims")
+
+        return unmatched
+
+    return bind

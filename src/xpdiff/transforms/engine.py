@@ -416,7 +416,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
         outer = _chunking.vmap_copies([x for leaves, _ in per_arg for x in leaves])
         where = f"{fname}(batch_ndim={k})"
         hint = _data_hint(per_arg, is_data, k, B, data_argnums)
-        unmatched = _unmatched(per_arg, is_data, k, B, data_argnums)
+        bind_unmatched = _unmatched(per_arg, is_data, k, B, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
         for (leaves, tdef), flags in zip(per_arg, is_data):
             new = []
@@ -430,11 +430,11 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
 
         def per_sample_f(*a):
             *a, index = a
+            flat = [_tree.flatten(arg) for arg in a]
             with new_main(DataTrace, k=k, B=B, index=index, where=where, hint=hint,
-                          unmatched=unmatched) as main:
+                          unmatched=bind_unmatched([leaves for leaves, _ in flat])) as main:
                 viewed = []
-                for arg, flags in zip(a, is_data):
-                    leaves, tdef = _tree.flatten(arg)
+                for (leaves, tdef), flags in zip(flat, is_data):
                     viewed.append(_tree.unflatten(tdef, [data_tracer(main, x) if d else x
                                                          for x, d in zip(leaves, flags)]))
                 out = f(*viewed)
