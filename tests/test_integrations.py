@@ -449,6 +449,14 @@ def test_case_lists_are_complete(subprocess_results):
     assert set(KNOWN_GAPS) | set(EAGER_GAPS) <= set(SCIPY_NAMES) | set(SKLEARN_NAMES) | set(XPX_NAMES)
 
 
+def test_the_docs_table_has_every_special_function():
+    """docs/integrations.md has a row for each ``scipy.special`` case the runner defines."""
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "integrations.md")
+    with open(path, encoding="utf-8") as fh:
+        rows = {line.split("|")[1].strip().split(" (")[0] for line in fh if line.startswith("| scipy.")}
+    assert {n for n in SCIPY_NAMES if n.startswith("scipy.special.")} - rows == set()
+
+
 @pytest.mark.parametrize("make", ["tracer", "DiffArray"])
 @pytest.mark.xfail(not _namespace_is_usable(), strict=True, raises=(TypeError, AttributeError),
                    reason="xpdiff's Namespace is unhashable and has no __name__ (array_api_compat "
