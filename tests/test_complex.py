@@ -192,3 +192,78 @@ def test_eager_diffarray_follows_grad_and_jacrev():
     xb = xd.DiffArray(np.ones((3, 2)), batch_ndim=1)
     with pytest.raises(TypeError, match=r"complex x without data dims is not supported"):
         ns.real(xb * x).to(x, jacobian=True)
+
+
+PUBLIC = {"jvp": xd.jvp, "vjp": xd.vjp, "vmap": xd.vmap, "grad": xd.grad,
+          "value_and_grad": xd.value_and_grad, "jacfwd": xd.jacfwd, "jacrev": xd.jacrev,
+          "jacobian": xd.jacobian, "hessian": xd.hessian, "jit": xd.jit, "DiffArray": xd.DiffArray,
+          "custom_jvp": xd.custom_jvp, "custom_vjp": xd.custom_vjp}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_transform_documents_its_complex_convention(name):
+    assert "Complex numbers (docs/complex.md)" in " ".join(PUBLIC[name].__doc__.split())
+
+
+def test_the_complex_page_has_a_row_for_every_transform():
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "complex.md")
+    with open(path, encoding="utf-8") as fh:
+        firsts = " ".join(line.split("|")[1] for line in fh if line.startswith("| `"))
+    assert [n for n in PUBLIC if f"`{n}`" not in firsts and n != "DiffArray"] == []
+    assert "`DiffArray`" in firsts
+
+
+def test_jvp_is_the_derivative_along_a_real_direction():
+    f = lambda z: xp.conj(z) * z * z + xp.abs(z)  # not holomorphic
+    z, dz = _z(3, seed=6), _z(3, seed=7)
+    _, t = xd.jvp(f, (z,), (dz,))
+    h = 1e-6
+    fd = (f(z + h * dz) - f(z - h * dz)) / (2 * h)
+    np.testing.assert_allclose(t, fd, rtol=1e-8)
+    _, t = xd.jvp(holo, (z,), (dz,))  # holomorphic: f'(z) dz
+    np.testing.assert_allclose(t, xd.jacfwd(holo, holomorphic=True)(z) @ dz, rtol=1e-12)
+
+
+def test_vmap_follows_the_mapped_transform_per_example():
+    zs = _z(4, 3, seed=8)
+    f = lambda z: xp.sum(xp.real(z) ** 2 * xp.imag(z))
+    np.testing.assert_allclose(xd.vmap(xd.grad(f))(zs), np.stack([xd.grad(f)(z) for z in zs]),
+                               rtol=1e-14)
+    with pytest.raises(TypeError, match=r"^grad: f returned a complex scalar"):
+        xd.vmap(xd.grad(lambda z: xp.sum(z * z)))(zs)
+
+
+def test_custom_rules_follow_jvp_and_vjp():
+    z = _z(3, seed=9)
+
+    @xd.custom_jvp
+    def sq_abs(z):
+        return xp.real(z * xp.conj(z))
+
+    @sq_abs.defjvp
+    def _(primals, tangents):  # real-linear: uses conj(t)
+        (z,), (t,) = primals, tangents
+        return sq_abs(z), xp.real(xp.conj(z) * t + z * xp.conj(t))
+
+    np.testing.assert_allclose(xd.jacrev(sq_abs)(z), np.diag(2 * np.conj(z)), rtol=1e-14)
+
+    @xd.custom_vjp
+    def cube(z):
+        return z ** 3
+
+    cube.defvjp(lambda z: (z ** 3, z), lambda z, g: (g * 3 * z ** 2,))  # no conjugation
+    np.testing.assert_allclose(xd.jacrev(cube, holomorphic=True)(z), np.diag(3 * z ** 2), rtol=1e-14)
+    np.testing.assert_allclose(xd.vjp(cube, z)[1](z)[0], xd.vjp(lambda z: z ** 3, z)[1](z)[0],
+                               rtol=1e-14)
+
+
+def test_jit_keeps_the_convention_of_what_it_compiles():
+    z = _z(3, seed=10)
+    g = xd.jit(xd.grad(lambda z: xp.sum(xp.abs(z) ** 2)))
+    for w in (z, 2 * z):  # traced, then replayed
+        np.testing.assert_allclose(g(w), 2 * np.conj(w), rtol=1e-14)
+    refused = xd.jit(xd.jacfwd(NONHOLO))
+    for _ in range(2):
+        with pytest.raises(TypeError, match=r"^jacfwd: argument 0 is complex"):
+            refused(z)

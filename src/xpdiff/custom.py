@@ -465,6 +465,12 @@ class custom_jvp(_Custom):
     (``None`` for a zero); ``out`` is the function's output.  A rule that returns
     anything else raises :class:`CustomRuleError`.
 
+    Complex numbers (docs/complex.md): the rule returns what :func:`xpdiff.jvp`
+    computes, the derivative along the tangent as a real direction (``f'(z) * t``
+    for a holomorphic ``f``; it may use ``conj(t)``: real-linear is enough), and
+    reverse mode transposes it for the real pairing, so ``grad`` and ``jacrev`` of
+    the function follow their usual convention.
+
     >>> import numpy as np, xpdiff as xd
     >>> @xd.custom_jvp
     ... def log1pexp(x):
@@ -506,6 +512,11 @@ class custom_vjp(_Custom):
     shapes and dtypes (``None`` for a zero).  A rule that returns anything else
     raises :class:`CustomRuleError`.  Forward mode differentiates the function
     itself.
+
+    Complex numbers (docs/complex.md): ``bwd`` returns what :func:`xpdiff.vjp`
+    computes, the transpose for the real pairing ``real(sum(a * b))`` without
+    conjugation, as in JAX: ``g * f'(z)`` for a holomorphic ``f``, not PyTorch's
+    ``g * conj(f'(z))``.
 
     >>> import numpy as np, xpdiff as xd
     >>> @xd.custom_vjp

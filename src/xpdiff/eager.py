@@ -98,6 +98,12 @@ class DiffArray(Tracer):
     Results are ``DiffArray`` s again, so ``y.to(x).to(x, jacobian=True)`` is the
     Hessian of ``sum(y)``.  ``.value`` is the plain array.
 
+    Complex numbers (docs/complex.md): ``value`` may be complex.  ``y.to(x)``
+    follows :func:`xpdiff.grad` (``df/da - i df/db`` for ``x = a + ib``) and
+    ``jacobian=True`` follows :func:`xpdiff.jacrev`, so both need a real ``y`` (a
+    complex ``y`` raises ``TypeError``); ``y.to(x, cotangent=g)`` is
+    :func:`xpdiff.vjp`'s product for any ``y``.
+
     >>> import numpy as np, xpdiff as xd
     >>> x = xd.DiffArray(np.array([1.0, 2.0]))
     >>> y = x ** 3

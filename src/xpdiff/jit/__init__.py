@@ -334,6 +334,8 @@ def jit(fun: Callable, *, static_argnums: int | Sequence[int] = (),
     updates are seen); rebinding a closed-over name is not seen (pass the array as an
     argument instead).  Python side effects happen while tracing only.  Inside another
     transformation (``xd.grad(xd.jit(f))``) or another ``jit`` the function runs as is.
+    Complex numbers (docs/complex.md): complex arrays are traced like real ones,
+    and ``jit`` keeps the convention of the transforms it compiles, refusals included.
 
     Args:
         fun: a function of arrays (pytrees of arrays), e.g. ``xd.jacobian(f, batch_ndim=1)``.

@@ -77,6 +77,12 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     Returns:
         ``(out, out_tangent)``.
 
+    Complex numbers (docs/complex.md): any dtypes, no ``holomorphic=``.  A complex
+    primal takes a complex tangent ``dz``, and ``out_tangent`` is the derivative
+    along ``dz`` as a real direction, ``lim (f(z + h dz) - f(z)) / h`` for real
+    ``h``: ``f'(z) dz`` for a holomorphic ``f``, ``du + i dv`` for a complex output
+    ``u + iv`` of real inputs.
+
     >>> import numpy as np, xpdiff as xd
     >>> xd.jvp(lambda x: x * x, (np.array([3.0]),), (np.array([1.0]),))
     (array([9.]), array([6.]))
@@ -116,6 +122,12 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
         ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``; ``vjp_fn(cotangent)`` returns a
         tuple with one cotangent per primal and may be called many times.
 
+    Complex numbers (docs/complex.md): any dtypes, no ``holomorphic=``.
+    ``vjp_fn`` is the transpose of :func:`jvp` for the real pairing
+    ``<a, b> = real(sum(a * b))``, without conjugation, as in JAX: ``g * f'(z)``
+    for a holomorphic ``f``, a real cotangent for a real primal, and for a real
+    scalar output with ``g = 1`` the gradient ``df/dx - i df/dy`` of :func:`grad`.
+
     >>> import numpy as np, xpdiff as xd
     >>> out, f_vjp = xd.vjp(lambda x: x * x, np.array([3.0]))
     >>> f_vjp(np.array([1.0]))
@@ -153,7 +165,8 @@ def value_and_grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
                    holomorphic: bool = False) -> Callable:
     """``f``'s value and its gradient with respect to ``argnums`` (scalar output only).
 
-    Same arguments and complex convention as :func:`grad`.
+    Same arguments as :func:`grad`.  Complex numbers (docs/complex.md): as
+    :func:`grad`.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.value_and_grad(lambda x: xd.numpy.sum(x ** 2))(np.array([1.0, 2.0]))
@@ -208,7 +221,7 @@ def grad(f: Callable, argnums: ArgNums = 0, has_aux: bool = False, *,
         holomorphic: ``f`` is holomorphic (complex-differentiable): its inputs and
             its output are complex, and the result is ``f'(z)``.
 
-    Complex inputs (JAX's convention, docs/complex.md): for a real ``f`` of a
+    Complex numbers (docs/complex.md), JAX's convention: for a real ``f`` of a
     complex ``z = x + iy`` the gradient is ``df/dx - i df/dy``, the conjugate of
     the steepest-ascent direction (step with ``z - lr * conj(g)``). A complex
     output is refused unless ``holomorphic=True``.
@@ -299,9 +312,9 @@ jacrev.__doc__ = """Jacobian of ``f`` by reverse mode: one forward pass, one vec
 backward pass over a cotangent basis.  Same arguments and layout as :func:`jacfwd`.
 
 Complex numbers (docs/complex.md): the outputs must be real unless
-``holomorphic=True``; a complex input ``z = x + iy`` gives, per output element,
-``df_k/da - i df_k/db`` for ``z = a + ib`` and each output element ``f_k``
-(the convention of :func:`grad`).
+``holomorphic=True``; a complex input ``z = x + iy`` gives
+``df_k/dx - i df_k/dy`` for each output element ``f_k`` (the convention of
+:func:`grad`).
 
 >>> import numpy as np, xpdiff as xd
 >>> xd.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -392,6 +405,10 @@ def vmap(f: Callable, in_axes: Any = 0, out_axes: Any = 0, *,
         chunk_size: run at most this many examples at a time.
         max_memory: a memory budget in bytes: the mapped axis is chunked to fit
             (measured on a first small chunk); no automatic budget for vmap.
+
+    Complex numbers (docs/complex.md): complex arrays are mapped like real ones;
+    vmap adds no convention of its own, so ``vmap(grad(f))`` follows :func:`grad`
+    (and raises where :func:`grad` raises) for every example.
 
     >>> import numpy as np, xpdiff as xd
     >>> xd.vmap(lambda x, w: x @ w, in_axes=(0, None))(np.ones((5, 3)), np.ones((3, 2))).shape
