@@ -542,6 +542,21 @@ def test_constant_exponent_drops_the_pole_guard():
             _same(j(x * k), f(x * k))
 
 
+def test_vmap_of_vector_matrix_products_is_one_product():
+    """vmap of v @ W (and of A @ v) is one matrix product of the stacked vectors (no unit
+    dims added and squeezed around it): one backend call (two with A's transpose),
+    equal to the per-sample loop."""
+    rng = np.random.default_rng(0)
+    W, A, X = rng.standard_normal((5, 3)), rng.standard_normal((4, 5)), rng.standard_normal((6, 5))
+    for f, calls in ((lambda v: v @ xd.numpy.asarray(W), ["matmul"]),
+                     (lambda v: xd.numpy.asarray(A) @ v, ["permute_dims", "matmul"])):
+        j = xd.jit(xd.vmap(f))
+        names = [c.name for c in j.lower(X).program.calls if c.name != "asarray"]
+        assert names == calls, names
+        np.testing.assert_allclose(j(X), np.stack([f(x) for x in X]), rtol=1e-15)
+        _same(j(X * 2.0), xd.vmap(f)(X * 2.0))
+
+
 def test_seed_of_ones_is_folded():
     """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
     it are trace-time constants, so the loss itself is dead code in a ``grad`` program;

@@ -73,6 +73,12 @@ def _matmul_batch(xp, vals, batched, n):
     a, b = vals
     ba, bb = batched
     ra, rb = a.ndim - ba, b.ndim - bb
+    if ba and not bb and ra == 1 and rb == 2:
+        # a batch of vectors times one matrix: the batch is the rows of one product
+        return _matmul.bind(a, b), True
+    if bb and not ba and rb == 1 and ra == 2:
+        # one matrix times a batch of vectors: the rows of (B, K) @ A^T
+        return _matmul.bind(b, xp.matrix_transpose(a)), True
     sq_a, sq_b = ra == 1, rb == 1
     if sq_a:  # vector on the left: a row matrix
         a = xp.expand_dims(a, axis=-2)
