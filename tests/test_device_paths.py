@@ -5,6 +5,7 @@ current, float32 kept float32, native kernels, and the free-memory query."""
 from __future__ import annotations
 
 import contextlib
+import types
 
 import array_api_strict as xps
 import numpy as np
@@ -378,6 +379,21 @@ def test_free_memory_on_the_arrays_device_with_a_simulated_cupy_pool(monkeypatch
     assert _chunking.free_memory(x1) == 50_300  # the automatic chunking budget asks the same
     sim.allocator = object()  # another allocator: the default pool's cached blocks serve nothing
     assert _backend.free_memory(x1) == 50_000
+
+
+def test_host_memory_reading_is_reused_briefly(monkeypatch):
+    """The host's available memory (psutil parses /proc/meminfo: tens of microseconds) is
+    read at most once per HOST_MEMORY_TTL, so a small transformation does not pay it on
+    every call; a later call reads it again."""
+    reads = []
+    monkeypatch.setattr(_backend, "_read_host_available", lambda: reads.append(1) or 12345)
+    monkeypatch.setattr(_backend, "_host_reading", (-float("inf"), None))
+    clock = {"t": 100.0}
+    monkeypatch.setattr(_backend, "time", types.SimpleNamespace(monotonic=lambda: clock["t"]))
+    assert _backend.free_memory(np.ones(2)) == 12345
+    assert _backend.free_memory(np.ones(3)) == 12345 and len(reads) == 1
+    clock["t"] += _backend.HOST_MEMORY_TTL * 1.01
+    assert _backend.free_memory(np.ones(2)) == 12345 and len(reads) == 2
 
 
 def test_free_memory_of_host_arrays():

@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -455,7 +457,25 @@ def default_float_dtype(bk: Any, device: Any = None) -> Any:
 
 # --- free memory ------------------------------------------------------------------------------
 
+HOST_MEMORY_TTL = 0.2  # seconds a reading of the host's available memory is reused
+_host_reading: tuple[float, int | None] = (-math.inf, None)  # (monotonic time, bytes)
+
+
 def _host_available() -> int | None:
+    """The host's available memory, read at most once per ``HOST_MEMORY_TTL``: psutil's
+    reading parses ``/proc/meminfo`` (about 25 us, more than a small transformation's
+    arithmetic), and a memory budget does not need a fresher figure."""
+    global _host_reading
+    now = time.monotonic()
+    stamp, value = _host_reading
+    if now - stamp < HOST_MEMORY_TTL:
+        return value
+    value = _read_host_available()
+    _host_reading = (now, value)
+    return value
+
+
+def _read_host_available() -> int | None:
     try:
         import psutil
     except ImportError:
@@ -497,7 +517,8 @@ def free_memory(x: Any) -> int | None:
     """Bytes free for new arrays on the device of raw array ``x``, or ``None`` where the
     backend does not say.
 
-    NumPy and array-api-strict: the host's available memory (psutil, else ``sysconf``).
+    NumPy and array-api-strict: the host's available memory (psutil, else ``sysconf``),
+    read at most once per ``HOST_MEMORY_TTL`` seconds.
     CuPy: on ``x``'s device (not the current one), the device's free memory plus the free
     blocks the memory pool has cached (when that pool is the allocator). torch: on a CUDA
     device the free memory plus the caching allocator's reserved but unallocated bytes; on
