@@ -186,3 +186,31 @@ def test_rules_do_not_warn_where_the_primal_does_not(case, backend):
         # traced as the conformance harness runs it (tangents ones)
         ones = tuple(backend.asarray(np.ones_like(np.asarray(a, dtype=float))) for a in raw)
         xd.jvp(f, tuple(args), ones)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 2.5, 1.0, 4.0])
+def test_pow_with_a_python_exponent_of_at_least_one(n, backend, monkeypatch):
+    """x ** n with a Python n >= 1 has the derivative n * x**(n-1) as is (no pole and no
+    0**0 to guard): exact at 0 and -0, through jacfwd (structured), jacrev and the
+    second derivative, with no select."""
+    raw = [0.0, -0.0, 0.5, 2.0, 3.0] if n != int(n) else [0.0, -0.0, -1.5, 2.0, 3.0]
+    x = backend.asarray(raw)
+    xp = namespace_for(raw_namespace(x))
+    f = lambda v: v ** n  # noqa: E731
+    xs = np.asarray(raw)
+    want = n * xs ** (n - 1)
+    want2 = n * (n - 1) * xs ** (n - 2) if n >= 2 else np.zeros(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for mode in ("fwd", "rev"):
+            J = backend.to_numpy(xd.jacobian(f, mode=mode)(x))
+            np.testing.assert_allclose(J, np.diag(want), rtol=1e-14)
+        d2 = backend.to_numpy(xd.vmap(xd.grad(xd.grad(lambda s: xp.sum(s ** n))))(x))
+        np.testing.assert_allclose(d2, want2, rtol=1e-14)
+    from xpdiff.rules import elementwise as _elementwise
+
+    selects = []
+    impl = _elementwise._where.impl
+    monkeypatch.setattr(_elementwise._where, "impl", lambda *a: selects.append(1) or impl(*a))
+    xd.grad(lambda s: xp.sum(s ** n))(x)
+    assert not selects

@@ -7,7 +7,7 @@ import math
 from ..backend import fix_result, namespace_of
 from ..core import Zero, bind, namespace_for_values
 from ..tracer import Tracer
-from ._families import _SCALARS, elementwise, export, is_complex_of_real, operands, unbroadcast
+from ._families import _SCALARS, elementwise, export, is_complex_of_real, known_scalar, operands, unbroadcast
 
 # Rules use the namespace's functions, not operators: a raw backend array on the
 # left of an operator would not defer to a traced array on the right.
@@ -111,7 +111,13 @@ def _dpow_base(xp, a, b, y):
     # b * a**(b-1), with 0 where b == 0 (so 0**0 has derivative 0): the exponent is
     # masked (b = 0 -> a**0 = 1, times b = 0), so a scalar b costs a scalar select.
     # At a == 0 with b < 1 the derivative is infinite: b * inf, formed without 0**(b-1)
-    # (a division by zero)
+    # (a division by zero).  A Python exponent n >= 1 (x ** 2) has neither case: its
+    # derivative is n * a**(n-1) as is (a itself times 2 for a square)
+    n = known_scalar(b)
+    if type(n) in (int, float) and n >= 1:
+        if n == 1:
+            return 1
+        return xp.multiply(b, a if n == 2 else xp.pow(a, n - 1))
     b1 = xp.where(xp.equal(b, 0.0), 1.0, b)
     e = xp.subtract(b1, 1.0)
     pole = xp.logical_and(xp.equal(a, 0.0), xp.less(e, 0.0))
