@@ -202,6 +202,58 @@ def test_vjp_fn_reusable_and_deep_graph():
     assert g2[1] == 0.0 and g2[0] == g1[0]
 
 
+def test_vjp_fn_checks_the_cotangent_structure_shape_and_dtype(backend):
+    """As JAX: the cotangent has out's pytree structure and each leaf its output's shape and
+    dtype (a complex cotangent of a real output would lose its imaginary part silently; a
+    float32 one of a float64 output raises too); the error names vjp and the output's path.
+    Shapes and dtypes only: under torch-cuda's sync debug mode a sync would raise."""
+    x = backend.asarray([1.0, 2.0, 3.0])
+    out, pull = xd.vjp(lambda x: {"a": x * 2.0, "b": (xp.sum(x), xp.sin(x))}, x)
+    ones = lambda o, dtype=np.float64: backend.asarray(np.ones(o.shape), dtype=dtype)  # noqa: E731
+    ct = {"a": ones(out["a"]), "b": (ones(out["b"][0]), ones(out["b"][1]))}
+    (g,) = pull(ct)
+    np.testing.assert_allclose(backend.to_numpy(g), 3.0 + np.cos([1.0, 2.0, 3.0]), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent of out\['b'\]\[1\] has shape \(3,\) and "
+                                         r"dtype \S*complex128, but out\['b'\]\[1\] has shape \(3,\) and "
+                                         r"dtype \S*float64; .* a real output has a real cotangent"):
+        pull({"a": ct["a"], "b": (ct["b"][0], ones(out["b"][1], np.complex128))})
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent of out\['a'\] has shape \(3,\) and "
+                                         r"dtype \S*float32, but .* cast it with xp.astype\(g, xp.float64\)"):
+        pull({"a": ones(out["a"], np.float32), "b": ct["b"]})
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent of out\['b'\]\[0\] has shape \(1,\) .* "
+                                         r"pass a cotangent of shape \(\) \(it is not broadcast\)"):
+        pull({"a": ct["a"], "b": (backend.asarray([1.0]), ct["b"][1])})
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent has pytree structure "
+                                         r"PyTreeSpec\(\{'a': \*, 'b': \[\*, \*\]\}\), but f's output out "
+                                         r"has structure PyTreeSpec\(\{'a': \*, 'b': \(\*, \*\)\}\)"):
+        pull({"a": ct["a"], "b": list(ct["b"])})
+    with pytest.raises(ValueError, match="^vjp: the cotangent has pytree structure"):
+        pull((ct["a"], ct["b"][0], ct["b"][1]))  # as many leaves, another structure
+    with pytest.raises(TypeError, match=r"^vjp: the cotangent of out\['a'\] must be an array"):
+        pull({"a": "ones", "b": ct["b"]})
+
+
+def test_vjp_fn_takes_any_cotangent_dtype_of_an_integer_output_and_numbers_for_0d():
+    out, pull = xd.vjp(lambda x: (xp.sum(x ** 2), xp.argmax(x)), np.array([1.0, 3.0]))
+    for c in (np.zeros((), np.int64), np.zeros(()), 0):  # not used: an integer has no derivative
+        np.testing.assert_allclose(pull((np.asarray(1.0), c))[0], [2.0, 6.0])
+    np.testing.assert_allclose(pull((0.5, 0))[0], [1.0, 3.0])  # a number for a 0-d output
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent of out\[1\] has shape \(1,\)"):
+        pull((1.0, np.zeros(1, np.int64)))
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent has pytree structure PyTreeSpec\(\(\*, "
+                                         r"None\)\)"):
+        pull((1.0, None))  # as JAX: None is no cotangent
+
+
+def test_vjp_fn_refuses_a_cotangent_of_another_backend():
+    import array_api_strict as s
+
+    _, pull = xd.vjp(lambda x: x * 2.0, np.ones(3))
+    with pytest.raises(TypeError, match=r"^vjp: the cotangent of out is an array of backend "
+                                        r"array_api_strict but out is an array of backend numpy"):
+        pull(s.ones(3, dtype=s.float64))
+
+
 def test_stop_gradient():
     g = xd.grad(lambda x: xp.sum(x * xd.stop_gradient(x)))(np.array([3.0, 4.0]))
     np.testing.assert_array_equal(g, [3.0, 4.0])

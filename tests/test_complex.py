@@ -137,6 +137,23 @@ def test_vjp_is_the_transpose_for_the_real_pairing():
     np.testing.assert_allclose(np.real(np.sum(c * t)), np.real(np.sum(ct * dz)), rtol=1e-12)
 
 
+def test_vjp_refuses_a_complex_cotangent_of_a_real_output():
+    # its imaginary part would be dropped silently (JAX raises too); a real one of a
+    # complex output is refused as well (JAX's rule: the output's dtype)
+    _, pull = xd.vjp(lambda z: xp.abs(z) ** 2, _z(3))
+    with pytest.raises(ValueError, match=r"^vjp: the cotangent of out has shape \(3,\) and dtype "
+                                         r"complex128, but out has shape \(3,\) and dtype float64"):
+        pull(_z(3, seed=1))
+    _, pull = xd.vjp(lambda x: x * (1.0 + 2.0j), np.ones(3))
+    with pytest.raises(ValueError, match=r"cast it with xp.astype\(g, xp.complex128\)"):
+        pull(np.ones(3))
+    np.testing.assert_allclose(pull(np.ones(3, complex))[0], np.ones(3))  # real(c * (1 + 2i))
+    x = xd.DiffArray(np.ones(3))
+    with pytest.raises(ValueError, match=r"^DiffArray.to: the cotangent has dtype complex128, but y "
+                                         r"has dtype float64"):
+        (x * 2.0).to(x, cotangent=_z(3))
+
+
 NONHOLO = lambda z: xp.conj(z) * z  # noqa: E731
 
 

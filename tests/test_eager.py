@@ -259,6 +259,15 @@ def test_integer_inputs_and_outputs_are_refused():
         (x * x).to(np.ones(2))
     with pytest.raises(ValueError, match="cotangent must have the shape of y"):
         (x * x).to(x, cotangent=np.ones(3))
+    with pytest.raises(ValueError, match=r"^DiffArray.to: the cotangent has dtype complex128, but y "
+                                         r"has dtype float64; .* a real output has a real cotangent"):
+        (x * x).to(x, cotangent=np.ones(2, complex))  # its imaginary part would be dropped
+    with pytest.raises(ValueError, match=r"^DiffArray.to: the cotangent has dtype float32, but y has "
+                                         r"dtype float64; .* cast it with xp.astype\(g, xp.float64\)"):
+        (x * x).to(x, cotangent=np.ones(2, np.float32))
+    xb = xd.DiffArray(np.ones((4, 2)), batch_ndim=1)
+    with pytest.raises(ValueError, match=r"^DiffArray.to: the cotangent has dtype float32"):
+        (xb * xb).to(xb, cotangent=xd.DiffArray(np.ones((4, 2), np.float32), batch_ndim=1))
     with pytest.raises(ValueError, match="batch_ndim must be an int between 0 and value.ndim=1"):
         xd.DiffArray(np.ones(2), batch_ndim=2)
     with pytest.raises(TypeError, match="float()"):

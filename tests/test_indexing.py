@@ -321,7 +321,7 @@ def test_aliasing_views_see_writes(backend):
     np.testing.assert_allclose(y, [100.0, 4.0, 6.0])
     z = backend.asarray([0.0, 0.0, 0.0])
     o = backend.asarray([1.0, 1.0])
-    ct = pull([o, z, z, backend.asarray([1.0, 1.0, 1.0])])[0]
+    ct = pull((o, z, z, backend.asarray([1.0, 1.0, 1.0])))[0]
     np.testing.assert_allclose(backend.to_numpy(ct), [0.0, 4.0, 2.0])
 
 

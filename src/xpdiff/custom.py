@@ -267,10 +267,6 @@ def _text(spec: tuple) -> str:
     return f"shape {spec[0]} and dtype {spec[1]}"
 
 
-def _path_text(path: tuple) -> str:
-    return "".join(f"[{k!r}]" for k in path)
-
-
 class _Rules:
     """The user's function and rules over flat leaves, for one call of a custom function:
     remembers the output structure, and checks what each rule returns.
@@ -301,7 +297,7 @@ class _Rules:
         return names + [f"argument {i}" for i in range(len(names), n)]
 
     def _leaf_name(self, path: tuple) -> str:
-        return self._arg_names()[path[0]] + _path_text(path[1:])
+        return self._arg_names()[path[0]] + _tree.path_text(path[1:])
 
     # the function ------------------------------------------------------------------------
     def fun(self, *leaves: Any) -> list:
@@ -323,8 +319,9 @@ class _Rules:
             s = _spec(o)
             if fs is not None and (s is None or s[:2] != fs[:2]):
                 got = _text(s) if s is not None else type(o).__name__
-                raise self._error(word, rule, f"returned {what} of {got} at output{_path_text(path)}, "
-                                  f"where {self.owner.__name__} returns {_text(fs)}",
+                raise self._error(word, rule, f"returned {what} of {got} at "
+                                  f"output{_tree.path_text(path)}, where {self.owner.__name__} "
+                                  f"returns {_text(fs)}",
                                   f"its {what} is {self.owner.__name__}'s output")
         return ol
 
@@ -353,7 +350,7 @@ class _Rules:
         if ps is None or t is None:
             return None
         ts = _spec(t)
-        where = f"output{_path_text(path)}"
+        where = f"output{_tree.path_text(path)}"
         if ts is None or not _same_shape(ts, ps) or ps[2] and ts[1] != ps[1]:
             got = _text(ts) if ts is not None else _what(t)
             raise self._error("jvp", rule, f"returned a tangent of {got} for the primal {where} of "

@@ -33,6 +33,7 @@ from .core import (
     Primitive,
     RuleError,
     Zero,
+    check_same_backend,
     namespace_for_values,
     raw_namespace,
 )
@@ -42,6 +43,7 @@ from .interpreters.reverse import Node, ReverseTrace, backward, reverse_tracer, 
 from .rules.creation import CREATION
 from .tracer import Tracer
 from .transforms import chunking as _chunking
+from .transforms.args import _cotangent_dtype_fix
 
 _LEVEL_E, _LEVEL_V, _LEVEL_D = -3_000_000, -2_000_000, -1_000_000
 _COUNT = itertools.count()
@@ -170,8 +172,10 @@ class DiffArray(Tracer):
 
         Args:
             x: a :class:`DiffArray` this array was (or was not) computed from.
-            cotangent: ``g`` of this array's shape: returns ``g^T dy/dx`` (``x``-shaped);
-                default all ones, i.e. the gradient of ``sum(y)``.
+            cotangent: ``g`` of this array's shape and dtype (as :func:`xpdiff.vjp`:
+                no broadcasting, no casting; another raises ``ValueError``): returns
+                ``g^T dy/dx`` (``x``-shaped); default all ones, i.e. the gradient of
+                ``sum(y)``.
             jacobian: return the Jacobian ``dy/dx`` instead: shape ``Y + X``, or
                 ``B + Y + X`` with data dims (one vectorised backward pass).
 
@@ -543,6 +547,10 @@ def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
     if not hasattr(g, "shape") or tuple(g.shape) != tuple(y.shape):
         raise ValueError(f"{where}: cotangent must have the shape of y, {tuple(y.shape)}, got "
                          f"{tuple(getattr(g, 'shape', ()))!r} ({type(g).__name__})")
+    check_same_backend([("y", y), ("the cotangent", g)], where)
+    if g.dtype != y.dtype:  # a dtype, not a value: no device sync
+        raise ValueError(f"{where}: the cotangent has dtype {g.dtype}, but y has dtype {y.dtype}; "
+                         f"a cotangent has y's shape and dtype: {_cotangent_dtype_fix(y, g)}")
     if _is_data(g):
         if g._main is not y._main:
             raise MixingError(f"{where}: the cotangent has different data dims than y")

@@ -29,6 +29,11 @@ def unflatten(treedef: Any, leaves: list) -> Any:
     return optree.tree_unflatten(treedef, leaves)
 
 
+def path_text(path: tuple) -> str:
+    """A leaf's path as its indexing, ``['b'][1]`` for ``('b', 1)``; empty for the root."""
+    return "".join(f"[{k!r}]" for k in path)
+
+
 def broadcast_prefix(prefix: Any, tree: Any, what: str) -> list:
     """Broadcast a pytree prefix (e.g. ``in_axes``) to the leaves of ``tree``."""
     try:

@@ -305,13 +305,11 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool) -> tuple:
                          labels=[label for label, _ in _api._labelled(primals, "primal")])
     res = _tree.unflatten(res_def, res)
     out, aux = res if has_aux else (res, None)
-    out_def = _tree.flatten(out)[1]
+    out_leaves, out_def = _tree.flatten(out)
 
     def vjp_fn(cotangent: Any) -> tuple:
-        c_leaves, c_def = _tree.flatten(cotangent)
-        if c_def != out_def:
-            raise ValueError("vjp_fn: the cotangent must have the structure of f's output")
-        args = (primals, cotangent)
+        c_leaves = _api._check_cotangents("vjp", out_def, out_leaves, cotangent, same_backend=False)
+        args = (primals, _tree.unflatten(out_def, c_leaves))
         p_leaves, p_def = _tree.flatten(args)
         labels = [label for label, _ in _api._labelled(primals, "primal")]
         labels += (["the cotangent"] if len(c_leaves) == 1 else

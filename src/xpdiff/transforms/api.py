@@ -27,6 +27,7 @@ from .args import (
     _as_array,
     _check_complex_inputs,
     _check_complex_outputs,
+    _check_cotangents,
     _check_float,
     _constants,
     _device_scope,
@@ -122,6 +123,15 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
         ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``; ``vjp_fn(cotangent)`` returns a
         tuple with one cotangent per primal and may be called many times.
 
+    The cotangent has ``out``'s pytree structure, and each leaf its output's shape
+    and dtype, as in JAX: no broadcasting, no casting (a ``float32`` cotangent of a
+    ``float64`` output raises too; a complex one of a real output would lose its
+    imaginary part); a Python number stands for a 0-d array of its output's dtype,
+    and the cotangent of an integer or boolean output is not used (any dtype).
+    Anything else raises ``ValueError`` naming the output (``out['b'][1]``), what
+    was given and what was expected; another backend or device raises as for the
+    arguments.  Only shapes and dtypes are compared: no device sync.
+
     Complex numbers (docs/complex.md): any dtypes, no ``holomorphic=``.
     ``vjp_fn`` is the transpose of :func:`jvp` for the real pairing
     ``<a, b> = real(sum(a * b))``, without conjugation, as in JAX: ``g * f'(z)``
@@ -132,6 +142,10 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     >>> out, f_vjp = xd.vjp(lambda x: x * x, np.array([3.0]))
     >>> f_vjp(np.array([1.0]))
     (array([6.]),)
+    >>> f_vjp(np.array([1.0 + 1.0j]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: vjp: the cotangent of out has shape (1,) and dtype complex128, but out ...
     """
     out = _lazy("vjp", f, {"has_aux": has_aux}, primals)
     if out is not NotImplemented:
@@ -143,13 +157,7 @@ def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     n_out = flat.n_out
 
     def vjp_fn(cotangent: Any) -> tuple:
-        c_leaves, c_def = _tree.flatten(cotangent)
-        if len(c_leaves) != n_out:
-            raise ValueError("vjp_fn: the cotangent must have the structure of f's output")
-        for i, (o, c) in enumerate(zip(outs, c_leaves)):
-            if tuple(c.shape) != tuple(o.shape):
-                raise ValueError(f"vjp_fn: cotangent {i} has shape {tuple(c.shape)}, but the output "
-                                 f"has shape {tuple(o.shape)}")
+        c_leaves = _check_cotangents("vjp", flat.out_def, outs, cotangent)
         with _device_scope(primals):
             cts = pullback(list(c_leaves) + [None] * (len(res) - n_out))
         cts = [instantiate(namespace_for_values([x]), c) for x, c in zip(flat.flat_in, cts)]

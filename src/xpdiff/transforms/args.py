@@ -132,6 +132,57 @@ def _is_floating(x: Any) -> bool:
     return True
 
 
+def _dtype_name(dt: Any) -> str:
+    return str(dt).rsplit(".", 1)[-1]  # torch.float64 -> float64
+
+
+def _cotangent_dtype_fix(y: Any, c: Any) -> str:
+    """How to give the cotangent ``c`` the dtype of the floating output ``y``."""
+    want = _dtype_name(y.dtype)
+    if not _is_complex(y) and _is_floating(c) and _is_complex(c):
+        return (f"a real output has a real cotangent (an imaginary part would be dropped "
+                f"silently): pass the real cotangent you mean, of dtype {want}")
+    return f"cast it with xp.astype(g, xp.{want})"
+
+
+def _check_cotangents(fname: str, out_def: Any, outs: Sequence, cotangent: Any, *,
+                      same_backend: bool = True) -> list:
+    """The leaves of the ``cotangent`` given to ``fname``'s pullback, checked against the
+    outputs ``outs`` (of pytree structure ``out_def``): the same structure, the outputs'
+    backend and device (unless ``same_backend`` is False), and for every leaf the output's
+    shape and, for a floating output, its dtype (JAX's rule: a ``float32`` cotangent of a
+    ``float64`` output raises too; a complex cotangent of a real output would lose its
+    imaginary part silently).  The cotangent of an integer or boolean output is not used:
+    its dtype is free.  Shapes and dtypes only, so no device sync; a Python number stands
+    for a 0-d array of its output's dtype."""
+    leaves, c_def = _tree.flatten(cotangent)
+    if c_def != out_def:
+        raise ValueError(f"{fname}: the cotangent has pytree structure {c_def}, but f's output "
+                         f"out has structure {out_def}; vjp_fn takes a cotangent of out's "
+                         f"structure (the same containers and dict keys, one array per array "
+                         f"of out)")
+    names = ["out" + _tree.path_text(p) for p in out_def.paths()]
+    cts = [_as_array(c, fname, f"the cotangent of {name}", o) for name, o, c in zip(names, outs, leaves)]
+    if same_backend:
+        check_same_backend(list(zip(names, outs)) + [(f"the cotangent of {name}", c)
+                                                     for name, c in zip(names, cts)], fname)
+    for name, o, c in zip(names, outs, cts):
+        same_shape = tuple(c.shape) == tuple(o.shape) or not all(
+            isinstance(n, int) for n in tuple(c.shape) + tuple(o.shape))  # unknown (Dask) sizes
+        floating = _is_floating(o)
+        if same_shape and (c.dtype == o.dtype or not floating):
+            continue
+        fixes = [] if same_shape else [f"pass a cotangent of shape {tuple(o.shape)} (it is not "
+                                       f"broadcast)"]
+        if floating and c.dtype != o.dtype:
+            fixes.append(_cotangent_dtype_fix(o, c))
+        raise ValueError(f"{fname}: the cotangent of {name} has shape {tuple(c.shape)} and dtype "
+                         f"{c.dtype}, but {name} has shape {tuple(o.shape)} and dtype {o.dtype}; "
+                         f"vjp_fn takes a cotangent of each output's shape and dtype: "
+                         + ", and ".join(fixes))
+    return cts
+
+
 def _device_scope(args: Sequence) -> Any:
     """The inputs' device made current for the whole transformation (CuPy, torch CUDA);
     nothing to do unless such a backend is loaded."""
