@@ -145,3 +145,10 @@ def test_batches_of_different_sizes_inside_the_function_name_the_sizes_and_the_o
                            f"are (4,), with an array of shape {shape} whose leading dims are "
                            f"({shape[0]},): the data (batch) sizes differ (4 and {shape[0]}). ")
     assert "shared array" not in text and "argument 1 of shape" not in text
+    # the fix gives the array the data's sizes; data_argnums=(1,) would make x shared instead
+    assert (f"If it holds one entry per sample, give it the data's leading dims (4,), not "
+            f"({shape[0]},): make it before the call and pass it as a data argument (it is then "
+            f"indexed per sample), or compute it from the data; if it is shared, give it a shape "
+            f"that broadcasts against one sample. batch_ndim=1 took argument(s) ") in text
+    assert "data_argnums=(1,)" not in text and text.endswith(
+        "the arguments whose leading dims match the first array argument's")

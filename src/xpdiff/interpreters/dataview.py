@@ -33,12 +33,15 @@ def data_tracer(main: Any, value: Any) -> Any:
 class DataContext:
     """What a ``data`` rule may use: ``k``, ``B``, ``lift`` and ``mixing``."""
 
-    __slots__ = ("k", "B", "index", "where", "op", "hint", "unmatched")
+    __slots__ = ("k", "B", "index", "where", "op", "hint", "computed_hint", "unmatched")
 
     def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: str = "",
-                 unmatched: Any = None):
+                 unmatched: Any = None, computed_hint: str | None = None):
         self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
         self.hint = hint  # which arguments were taken as data, and data_argnums= (or "")
+        # the same without data_argnums=, for an array computed in the function: taking other
+        # arguments as data would not give it the data's leading dims
+        self.computed_hint = hint if computed_hint is None else computed_hint
         # unmatched(x, op): the error text when x is an argument not taken as data whose
         # leading dims are other sizes than the data's (two batches of different sizes), or None
         self.unmatched = unmatched
@@ -79,8 +82,10 @@ class DataContext:
                     f"({_sizes(want)} and {_sizes(head)}). That array carries no data dims (it was "
                     f"computed in the function from arguments not taken as data, or created "
                     f"there), so it is the same for every sample. If it holds one entry per sample, "
-                    f"compute it from the data or pass it as data with leading dims {want}; if it is "
-                    f"shared, give it a shape that broadcasts against one sample{self.hint}")
+                    f"give it the data's leading dims {want}, not {head}: make it before the call "
+                    f"and pass it as a data argument (it is then indexed per sample), or compute "
+                    f"it from the data; if it is shared, give it a shape that broadcasts against "
+                    f"one sample{self.computed_hint}")
             raise ValueError(f"{self.where}: {text}")
         xp = namespace_for_values([x])
         if all(h == 1 for h in head):
@@ -126,7 +131,7 @@ class DataTrace(Trace):
                 f"use xpdiff.vmap over a per-sample function instead"
             )
         ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op, d.get("hint", ""),
-                          d.get("unmatched"))
+                          d.get("unmatched"), d.get("computed_hint"))
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:
@@ -136,7 +141,7 @@ class DataTrace(Trace):
     def lift(self, x: Any) -> Tracer:
         d = self.main.data
         ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""),
-                          d.get("unmatched"))
+                          d.get("unmatched"), d.get("computed_hint"))
         return data_tracer(self.main, ctx.lift(x))
 
     def process_custom(self, call: Any, args: tuple) -> Any:

@@ -367,9 +367,11 @@ def _data_candidates(leaves_per_arg: list, is_data: list, k: int) -> list[int]:
     return max(lead.values(), key=len) if lead else []
 
 
-def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any) -> str:
+def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any, *,
+               suggest: bool = True) -> str:
     """The sentence errors about data dims end with: which arguments were taken as data
-    and, when they were inferred, how to say otherwise."""
+    and, when they were inferred and ``suggest``, how to say otherwise (not for an array
+    computed in the function: naming other arguments as data would not fix it)."""
     if sum(any(hasattr(x, "shape") for x in ls) for ls, _ in leaves_per_arg) < 2:
         return ""  # one array argument: nothing to choose
     taken = [i for i, flags in enumerate(is_data) if any(flags)]
@@ -379,7 +381,7 @@ def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnu
         return text + f", as data_argnums={data_argnums!r} says"
     cands = _data_candidates(leaves_per_arg, is_data, k)
     text += ", the arguments whose leading dims match the first array argument's"
-    if cands:
+    if cands and suggest:
         text += (f"; if the data are argument(s) {', '.join(map(str, cands))}, say so with "
                  f"data_argnums={_tuple_text(cands)}")
     return text

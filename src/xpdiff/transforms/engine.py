@@ -416,6 +416,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
         outer = _chunking.vmap_copies([x for leaves, _ in per_arg for x in leaves])
         where = f"{fname}(batch_ndim={k})"
         hint = _data_hint(per_arg, is_data, k, B, data_argnums)
+        computed_hint = _data_hint(per_arg, is_data, k, B, data_argnums, suggest=False)
         bind_unmatched = _unmatched(per_arg, is_data, k, B, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
         for (leaves, tdef), flags in zip(per_arg, is_data):
@@ -432,6 +433,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
             *a, index = a
             flat = [_tree.flatten(arg) for arg in a]
             with new_main(DataTrace, k=k, B=B, index=index, where=where, hint=hint,
+                          computed_hint=computed_hint,
                           unmatched=bind_unmatched([leaves for leaves, _ in flat])) as main:
                 viewed = []
                 for (leaves, tdef), flags in zip(flat, is_data):
