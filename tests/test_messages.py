@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -152,3 +155,18 @@ def test_batches_of_different_sizes_inside_the_function_name_the_sizes_and_the_o
             f"that broadcasts against one sample. batch_ndim=1 took argument(s) ") in text
     assert "data_argnums=(1,)" not in text and text.endswith(
         "the arguments whose leading dims match the first array argument's")
+
+
+def test_the_errors_page_names_mixing_and_custom_rule_errors_in_their_headings():
+    """docs/errors.md titles a section whose example raises xpdiff's MixingError or
+    CustomRuleError with that class, so a heading cannot promise one error while its
+    example (run by the docs' doctests) shows another."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text(encoding="utf-8")
+    wrong = []
+    for section in re.split(r"^### ", page, flags=re.M)[1:]:
+        heading = section.split("\n", 1)[0]
+        for cls in sorted(set(re.findall(r"^(?:[\w.]+\.)?(MixingError|CustomRuleError): ", section,
+                                         re.M))):
+            if not heading.startswith(f"`{cls}`: "):
+                wrong.append((heading, cls))
+    assert not wrong, f"headings of docs/errors.md that do not name the error shown: {wrong}"
