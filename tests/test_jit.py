@@ -557,6 +557,22 @@ def test_vmap_of_vector_matrix_products_is_one_product():
         _same(j(X * 2.0), xd.vmap(f)(X * 2.0))
 
 
+def test_vector_cotangent_of_a_product_is_one_product():
+    """The cotangent of x in x @ W (and of x in A @ x) is one product with the other
+    operand's transpose: no unit dims added to the cotangent and taken away again."""
+    rng = np.random.default_rng(1)
+    W, A = rng.standard_normal((5, 3)), rng.standard_normal((3, 5))
+    x = rng.standard_normal(5)
+    for f, closed in ((lambda v: v @ xd.numpy.asarray(W), lambda v: (1 - np.tanh(v @ W) ** 2) @ W.T),
+                      (lambda v: xd.numpy.asarray(A) @ v, lambda v: A.T @ (1 - np.tanh(A @ v) ** 2))):
+        g = xd.grad(lambda v, f=f: xd.numpy.sum(xd.numpy.tanh(f(v))))
+        names = [c.name for c in xd.jit(g).lower(x).program.calls]
+        assert "reshape" not in names and names.count("matmul") == 2, names
+        np.testing.assert_allclose(g(x), closed(x), rtol=1e-13)
+        np.testing.assert_allclose(xd.vmap(g)(np.stack([x, 2 * x])), np.stack([closed(x), closed(2 * x)]),
+                                   rtol=1e-13)
+
+
 def test_seed_of_ones_is_folded():
     """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
     it are trace-time constants, so the loss itself is dead code in a ``grad`` program;

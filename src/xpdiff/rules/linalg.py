@@ -52,6 +52,12 @@ def _matmul_jvp(xp, p, t):
 
 def _matmul_vjp(xp, g, out, p, needs):
     a, b = p
+    if a.ndim == 1 and b.ndim == 2 and not needs[1]:
+        # x @ B: the cotangent of x is g @ B^T, one product (a batch of them under vmap
+        # is one matrix product of the stacked rows)
+        return [_matmul.bind(g, xp.matrix_transpose(b)), None]
+    if a.ndim == 2 and b.ndim == 1 and not needs[0]:
+        return [None, _matmul.bind(xp.matrix_transpose(a), g)]  # A @ x: A^T @ g
     a2 = xp.reshape(a, (1,) + tuple(a.shape)) if a.ndim == 1 else a
     b2 = xp.reshape(b, tuple(b.shape) + (1,)) if b.ndim == 1 else b
     g2 = g
