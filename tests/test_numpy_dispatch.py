@@ -194,6 +194,22 @@ def test_numpy_scalars_and_arrays_mix_with_traced_arrays():
     np.testing.assert_allclose(g, -np.ones(4))
 
 
+def test_where_with_two_python_scalars_and_a_numeric_condition():
+    """SciPy's distance_transform_edt: ``np.where(input, 1, 0)`` with an integer input
+    (its truth is read, as NumPy reads it) and two Python scalars (NumPy's dtype)."""
+    x = np.asarray([0.0, 2.0, -1.5])
+
+    def f(x):
+        ints = np.where(np.astype(x, np.int8), 1, 0)
+        assert ints.dtype == np.int64
+        return x * ints + np.where(x > 1.0, 2.5, 1)
+
+    np.testing.assert_array_equal(f(x), [1.0, 4.5, -0.5])
+    got, t = xd.jvp(f, (x,), (np.ones(3),))
+    np.testing.assert_array_equal(got, [1.0, 4.5, -0.5])
+    np.testing.assert_array_equal(t, [0.0, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda x: np.einsum("i,i", x, x), r"numpy\.einsum .*xp\.matmul, xp\.tensordot or xp\.vecdot"),
     (lambda x: np.nansum(x), r"numpy\.nansum .*xp\.sum\(xp\.where\(xp\.isnan"),

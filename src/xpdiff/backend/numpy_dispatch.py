@@ -320,7 +320,13 @@ def _expand_dims(ns: Any, a: Any, axis: Any) -> Any:
 def _where(ns: Any, condition: Any, x: Any = _NoValue, y: Any = _NoValue) -> Any:
     if x is _NoValue and y is _NoValue:
         return ns.nonzero(ns.asarray(condition))
-    return ns.where(condition, x, y)
+    c = ns.asarray(condition)
+    if c.dtype != ns.bool:  # NumPy reads the truth of any dtype
+        c = ns.astype(c, ns.bool)
+    scalars = (bool, int, float, complex)
+    if isinstance(x, scalars) and isinstance(y, scalars):  # NumPy's dtype for the pair
+        x = ns.asarray(x, dtype=np.result_type(x, y), device=c.device)
+    return ns.where(c, x, y)
 
 
 def _clip(ns: Any, a: Any, a_min: Any = _NoValue, a_max: Any = _NoValue, out: Any = None, *,

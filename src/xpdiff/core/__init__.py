@@ -472,7 +472,8 @@ def broadcast_shapes(*shapes):
 
 def norm_axis(axis: int, ndim: int, name: str = "axis") -> int:
     if not -ndim <= axis < max(ndim, 1):
-        raise ValueError(f"{name}={axis} is out of bounds for an array with {ndim} dims")
+        # NumPy's wording (its AxisError), which code written for NumPy matches
+        raise ValueError(f"{name}: axis {axis} is out of bounds for array of dimension {ndim}")
     return axis % ndim if ndim else 0
 
 

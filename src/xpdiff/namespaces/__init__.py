@@ -141,8 +141,8 @@ def _dtype_functions(bk: Any) -> dict[str, Any]:
                     device = a.device
                 dtypes.append(dt)
         if not dtypes:
-            raise TypeError("result_type: at least one argument must be an array or a dtype "
-                            "(Python scalars alone have no dtype)")
+            raise ValueError("result_type: at least one argument must be an array or a dtype "
+                             "(Python scalars alone have no dtype)")
         dt = bk.result_type(*dtypes)
         for s in scalars:
             if isinstance(s, bool):

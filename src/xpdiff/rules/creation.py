@@ -142,13 +142,14 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
     def full(shape, fill_value, *, dtype=None, device=None):
         """An array of ``shape`` filled with ``fill_value`` (a constant).
 
-        A traced 0-d ``fill_value`` (an extension of the standard) is broadcast, so
-        the derivative flows to it.
+        A traced 0-d ``fill_value`` (an extension of the standard) is broadcast and
+        copied, so the derivative flows to it and the result is a new writable array
+        (as ``numpy.full`` gives), not a read-only view of ``fill_value``.
         """
         if isinstance(fill_value, Tracer):
             v = _asarray_traced(fill_value, dtype, device, None)
             shape = (shape,) if isinstance(shape, int) else tuple(shape)
-            return broadcast_to(v, shape)
+            return astype(broadcast_to(v, shape), v.dtype, copy=True)
         return const(create(bk.full, shape, fill_value, **_dev({"dtype": dtype}, device)))
 
     def linspace(start, stop, /, num, *, dtype=None, device=None, endpoint=True):

@@ -147,9 +147,9 @@ def fit_axis(x: Any, axis: int, n: int) -> Any:
     if n < m:
         return _getitem_fn(x, pre + (slice(0, n),))
     xp = namespace_for_values([x])
-    if m == 0:
-        raise ValueError(f"cannot zero-pad an empty dim {axis} to length {n}")
-    zero = xp.zeros_like(_getitem_fn(x, pre + (slice(0, 1),)))
+    # a zero of x's kind with dim `axis` of length 1 (an empty dim sums to one)
+    zero = xp.zeros_like(xp.sum(x, axis=axis, keepdims=True, dtype=x.dtype) if m == 0
+                         else _getitem_fn(x, pre + (slice(0, 1),)))
     shape = tuple(n - m if i == axis else s for i, s in enumerate(x.shape))
     return xp.concat([x, xp.broadcast_to(zero, shape)], axis=axis)
 
