@@ -215,6 +215,15 @@ def test_asarray_of_traced_arrays(xp):
     np.testing.assert_allclose(g, [2 * 1.0 + 0 + 1, 8 * 2.0 + 1 + 1])
 
 
+def test_asarray_refuses_dtypes_outside_the_standard(xp):
+    """scikit-learn's label_binarize tells string classes apart by the namespace's
+    asarray raising (array-api-strict and torch do), NumPy would make them."""
+    for obj in (["yes", "no"], np.asarray(["bird"]), np.asarray([None])):
+        with pytest.raises(TypeError, match="asarray: dtype .* is not a dtype of the array API"):
+            xp.asarray(obj)
+    assert xp.asarray([True]).dtype == np.bool_ and xp.asarray(np.int8(3)).dtype == np.int8
+
+
 def test_full_of_a_traced_scalar(xp):
     g = xd.grad(lambda s: xp.sum(xp.full((2, 3), s)))(np.asarray(2.0))
     assert float(g) == 6.0

@@ -73,7 +73,9 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
         A traced array is returned as is (a new traced array for ``copy=True`` or a
         changed ``dtype``; the derivative flows through the cast).  A nested sequence
         holding traced arrays is stacked (differentiable).  Anything else goes to the
-        backend's ``asarray`` and is a constant.
+        backend's ``asarray`` and is a constant; a dtype outside the standard (strings,
+        objects: NumPy makes them) is refused with a ``TypeError``, as array-api-strict
+        refuses it.
 
         >>> import xpdiff as xd
         >>> xd.namespace("numpy").asarray([1.0, 2.0])
@@ -89,7 +91,11 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
         kw = _dev({"dtype": dtype}, device)
         if copy is not None:
             kw["copy"] = copy
-        return const(create(bk.asarray, obj, **kw))
+        out = create(bk.asarray, obj, **kw)
+        if not bk.isdtype(out.dtype, ("bool", "numeric")):  # strings, objects, dates
+            raise TypeError(f"asarray: dtype {out.dtype} is not a dtype of the array API "
+                            f"standard (booleans and numbers only); convert the values first")
+        return const(out)
 
     def _asarray_traced(x, dtype, device, copy):
         if device is not None and device != x.device:
