@@ -93,8 +93,8 @@ def backend_creation(bk: Any, const: Callable[[Any], Any],
             kw["copy"] = copy
         out = create(bk.asarray, obj, **kw)
         if not bk.isdtype(out.dtype, ("bool", "numeric")):  # strings, objects, dates
-            raise TypeError(f"asarray: dtype {out.dtype} is not a dtype of the array API "
-                            f"standard (booleans and numbers only); convert the values first")
+            raise TypeError(f"asarray: Unsupported dtype {out.dtype}: the array API standard "
+                            f"has booleans and numbers only; convert the values first")
         return const(out)
 
     def _asarray_traced(x, dtype, device, copy):
