@@ -253,7 +253,11 @@ def test_polygamma_with_an_array_order():
     xn = xd.namespace("numpy")
     n, x = np.array([[0], [1], [3]]), np.linspace(0.4, 6.0, 5)
     np.testing.assert_allclose(xn.special.polygamma(n, x), sc.polygamma(n, x), rtol=1e-14)
-    assert xn.special.polygamma(n, x.astype(np.float32)).dtype == np.float32
+    # SciPy's dtype (integer orders count as float64: with float32 x the result is float64)
+    for nd, xdt in ((np.int64, np.float32), (np.int8, np.float32), (np.int64, np.float64),
+                    (np.float32, np.float32)):
+        got = xn.special.polygamma(n.astype(nd), x.astype(xdt))
+        assert got.dtype == sc.polygamma(n.astype(nd), x.astype(xdt)).dtype, (nd, xdt)
     g = xd.grad(lambda x: xn.sum(xn.special.polygamma(n, x)))(x)
     np.testing.assert_allclose(g, sc.polygamma(n + 1, x).sum(axis=0), rtol=1e-13)
     J = xd.jacfwd(lambda x: xn.special.polygamma(np.array([1, 2, 3, 4, 5]), x))(x)

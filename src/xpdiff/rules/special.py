@@ -527,7 +527,8 @@ def polygamma(n, x, /):
     (``d/dx polygamma(n, x) = polygamma(n + 1, x)``).
 
     ``n`` is a Python int >= 0, or an array of integer orders (as SciPy passes it)
-    broadcast against ``x``.  An array ``n`` is a constant: a derivative with respect
+    broadcast against ``x``; the result then has SciPy's dtype (integer orders count as
+    the default floating dtype: with ``float32`` values the result is ``float64``).  An array ``n`` is a constant: a derivative with respect
     to it is refused (``TypeError``; it has none), and it needs a native kernel (NumPy
     or CuPy with SciPy installed; elsewhere pass a Python int).
 
@@ -541,7 +542,16 @@ def polygamma(n, x, /):
         if not (xp.isdtype(n.dtype, "integral") or xp.isdtype(n.dtype, "real floating")):
             raise TypeError(f"special.polygamma: n must hold integer orders (an integer or "
                             f"real floating array), got dtype {n.dtype}")
-        return _polygamma_n.bind(n, _floating(x, "polygamma"))
+        x = _floating(x, "polygamma")
+        # as SciPy: integer orders count as the default floating dtype (int orders and
+        # float32 x give float64), floating orders as their own
+        order = n.dtype
+        if xp.isdtype(order, "integral"):
+            order = xp.__array_namespace_info__().default_dtypes(device=x.device)["real floating"]
+        dt = xp.result_type(order, x.dtype)
+        if dt != x.dtype:
+            x = xp.astype(x, dt)
+        return _polygamma_n.bind(n, x)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise TypeError(f"special.polygamma: n must be a Python int >= 0 or an array of "
                         f"integer orders, got {n!r}")
