@@ -528,9 +528,10 @@ def polygamma(n, x, /):
 
     ``n`` is a Python int >= 0, or an array of integer orders (as SciPy passes it)
     broadcast against ``x``; the result then has SciPy's dtype (integer orders count as
-    the default floating dtype: with ``float32`` values the result is ``float64``).  An array ``n`` is a constant: a derivative with respect
-    to it is refused (``TypeError``; it has none), and it needs a native kernel (NumPy
-    or CuPy with SciPy installed; elsewhere pass a Python int).
+    the default floating dtype: with ``float32`` values the result is ``float64``).  An
+    array ``n`` is a constant: a derivative with respect to it is refused
+    (``TypeError``; it has none), and it needs a native kernel (NumPy or CuPy with
+    SciPy installed; elsewhere pass a Python int).
 
     >>> import numpy as np, xpdiff as xd
     >>> n, x = np.array([1, 2]), np.array([1.0, 1.0])
