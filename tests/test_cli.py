@@ -248,3 +248,14 @@ def test_fuzz_programs_are_reproducible():
     assert a.describe() == b.describe()
     assert make_program(43, OPS).describe() != a.describe()
     assert main(["check", "--fuzz", "0"]) == 2
+
+
+def test_bench_reports_name_no_local_paths():
+    """The benchmark's machine facts name each BLAS library by its file name only."""
+    pytest.importorskip("threadpoolctl")
+    import numpy as np  # noqa: F401  (loads NumPy's BLAS)
+
+    from xpdiff.bench.report import blas_info
+
+    infos = blas_info()
+    assert infos and all("/" not in str(e.get("filepath", "")) for e in infos)

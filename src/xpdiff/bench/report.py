@@ -69,12 +69,14 @@ def load_average() -> tuple[float, float, float] | None:
 
 
 def blas_info() -> list[dict[str, Any]]:
-    """threadpoolctl's ``threadpool_info()`` (empty when threadpoolctl is missing)."""
+    """threadpoolctl's ``threadpool_info()`` (empty when threadpoolctl is missing), each
+    library's ``filepath`` reduced to its file name (a report names no local paths)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    return [dict(entry) for entry in threadpool_info()]
+    return [{k: Path(str(v)).name if k == "filepath" else v for k, v in entry.items()}
+            for entry in threadpool_info()]
 
 
 def machine_info(
