@@ -589,6 +589,39 @@ def test_seed_of_ones_is_folded():
         _same(j(x * k), xd.grad(loss)(x * k))
 
 
+def test_pass_permute_chains():
+    """permute(permute(x)) is one permute, or x when they cancel; a permute that moves
+    only unit dims is a reshape, joined to the reshape before it."""
+    from xpdiff.jit.program import simplify_permutes
+
+    xp = raw_namespace(np.ones(1))
+    impl = _core.PRIMITIVES["permute_dims"].impl  # impl(xp, x, *, axes), as recorded
+    P = lambda a, axes, out: Call(impl, (xp, Var(a)), {"axes": axes}, (out,),  # noqa: E731
+                                  "permute_dims", takes_xp=True, view=True)
+    calls = [P(0, (1, 2, 0), 1), P(1, (2, 0, 1), 2),  # cancel: x
+             P(0, (1, 0, 2), 3), P(3, (0, 2, 1), 4)]  # compose: one permute (1, 2, 0) of x
+    prog = _prog(calls, [2, 4])
+    prog.shapes = {0: (2, 3, 4), 1: (3, 4, 2), 2: (2, 3, 4), 3: (3, 2, 4), 4: (3, 4, 2)}
+    p = eliminate_dead(simplify_permutes(prog))
+    assert [c.name for c in p.calls] == ["permute_dims"] and p.outputs == [Var(0), Var(4)]
+    assert p.calls[0].args[1] == Var(0) and p.calls[0].kw["axes"] == (1, 2, 0)
+    x = np.arange(24.0).reshape(2, 3, 4)
+    a, b = lower(p, "numpy").run(x)
+    np.testing.assert_array_equal(a, x)
+    np.testing.assert_array_equal(b, np.transpose(x, (1, 2, 0)))
+    # (16, 1, 8) -> (16, 8, 1) moves a unit dim only: a reshape, joined to the one before
+    calls = [Call(xp.reshape, (Var(0),), {"shape": (4, 1, 3)}, (1,), "reshape", view=True),
+             P(1, (0, 2, 1), 2)]
+    prog = _prog(calls, [2])
+    prog.shapes = {0: (4, 3), 1: (4, 1, 3), 2: (4, 3, 1)}
+    from xpdiff.jit.program import simplify_reshapes
+
+    p = eliminate_dead(simplify_reshapes(simplify_permutes(prog)))
+    assert [(c.name, c.args, c.kw) for c in p.calls] == [("reshape", (Var(0),), {"shape": (4, 3, 1)})]
+    x = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(lower(p, "numpy").run(x)[0], x[:, :, None])
+
+
 def test_jit_peak_memory_at_most_eager():
     """A replayed per-sample Jacobian allocates no more than the eager call (the MLP of
     the benchmark, where a collapsed copying reshape once cost a 16 MiB operand copy)."""

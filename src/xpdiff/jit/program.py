@@ -17,6 +17,9 @@ Passes (each a function ``Program -> Program`` or an analysis):
 * :func:`eliminate_selects`: ``where`` on a condition known at build time to be
   uniform (a folded boolean, or ``logical_and``/``logical_or`` absorbed by one) is
   the operand it selects;
+* :func:`simplify_permutes` and :func:`simplify_reshapes`: chains of views (a
+  permute of a permute, a permute that moves only unit dims, a reshape of a reshape)
+  become one view or none;
 * :func:`eliminate_common` (CSE): a call equal to an earlier one (same function,
   same operands, same parameters) reuses its result;
 * :func:`eliminate_dead` (DCE): calls no output or guard needs are dropped;
@@ -300,6 +303,43 @@ def simplify_reshapes(prog: Program) -> Program:
     return _rewrite(prog, visit)
 
 
+PERMUTE = "permute_dims"
+
+
+def simplify_permutes(prog: Program) -> Program:
+    """A ``permute_dims`` of a ``permute_dims`` is one (none when they cancel), and one
+    that only moves unit dims is a reshape, which :func:`simplify_reshapes` then joins
+    to its neighbours (both are views; arrays of a program are never written)."""
+    source: dict[int, tuple[int, tuple]] = {}  # value made by a permute -> (operand, axes)
+
+    def visit(c: Call, rename: dict[int, int]) -> Call | None:
+        ops = c.array_args()
+        axes = c.kw.get("axes")
+        if (c.name != PERMUTE or not c.takes_xp or len(ops) != 1 or type(ops[0]) is not Var
+                or not isinstance(axes, tuple) or len(c.outs) != 1):
+            return c
+        x = ops[0].n
+        if x in source:
+            x, first = source[x]
+            axes = tuple(first[i] for i in axes)
+        if axes == tuple(range(len(axes))):
+            rename[c.outs[0]] = x
+            return None
+        shape = prog.shapes.get(x)
+        if shape is not None and len(shape) == len(axes):
+            moved = [a for a in axes if shape[a] != 1]
+            if moved == sorted(moved):  # only unit dims move: the same memory order
+                out_shape = tuple(shape[a] for a in axes)
+                return Call(c.args[0].reshape, (Var(x),), {"shape": out_shape}, c.outs, RESHAPE,
+                            shapes=c.shapes, dtypes=c.dtypes, view=True)
+        source[c.outs[0]] = (x, axes)
+        if x != ops[0].n:
+            return _with_operands(c, (c.args[0], Var(x)), {"axes": axes})
+        return c
+
+    return _rewrite(prog, visit)
+
+
 IDENTITY_OPERAND = {"multiply": (0, 1), "divide": (0,)}  # operand positions kept when the other is 1
 
 
@@ -403,9 +443,10 @@ def eliminate_selects(prog: Program) -> Program:
 
 
 def optimize(prog: Program, values: dict[int, Any]) -> Program:
-    """The passes in order: fold, unit factors, known selects, reshape chains, CSE, DCE."""
-    return eliminate_dead(eliminate_common(simplify_reshapes(
-        eliminate_selects(eliminate_identities(fold_constants(prog, values))))))
+    """The passes in order: fold, unit factors, known selects, permute and reshape
+    chains, CSE, DCE."""
+    return eliminate_dead(eliminate_common(simplify_reshapes(simplify_permutes(
+        eliminate_selects(eliminate_identities(fold_constants(prog, values)))))))
 
 
 def describe(prog: Program, groups: list | None = None) -> str:
