@@ -170,3 +170,22 @@ def test_the_errors_page_names_mixing_and_custom_rule_errors_in_their_headings()
             if not heading.startswith(f"`{cls}`: "):
                 wrong.append((heading, cls))
     assert not wrong, f"headings of docs/errors.md that do not name the error shown: {wrong}"
+
+
+@pytest.mark.parametrize("g, given, fix", [
+    ([1.0, 2.0], "list", r"; convert it with y's namespace: xp\.asarray\(g, dtype=xp\.float64\)$"),
+    ("ab", "str", "$"),
+    (2.0, "float", r"; for g everywhere, pass xp\.full\(\(2,\), g, dtype=xp\.float64\)$"),
+])
+def test_a_cotangent_that_is_not_an_array_is_a_type_error_of_to(g, given, fix):
+    """As vjp's pullback: not a shape error, and a Python number only for a 0-d y."""
+    x = xd.DiffArray(np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match=r"^DiffArray\.to: cotangent must be an array of y's shape "
+                                        rf"\(2,\) and dtype float64, got {given}{fix}"):
+        (x * x).to(x, cotangent=g)
+    s = xp.sum(x * x)
+    with pytest.raises(TypeError, match=r"shape \(\) and dtype float64 \(or a Python number: y is "
+                                        r"0-d\), got list"):
+        s.to(x, cotangent=[1.0])
+    np.testing.assert_allclose(s.to(x, cotangent=3.0).value, [6.0, 12.0])
+    np.testing.assert_allclose(s.to(x, cotangent=3).value, [6.0, 12.0])

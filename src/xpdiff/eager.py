@@ -43,7 +43,7 @@ from .interpreters.reverse import Node, ReverseTrace, backward, reverse_tracer, 
 from .rules.creation import CREATION
 from .tracer import Tracer
 from .transforms import chunking as _chunking
-from .transforms.args import _cotangent_dtype_fix
+from .transforms.args import _as_array, _cotangent_dtype_fix, _dtype_name
 
 _LEVEL_E, _LEVEL_V, _LEVEL_D = -3_000_000, -2_000_000, -1_000_000
 _COUNT = itertools.count()
@@ -172,8 +172,9 @@ class DiffArray(Tracer):
 
         Args:
             x: a :class:`DiffArray` this array was (or was not) computed from.
-            cotangent: ``g`` of this array's shape and dtype (as :func:`xpdiff.vjp`:
-                no broadcasting, no casting; another raises ``ValueError``): returns
+            cotangent: ``g`` of this array's shape and dtype, or a Python number when
+                it is 0-d (as :func:`xpdiff.vjp`: no broadcasting, no casting; another
+                shape or dtype raises ``ValueError``, a list ``TypeError``): returns
                 ``g^T dy/dx`` (``x``-shaped); default all ones, i.e. the gradient of
                 ``sum(y)``.
             jacobian: return the Jacobian ``dy/dx`` instead: shape ``Y + X``, or
@@ -544,7 +545,22 @@ def _cotangent(y: Any, ye_raw: Any, g: Any, where: str) -> Any:
     bk = raw_namespace(ye_raw)
     if g is None:
         return bk.ones(ye_raw.shape, dtype=ye_raw.dtype, device=ye_raw.device)
-    if not hasattr(g, "shape") or tuple(g.shape) != tuple(y.shape):
+    if not (isinstance(g, Tracer) or hasattr(g, "shape")):
+        # as vjp's pullback: a Python number stands for a 0-d array of y's dtype
+        number = isinstance(g, (float, int)) and not isinstance(g, bool)
+        if number and y.ndim == 0:
+            return _as_array(g, where, "cotangent", ye_raw)
+        shape, dt = tuple(y.shape), _dtype_name(y.dtype)
+        if number:
+            fix = f"; for g everywhere, pass xp.full({shape}, g, dtype=xp.{dt})"
+        elif isinstance(g, (list, tuple)):
+            fix = f"; convert it with y's namespace: xp.asarray(g, dtype=xp.{dt})"
+        else:
+            fix = ""
+        raise TypeError(f"{where}: cotangent must be an array of y's shape {shape} and dtype {dt}"
+                        + (" (or a Python number: y is 0-d)" if y.ndim == 0 else "")
+                        + f", got {type(g).__name__}{fix}")
+    if tuple(g.shape) != tuple(y.shape):
         raise ValueError(f"{where}: cotangent must have the shape of y, {tuple(y.shape)}, got "
                          f"{tuple(getattr(g, 'shape', ()))!r} ({type(g).__name__})")
     check_same_backend([("y", y), ("the cotangent", g)], where)
