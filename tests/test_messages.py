@@ -189,3 +189,50 @@ def test_a_cotangent_that_is_not_an_array_is_a_type_error_of_to(g, given, fix):
         s.to(x, cotangent=[1.0])
     np.testing.assert_allclose(s.to(x, cotangent=3.0).value, [6.0, 12.0])
     np.testing.assert_allclose(s.to(x, cotangent=3).value, [6.0, 12.0])
+
+
+@pytest.mark.parametrize("w_shape, ways, hint", [
+    # the shapes broadcast and w's leading dims index samples: w may be the data
+    ((2, 4, 3), "Write the function per sample and use xpdiff.vmap, or use batch_ndim=0", True),
+    ((2, 1, 3), "Write the function per sample and use xpdiff.vmap, or use batch_ndim=0", True),
+    # a leading unit dim: dropping it fixes the call; as data it would be one sample
+    ((1, 4, 3), r"Give the operand of shape \(1, 4, 3\) the data's rank by dropping its first 1 "
+                r"dim\(s\) of size 1 \(shape \(4, 3\)\), or write the function per sample", False),
+    # the sizes that meet the data dims differ, or the extra dims are trailing: the shapes
+    # do not broadcast, so neither batch_ndim=0 nor data_argnums=(1,) runs
+    ((2, 5, 3), r"do not even broadcast .*\. Write the function per sample and use "
+                r"xpdiff\.vmap\. batch_ndim=1 took", False),
+    ((2, 3, 1), r"do not even broadcast .*\. Write the function per sample and use "
+                r"xpdiff\.vmap\. batch_ndim=1 took", False),
+    ((3, 4, 2), r"One sample's shapes, \(3,\) and \(3, 4, 2\), do not broadcast either: check "
+                r"the shapes f computes with", False),
+])
+def test_a_shared_argument_of_higher_rank_suggests_data_argnums_only_where_it_fits(w_shape, ways,
+                                                                                   hint):
+    x, w = np.ones((4, 3)), np.ones(w_shape)
+    f = xd.jacobian(lambda x, w: x * w, batch_ndim=1, argnums=0)
+    with pytest.raises(xd.MixingError) as err:
+        f(x, w)
+    text = str(err.value)
+    assert re.search(ways, text), text
+    assert ("say so with data_argnums=(1,)" in text) == hint, text
+    assert text.endswith("the arguments whose leading dims match the first array argument's"
+                         + ("; if the data are argument(s) 1, say so with data_argnums=(1,)"
+                            if hint else "")), text
+    if hint:  # the hint's call runs: argument 1 is the data, x is shared by its samples
+        J = xd.jacobian(lambda x, w: x * w, batch_ndim=1, argnums=0, data_argnums=(1,))(x, w)
+        assert J.shape == (w_shape[0], 4, 3, 4, 3)
+
+
+def test_a_higher_rank_array_made_in_the_function_or_data_suggests_no_data_argnums():
+    """The higher-rank operand is not an argument the hint names (an array created in the
+    function, or data of another per-sample rank): data_argnums= would not fix it."""
+    x, w = np.ones((4, 3)), np.ones((5, 3))
+    with pytest.raises(xd.MixingError) as err:
+        xd.jacobian(lambda x, w: x * xp.ones((4, 1, 1)) * w, batch_ndim=1)(x, w)
+    assert "data_argnums=(1,)" not in str(err.value)
+    with pytest.raises(xd.MixingError, match=r"One sample's shapes, \(3,\) and \(3, 2\), do not "
+                                             r"broadcast either: check the shapes f computes with\. "
+                                             r"batch_ndim=1 took argument\(s\) 0, 1 as data") as err:
+        xd.jacobian(lambda x, w, z: x * w, batch_ndim=1)(x, np.ones((4, 3, 2)), np.ones(5))
+    assert "data_argnums=(2,)" not in str(err.value)

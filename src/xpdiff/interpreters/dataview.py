@@ -31,12 +31,14 @@ def data_tracer(main: Any, value: Any) -> Any:
 
 
 class DataContext:
-    """What a ``data`` rule may use: ``k``, ``B``, ``lift`` and ``mixing``."""
+    """What a ``data`` rule may use: ``k``, ``B``, ``lift``, ``mixing`` and ``outranked``."""
 
-    __slots__ = ("k", "B", "index", "where", "op", "hint", "computed_hint", "unmatched")
+    __slots__ = ("k", "B", "index", "where", "op", "hint", "computed_hint", "unmatched",
+                 "suggested")
 
     def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: str = "",
-                 unmatched: Any = None, computed_hint: str | None = None):
+                 unmatched: Any = None, computed_hint: str | None = None,
+                 suggested: frozenset = frozenset()):
         self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
         self.hint = hint  # which arguments were taken as data, and data_argnums= (or "")
         # the same without data_argnums=, for an array computed in the function: taking other
@@ -45,6 +47,9 @@ class DataContext:
         # unmatched(x, op): the error text when x is an argument not taken as data whose
         # leading dims are other sizes than the data's (two batches of different sizes), or None
         self.unmatched = unmatched
+        # the ids of the argument leaves the hint's data_argnums= names: a higher-rank array
+        # that is one of them may be the data (see outranked)
+        self.suggested = suggested
 
     def mixing(self, what: str) -> MixingError:
         return MixingError(
@@ -52,6 +57,52 @@ class DataContext:
             f"dim(s), {self.B}, are data dims). Write the function per sample and use "
             f"xpdiff.vmap, or use batch_ndim=0 for the full Jacobian{self.hint}"
         )
+
+    def outranked(self, o: Any, ops: list, has: list, core: int = 0) -> MixingError:
+        """The error of a broadcasting op whose data operand ``o`` has a lower (apparent)
+        rank than another operand, so that its data dims would line up with non-data dims.
+        The ways out it names fit the shapes (``core`` trailing matrix dims aside):
+        a higher-rank operand whose extra leading dims are all 1 loses them; the function
+        written per sample under vmap, if one sample's shapes broadcast; batch_ndim=0, if
+        the batched shapes do (the code is valid without batch_ndim); ``data_argnums=``
+        only when the higher-rank operand is an argument the hint names whose leading dims
+        are not all 1 and whose shape broadcasts against the data (then it can be the data,
+        and the call works with the data taken from it)."""
+        k, B = self.k, self.B
+        arrays = [(x, h) for x, h in zip(ops, has) if hasattr(x, "shape")]
+        full = [B + tuple(x.shape) if h else tuple(x.shape) for x, h in arrays]
+        R = max(len(s) for s in full)
+        # the operand that sets the rank, a shared one first
+        top, top_has, S = min(((x, h, s) for (x, h), s in zip(arrays, full) if len(s) == R),
+                              key=lambda xhs: xhs[1])
+        D = B + tuple(o.shape)
+        batched = _broadcasts([s[:len(s) - core] for s in full])
+        per_sample = _broadcasts([tuple(x.shape)[:x.ndim - core] for x, _ in arrays])
+        shared = not top_has
+        e = R - len(D)  # the extra leading dims of the higher-rank operand
+        text = (f"{self.where}: '{self.op}' broadcasts an operand of shape {D} against one of "
+                f"rank {R}, so its data dims would line up with non-data dims, which mixes "
+                f"samples (the first {k} dim(s), {B}, are data dims)")
+        if not batched:
+            text += (f"; the shapes {' and '.join(map(str, full))} do not even broadcast (f "
+                     f"would fail on them without batch_ndim too)")
+        ways = []
+        if shared and batched and all(n == 1 for n in S[:e]):
+            ways.append(f"give the operand of shape {S} the data's rank by dropping its first "
+                        f"{e} dim(s) of size 1 (shape {S[e:]})")
+        if per_sample:
+            ways.append("write the function per sample and use xpdiff.vmap")
+        if batched:
+            ways.append("use batch_ndim=0 for the full Jacobian")
+        if ways:
+            way = ", or ".join(ways)
+            text += ". " + way[0].upper() + way[1:]
+        else:
+            text += (f". One sample's shapes, {' and '.join(str(tuple(x.shape)) for x, _ in arrays)}"
+                     f", do not broadcast either: check the shapes f computes with")
+        data_here = (shared and batched and id(top) in self.suggested
+                     and not all(n == 1 for n in S[:k]))
+        return MixingError(text + (self.hint if data_here else self.computed_hint))
 
     def axes(self, ndim: int, axis: Any) -> Any:
         """Translate an axis (int, tuple or None) of an apparent ``ndim``-d data array."""
@@ -95,6 +146,16 @@ class DataContext:
         return _select.bind(flat, self.index)
 
 
+def _broadcasts(shapes: list) -> bool:
+    """Whether ``shapes`` broadcast together (an unknown size broadcasts)."""
+    n = max((len(s) for s in shapes), default=0)
+    for i in range(1, n + 1):
+        sizes = {s[-i] for s in shapes if len(s) >= i and isinstance(s[-i], int) and s[-i] != 1}
+        if len(sizes) > 1:
+            return False
+    return True
+
+
 def _sizes(dims: tuple) -> str:
     return str(dims[0]) if len(dims) == 1 else str(dims)
 
@@ -131,7 +192,7 @@ class DataTrace(Trace):
                 f"use xpdiff.vmap over a per-sample function instead"
             )
         ctx = DataContext(d["k"], d["B"], d["index"], d["where"], op, d.get("hint", ""),
-                          d.get("unmatched"), d.get("computed_hint"))
+                          d.get("unmatched"), d.get("computed_hint"), d.get("suggested", frozenset()))
         ops, params = prim.data(ctx, ops, has, **params)
         out = prim.bind(*ops, **params)
         if prim.multiple_results:
@@ -141,7 +202,7 @@ class DataTrace(Trace):
     def lift(self, x: Any) -> Tracer:
         d = self.main.data
         ctx = DataContext(d["k"], d["B"], d["index"], d["where"], "setitem", d.get("hint", ""),
-                          d.get("unmatched"), d.get("computed_hint"))
+                          d.get("unmatched"), d.get("computed_hint"), d.get("suggested", frozenset()))
         return data_tracer(self.main, ctx.lift(x))
 
     def process_custom(self, call: Any, args: tuple) -> Any:

@@ -215,9 +215,7 @@ def align_data(ctx, ops, has, core: int = 0) -> list:
             new.append(o)
         elif h:
             if o.ndim + k != R:
-                raise ctx.mixing(
-                    f"broadcasts an operand of shape {ctx.B + tuple(o.shape)} against one of rank {R}, "
-                    f"so its data dims would line up with non-data dims")
+                raise ctx.outranked(o, ops, has, core)
             new.append(o)
         elif o.ndim > core and o.ndim > R - k:
             new.append(ctx.lift(o, o.ndim - (R - k)))

@@ -387,6 +387,19 @@ def _data_hint(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnu
     return text
 
 
+def _suggested(leaves_per_arg: list, is_data: list, k: int, data_argnums: Any) -> Any:
+    """``bind(leaves per argument)``: the ids of the array leaves of the arguments that
+    the hint's ``data_argnums=`` names (none when ``data_argnums`` was given), for one
+    call of the function with those leaves: an error about such an array may suggest
+    taking them as data, one about another array may not."""
+    cands = [] if data_argnums is not None else _data_candidates(leaves_per_arg, is_data, k)
+
+    def bind(leaves: list) -> frozenset:
+        return frozenset(id(x) for i in cands for x in leaves[i] if hasattr(x, "shape"))
+
+    return bind
+
+
 def _unmatched(leaves_per_arg: list, is_data: list, k: int, B: tuple, data_argnums: Any) -> Any:
     """``bind(leaves per argument)``: the ``unmatched(x, op)`` hook of the data trace for
     one call of the function with those leaves, the error text when ``x`` is an argument

@@ -46,6 +46,7 @@ from .args import (
     _data_split,
     _FlatFun,
     _is_complex,
+    _suggested,
     _unmatched,
 )
 
@@ -418,6 +419,7 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
         hint = _data_hint(per_arg, is_data, k, B, data_argnums)
         computed_hint = _data_hint(per_arg, is_data, k, B, data_argnums, suggest=False)
         bind_unmatched = _unmatched(per_arg, is_data, k, B, data_argnums)
+        bind_suggested = _suggested(per_arg, is_data, k, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
         for (leaves, tdef), flags in zip(per_arg, is_data):
             new = []
@@ -434,7 +436,8 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
             flat = [_tree.flatten(arg) for arg in a]
             with new_main(DataTrace, k=k, B=B, index=index, where=where, hint=hint,
                           computed_hint=computed_hint,
-                          unmatched=bind_unmatched([leaves for leaves, _ in flat])) as main:
+                          unmatched=bind_unmatched([leaves for leaves, _ in flat]),
+                          suggested=bind_suggested([leaves for leaves, _ in flat])) as main:
                 viewed = []
                 for (leaves, tdef), flags in zip(flat, is_data):
                     viewed.append(_tree.unflatten(tdef, [data_tracer(main, x) if d else x
