@@ -31,6 +31,7 @@ from .indexing import _getitem_fn
 from .manipulation import astype, permute_dims, reshape
 from .manipulation import matrix_transpose as _matrix_transpose
 from .reductions import sum as _sum
+from .structure import eye_kron
 
 # --- matmul --------------------------------------------------------------------------------
 
@@ -151,25 +152,16 @@ _matmul = primitive("matmul", _matmul_impl, jvp=_matmul_jvp,
 
 
 def _eye_kron(xp, B, M, like):
-    """``out[m', r, m, q] = (m == m') * B[r, q]``, shape ``(M, R, M, Q)``, written with
-    contiguous inner loops of length ``M * Q`` (a broadcast product over the short
-    axes would run inner loops of length ``Q`` only)."""
-    R, Q = B.shape
-    Bt = xp.reshape(xp.broadcast_to(xp.reshape(B, (R, 1, Q)), (R, M, Q)), (1, R, M * Q))
-    E = xp.reshape(xp.eye(M, dtype=like.dtype, device=like.device), (M, M, 1))
-    E = xp.reshape(xp.broadcast_to(E, (M, M, Q)), (M, 1, M * Q))
-    return xp.reshape(xp.multiply(E, Bt), (M, R, M, Q))
+    """``out[m', r, m, q] = (m == m') * B[r, q]``, shape ``(M, R, M, Q)``: ``M`` writes of
+    ``B`` into zeros (:func:`.structure.eye_kron`), no product over the mostly zero
+    result."""
+    return eye_kron(B, M)
 
 
 def _kron_eye(xp, C, P, like):
-    """``out[q, p', r, p] = C[r, q] * (p == p')``, shape ``(Q, P, R, P)``, with
-    contiguous inner loops of length ``R * P``."""
-    R, Q = C.shape
-    Ct = xp.reshape(xp.matrix_transpose(C), (Q, R, 1))
-    Ct = xp.reshape(xp.broadcast_to(Ct, (Q, R, P)), (Q, 1, R * P))
-    D = xp.reshape(xp.eye(P, dtype=like.dtype, device=like.device), (P, 1, P))
-    D = xp.reshape(xp.broadcast_to(D, (P, R, P)), (1, P, R * P))
-    return xp.reshape(xp.multiply(Ct, D), (Q, P, R, P))
+    """``out[q, p', r, p] = C[r, q] * (p == p')``, shape ``(Q, P, R, P)``: ``P`` writes of
+    ``C``'s transpose into zeros (:func:`.structure.eye_kron`)."""
+    return eye_kron(C, P, right=True)
 
 
 def _scaled_rows(xp, val, scale, n):

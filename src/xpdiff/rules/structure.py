@@ -107,3 +107,60 @@ def lowrank_diag(s, W, C):
         zero = zeros_like(W[..., 0])
         return _lowrank.bind(zero, W, C, has_diag=False)
     return _lowrank.bind(s, W, C, has_diag=True)
+
+
+# --- identity (x) block: the Jacobian of a matrix product, written once ------------------
+
+def _eye_kron_impl(bk, B, *, m, right):
+    """``right=False``: ``out[..., i, r, i, q] = B[..., r, q]`` (``(..., m, R, m, Q)``);
+    ``right=True``: ``out[..., q, i, r, i] = B[..., r, q]`` (``(..., Q, m, R, m)``); zeros
+    elsewhere.  ``m`` writes of ``B`` into a fresh zero array (the zeros are the
+    allocator's, not the result of a product)."""
+    lead, (R, Q) = tuple(B.shape[:-2]), tuple(B.shape[-2:])
+    if right:
+        out = bk.zeros(lead + (Q, m, R, m), dtype=B.dtype, device=B.device)
+        Bt = bk.matrix_transpose(B)
+        for i in range(m):
+            out = update(out, (Ellipsis, slice(None), i, slice(None), i), Bt)  # our own array
+        return out
+    out = bk.zeros(lead + (m, R, m, Q), dtype=B.dtype, device=B.device)
+    for i in range(m):
+        out = update(out, (Ellipsis, i, slice(None), i, slice(None)), B)  # our own array
+    return out
+
+
+def _eye_kron_vjp(xp, g, out, p, needs, *, m, right):
+    # the sum of the m diagonal blocks: the (i, i) pairs of a flat (m * m) axis are every
+    # (m + 1)-th entry
+    nl = g.ndim - 4
+    lead = tuple(g.shape[:nl])
+    if right:  # g (..., Q, m, R, m) -> (..., R, Q, m, m)
+        R, Q = g.shape[nl + 2], g.shape[nl]
+        axes = tuple(range(nl)) + (nl + 2, nl, nl + 1, nl + 3)
+    else:  # g (..., m, R, m, Q) -> (..., R, Q, m, m)
+        R, Q = g.shape[nl + 1], g.shape[nl + 3]
+        axes = tuple(range(nl)) + (nl + 1, nl + 3, nl, nl + 2)
+    flat = xp.reshape(xp.permute_dims(g, axes), lead + (R, Q, m * m))
+    return [xp.sum(flat[..., :: m + 1], axis=-1)]
+
+
+def _eye_kron_data(ctx, ops, has, **params):
+    if ops[0].ndim < 2:
+        raise ctx.mixing("embeds a data dim in an identity block")
+    return ops, params
+
+
+_eye_kron = primitive(
+    "eye_kron", _eye_kron_impl,
+    jvp=lambda xp, p, t, **kw: (_eye_kron.bind(p[0], **kw), _eye_kron.bind(t[0], **kw)),
+    vjp=_eye_kron_vjp,
+    batch=lambda xp, v, b, n, **kw: (_eye_kron.bind(v[0], **kw), True),
+    data=_eye_kron_data)
+
+
+def eye_kron(B, m, right=False):
+    """The identity of size ``m`` times ``B`` (``(..., R, Q)``), laid out as a matrix
+    product's Jacobian needs it: ``out[..., i, r, i, q] = B[..., r, q]`` (``(..., m, R, m,
+    Q)``), or with ``right=True`` ``out[..., q, i, r, i] = B[..., r, q]`` (``(..., Q, m, R,
+    m)``); zeros elsewhere, in ``m`` writes."""
+    return _eye_kron.bind(B, m=m, right=right)

@@ -210,7 +210,7 @@ def run_checks(backend: str | None = None, device: Any = None, *, dtype: str = "
 
     >>> report = run_checks("numpy", select=["matmul"], progress=False)
     >>> report.ok, report.n_ops
-    (True, 4)
+    (True, 5)
     """
     name = _backend.default_backend() if backend is None else _backend.canonical_name(backend)
     bk = _backend.backend_namespace(name)

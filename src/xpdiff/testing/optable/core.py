@@ -137,4 +137,10 @@ OPS += [
     Op("jacobian_of_elementwise", lambda xp, x: xd.jacfwd(_sin_times)(x), (V,), batched=False),
     # a structured (diagonal plus low-rank) forward Jacobian, differentiated again
     Op("jacobian_of_softmax", lambda xp, x: xd.jacfwd(_softmax)(x) * x, (V,), batched=False),
+    # a matrix product's Jacobians (identity (x) block, written into zeros), differentiated
+    # again: left operand (reverse mode) and right operand (forward mode)
+    Op("jacobian_of_matmul", lambda xp, a, b: xp.concat(
+        [xp.reshape(xd.jacrev(lambda u: xp.matmul(u, b))(a), (72,)) * a[0, 0],
+         xp.reshape(xd.jacfwd(lambda v: xp.matmul(a, v))(b), (48,)) * b[0, 0]]), ((3, 4), (4, 2)),
+       batched=False),
 ]
