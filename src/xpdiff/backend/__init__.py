@@ -605,6 +605,29 @@ def set_at(bk: Any, x: Any, key: Any, value: Any) -> Any:
     return y
 
 
+def add_diagonal(bk: Any, x: Any, d: Any, offset: int) -> Any:
+    """A copy of ``x`` (``(..., C, N)``) with ``d[..., j]`` added at ``[..., j, offset + j]``
+    for ``j < C``: the identity part of a Jacobian added where it is nonzero, without a
+    pass over an identity matrix.  NumPy and CuPy copy ``x`` in its own memory layout
+    (a transposed tangent stays transposed: no transposing copy) and add along the
+    diagonal with integer indices; JAX adds functionally; other backends add a
+    diagonal matrix (the standard has no strided diagonal write)."""
+    C = x.shape[-2]
+    kind = type(x).__module__.split(".")[0]
+    if kind in ("numpy", "cupy"):
+        lib = sys.modules[kind]
+        out = lib.array(x, copy=True, order="K")
+        j = lib.arange(C)
+        out[..., j, j + offset] += d
+        return out
+    if array_api_compat.is_jax_array(x):
+        j = sys.modules["jax.numpy"].arange(C)
+        return x.at[..., j, j + offset].add(d)
+    N = x.shape[-1]
+    eye = bk.eye(C, N, k=offset, dtype=x.dtype, device=x.device)
+    return bk.add(x, bk.multiply(eye, bk.expand_dims(d, axis=-1)))
+
+
 def update(x: Any, key: Any, value: Any) -> Any:
     """``x[key] = value`` on a raw array the caller owns (fresh from a creation function or
     a computation); returns the updated array: ``x`` itself, written in place, except for

@@ -141,6 +141,8 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     shape = tuple(out.shape)
     if shape != first.shape:
         return None
+    if any(_basis_dense(t, main) and tuple(t.shape) == shape for t in tangents):
+        return _mixed_rule(prim, primals, tangents, out, partials, first, shape)
     for t in tangents:
         if t is None or isinstance(t, Zero):
             continue
@@ -178,6 +180,61 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     elif scale is not None and tuple(scale.shape) != shape:
         scale = xp.broadcast_to(scale, shape)
     return out, first.replace(scale, has_diag, tuple(terms))
+
+
+def _mixed_rule(prim: Primitive, primals: list, tangents: list, out: Any,
+                partials: tuple | None, first: Diag, shape: tuple) -> Any:
+    """An elementwise primitive whose tangents are diagonal (no low-rank terms) and dense
+    over the whole basis (``tanh(A @ x) + x``): the dense tangents' sum, with the
+    diagonal part added along its diagonal (:func:`plus_dense`) instead of as a
+    materialised identity basis.  ``None`` for other mixes (the caller densifies)."""
+    main = first.main
+    xp = namespace_for_values(primals)
+    scale, has_diag, dense = None, False, None
+    for t, d in zip(tangents, prim.partials if partials is None else partials):
+        if t is None or d is None or isinstance(t, Zero):
+            continue
+        if type(t) is Diag:
+            if (t.terms or not t.diag or t.shape != shape or t.main is not main
+                    or t.start != first.start or t.count != first.count):
+                return None
+            s_i = _times(xp, t.scale, d(xp, primals, out))
+            scale = s_i if not has_diag else _plus(xp, scale, s_i, out)
+            has_diag = True
+        elif _basis_dense(t, main) and tuple(t.shape) == shape:
+            term = _times(xp, t, d(xp, primals, out))
+            dense = term if dense is None else xp.add(dense, term)
+        else:
+            return None
+    if dense is None or not _basis_dense(dense, main) or tuple(dense.shape) != shape:
+        return None
+    if not has_diag:
+        return out, dense
+    return out, plus_dense(first.replace(scale, True, ()), dense, out.dtype)
+
+
+def plus_dense(t: Diag, dense: Any, dtype: Any) -> Any:
+    """``dense + t`` for a diagonal ``t`` (no low-rank terms) and a tangent ``dense``
+    batched over the same basis: ``dense``'s value with ``t``'s diagonal added where
+    it is nonzero (the ``add_diag`` primitive: one copy and a diagonal write), where
+    densifying ``t`` would form an identity basis and add it with a full pass."""
+    val = dense._a  # (count,) + shape, one level down
+    xp = namespace_for_values([val])
+    n = math.prod(t.shape)
+    s = t.scale
+    if s is None:
+        d = xp.ones((t.count,), dtype=dtype, device=t.like.device)
+    elif isinstance(s, (int, float)):
+        d = xp.full((t.count,), s, dtype=dtype, device=t.like.device)
+    else:
+        if tuple(s.shape) != t.shape:
+            s = xp.broadcast_to(s, t.shape)
+        d = xp.reshape(s, (n,))[t.start: t.start + t.count]
+        if d.dtype != dtype:
+            d = xp.astype(d, dtype)
+    flat = xp.reshape(val, (t.count, n))
+    summed = PRIMITIVES["add_diag"].bind(flat, d, offset=t.start)
+    return batch_tracer(t.main, xp.reshape(summed, (t.count,) + t.shape), True)
 
 
 def push_select(primals: list, tangents: list, out: Any) -> Any:
@@ -352,6 +409,11 @@ def add(xp: Any, a: Any, b: Any) -> Any:
     if type(a) is Diag and type(b) is Diag and _pure(a) and _pure(b) and a.main is b.main \
             and a.shape == b.shape:
         return a.replace(_plus(xp, a.scale, b.scale, a.like), True, ())
+    if type(b) is Diag and type(a) is not Diag:
+        a, b = b, a
+    if (type(a) is Diag and a.diag and not a.terms and _basis_dense(b, a.main)
+            and tuple(b.shape) == a.shape and b.dtype == a.like.dtype):
+        return plus_dense(a, b, b.dtype)  # a dense cotangent plus an identity part
     if type(a) is Diag:
         a = a.dense()
     if type(b) is Diag:

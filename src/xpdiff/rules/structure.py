@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import update
+from ..backend import add_diagonal, update
 from ..core import Zero, instantiate, primitive
 from ._families import move_batch_to, unbroadcast
 from .manipulation import reshape, zeros_like
@@ -164,3 +164,49 @@ def eye_kron(B, m, right=False):
     Q)``), or with ``right=True`` ``out[..., q, i, r, i] = B[..., r, q]`` (``(..., Q, m, R,
     m)``); zeros elsewhere, in ``m`` writes."""
     return _eye_kron.bind(B, m=m, right=right)
+
+
+# --- a dense matrix plus a diagonal: an identity part added where it is nonzero ------------
+
+def _add_diag_vjp(xp, g, out, p, needs, *, offset):
+    C, N = g.shape[-2], g.shape[-1]
+    cd = None
+    if needs[1]:  # (j, offset + j) is every (N + 1)-th entry of the flat (C * N) axis
+        flat = xp.reshape(g, tuple(g.shape[:-2]) + (C * N,))
+        diag = flat[..., offset: offset + (C - 1) * (N + 1) + 1: N + 1] if C else flat[..., 0:0]
+        cd = unbroadcast(xp, diag, p[1].shape)
+    return [unbroadcast(xp, g, p[0].shape) if needs[0] else None, cd]
+
+
+def _add_diag_jvp(xp, p, t, *, offset):
+    x, d = p
+    out = _add_diag.bind(x, d, offset=offset)
+    tx, td = t
+    if isinstance(tx, Zero) and isinstance(td, Zero):
+        return out, Zero(out)
+    return out, _add_diag.bind(instantiate(xp, tx), instantiate(xp, td), offset=offset)
+
+
+def _add_diag_batch(xp, vals, batched, size, *, offset):
+    x, d = vals
+    bx, bd = batched
+    if bd and not bx:  # the result carries the batch axis the diagonal has
+        x = move_batch_to(x, False, size, xp)
+    return _add_diag.bind(x, d, offset=offset), True
+
+
+def _add_diag_data(ctx, ops, has, **params):
+    if ops[0].ndim < 2 or ops[1].ndim < 1:
+        raise ctx.mixing("adds along a diagonal over a data dim")
+    return ops, params
+
+
+_add_diag = primitive(
+    "add_diag", lambda bk, x, d, *, offset: add_diagonal(bk, x, d, offset),
+    jvp=_add_diag_jvp, vjp=_add_diag_vjp, batch=_add_diag_batch, data=_add_diag_data)
+
+
+def add_diag(x, d, offset=0):
+    """``x`` (``(..., C, N)``) with ``d[..., j]`` added at ``[..., j, offset + j]``, in one
+    copy of ``x`` and a write along the diagonal (no identity matrix is formed)."""
+    return _add_diag.bind(x, d, offset=offset)

@@ -143,4 +143,8 @@ OPS += [
         [xp.reshape(xd.jacrev(lambda u: xp.matmul(u, b))(a), (72,)) * a[0, 0],
          xp.reshape(xd.jacfwd(lambda v: xp.matmul(a, v))(b), (48,)) * b[0, 0]]), ((3, 4), (4, 2)),
        batched=False),
+    # a dense Jacobian plus an identity part (a residual connection): the identity is added
+    # along the diagonal in both modes, differentiated again
+    Op("jacobian_of_residual", lambda xp, a, x: xd.jacfwd(lambda v: xp.tanh(xp.matmul(a, v)) * v + v)(x)
+       + xd.jacrev(lambda v: xp.sin(xp.matmul(a, v)) - v * 2.0)(x), ((4, 4), (4,)), batched=False),
 ]
