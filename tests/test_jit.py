@@ -578,6 +578,46 @@ def test_vector_cotangent_of_a_product_is_one_product():
                                    rtol=1e-13)
 
 
+def test_identity_part_added_in_place_only_to_a_value_the_program_owns():
+    """add_diag (a dense Jacobian plus its identity part) overwrites its operand in the
+    replay when the program owns it outright, and copies it when it is an input, is
+    viewed by another value or is used again; results equal the eager calls."""
+    from xpdiff.jit.lowering import donate_buffers
+    from xpdiff.rules.structure import add_diag
+
+    rng = np.random.default_rng(2)
+    J, d = rng.standard_normal((4, 4)), rng.standard_normal(4)
+
+    def in_place(prog):
+        return [getattr(c.fn, "in_place", False) for c in donate_buffers(prog).calls
+                if c.name == "add_diag"]
+
+    cases = {
+        "owned": (lambda J, d: add_diag(J * 2.0, d), [True]),
+        "input": (lambda J, d: add_diag(J, d), [False]),
+        "viewed": (lambda J, d: (lambda y: (add_diag(y, d), xd.numpy.reshape(y, (16,))))(J * 2.0), [False]),
+        "used again": (lambda J, d: (lambda y: add_diag(y, d) + y)(J * 2.0), [False]),
+    }
+    for name, (f, want) in cases.items():
+        j = xd.jit(f)
+        assert in_place(j.lower(J, d).program) == want, name
+        for k in (1.0, -3.0):
+            Jk, before = J * k, (J * k).copy()
+            got, ref = j(Jk, d), f(Jk, d)
+            got, ref = (got, ref) if isinstance(got, tuple) else ((got,), (ref,))
+            for g, r in zip(got, ref):
+                np.testing.assert_array_equal(g, r)
+            np.testing.assert_array_equal(Jk, before)  # the caller's array is never written
+    # the residual Jacobian of the benchmark: replayed in place, equal to eager
+    A = rng.standard_normal((8, 8))
+    f = xd.jacfwd(lambda v: xd.numpy.tanh(xd.numpy.asarray(A) @ v) + v)
+    j = xd.jit(f)
+    x = rng.standard_normal(8)
+    assert in_place(j.lower(x).program) == [True]
+    for k in (1.0, 0.5):
+        _same(j(x * k), f(x * k))
+
+
 def test_seed_of_ones_is_folded():
     """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
     it are trace-time constants, so the loss itself is dead code in a ``grad`` program;

@@ -605,18 +605,20 @@ def set_at(bk: Any, x: Any, key: Any, value: Any) -> Any:
     return y
 
 
-def add_diagonal(bk: Any, x: Any, d: Any, offset: int) -> Any:
+def add_diagonal(bk: Any, x: Any, d: Any, offset: int, inplace: bool = False) -> Any:
     """A copy of ``x`` (``(..., C, N)``) with ``d[..., j]`` added at ``[..., j, offset + j]``
     for ``j < C``: the identity part of a Jacobian added where it is nonzero, without a
     pass over an identity matrix.  NumPy and CuPy copy ``x`` in its own memory layout
     (a transposed tangent stays transposed: no transposing copy) and add along the
     diagonal with integer indices; JAX adds functionally; other backends add a
-    diagonal matrix (the standard has no strided diagonal write)."""
+    diagonal matrix (the standard has no strided diagonal write).  ``inplace``: ``x``
+    is the caller's to overwrite (a compiled program's value at its last use, not a
+    view of anything), so NumPy and CuPy skip the copy."""
     C = x.shape[-2]
     kind = type(x).__module__.split(".")[0]
     if kind in ("numpy", "cupy"):
         lib = sys.modules[kind]
-        out = lib.array(x, copy=True, order="K")
+        out = x if inplace and getattr(x.flags, "writeable", True) else lib.array(x, copy=True, order="K")
         j = lib.arange(C)
         out[..., j, j + offset] += d
         return out

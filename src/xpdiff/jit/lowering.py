@@ -16,7 +16,8 @@
 Fusion and graphs are properties of the lowering: rules are written once against
 the standard and never see them.
 
-Layer: inside ``xpdiff.jit``.  May import: ``.program`` (NumPy lazily).
+Layer: inside ``xpdiff.jit``.  May import: ``.program`` and ``xpdiff.backend`` (NumPy
+lazily).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..backend import add_diagonal
 from .program import Call, Program, Var, last_uses
 
 
@@ -209,13 +211,45 @@ def match_layouts(prog: Program) -> Program:
     return replace(prog, consts=consts)
 
 
+IN_PLACE = {"add_diag": "x"}  # calls that may overwrite their first array operand
+
+
+def donate_buffers(prog: Program) -> Program:
+    """A call that can work in place (``add_diag``: a dense Jacobian plus its identity
+    part) overwrites its first operand when the program owns it outright: made by an
+    earlier call that was not a view, never viewed by another call, not an input, a
+    constant or an output, and used for the last time here.  The eager call copies
+    it (it cannot know that nothing else holds it); the program saves the copy."""
+    frees = last_uses(prog)
+    made_fresh = {o for c in prog.calls if not c.view for o in c.outs}
+    viewed = {a.n for c in prog.calls if c.view for a in c.array_args() if type(a) is Var}
+    keep = set(prog.inputs) | set(prog.consts) | {o.n for o in prog.outputs if type(o) is Var}
+    calls = []
+    for i, c in enumerate(prog.calls):
+        ops = c.array_args()
+        if (c.name in IN_PLACE and c.takes_xp and ops and type(ops[0]) is Var
+                and ops[0].n in made_fresh and ops[0].n not in viewed and ops[0].n not in keep
+                and ops[0].n in frees.get(i, ()) and all(
+                    type(a) is not Var or a.n != ops[0].n for a in ops[1:])):
+            c = replace(c, fn=_add_diag_in_place)
+        calls.append(c)
+    return replace(prog, calls=calls)
+
+
+def _add_diag_in_place(bk: Any, x: Any, d: Any, *, offset: int) -> Any:
+    return add_diagonal(bk, x, d, offset, inplace=True)
+
+
+_add_diag_in_place.in_place = True  # (for inspection and tests)
+
+
 def lower(prog: Program, backend: str, *, fuse: bool | None = None) -> Lowered:
     """The runnable form of ``prog`` for ``backend`` (``"numpy"``, ``"cupy"``, ...).
 
     ``fuse`` (default: on for CuPy only) fuses elementwise chains into generated
     kernels; on other backends the plain calls run."""
     fuse = backend == "cupy" if fuse is None else fuse
-    prog = match_layouts(prog)
+    prog = donate_buffers(match_layouts(prog))
     if not fuse:
         run, src = generate(prog)
         return Lowered(run, src, [], [], backend)
