@@ -368,3 +368,32 @@ def test_peer_op_table(peer, op):
     if fails and all(any(k in f.error for k in KNOWN_PEER_FAILURES[peer]) for f in fails):
         pytest.xfail(fails[0].error)
     assert not fails, "\n".join(f"{f.check}: {f.error}" for f in fails)
+
+
+@pytest.mark.parametrize("shape,offset,layout", [
+    ((3, 5), 1, "C"), ((3, 5), 2, "F"), ((5, 5), 0, "F"), ((2, 3, 5), 1, "C"),
+    ((2, 3, 5), 2, "F"), ((4, 3, 5), 0, "strided"), ((0, 5), 0, "C")])
+def test_add_diagonal_in_every_layout(shape, offset, layout):
+    """backend.add_diagonal adds d[..., j] at [..., j, offset + j] whatever the layout (a
+    flat strided view for row- and column-major blocks, integer indices otherwise),
+    copying unless told the array is its own, and keeps the layout."""
+    from xpdiff.backend import add_diagonal
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    x = {"C": x, "F": np.asfortranarray(x), "strided": x[::2]}[layout]
+    C = x.shape[-2]
+    d = rng.standard_normal(x.shape[:-2] + (C,))
+    ref = x.copy()
+    j = np.arange(C)
+    ref[..., j, j + offset] += d
+    before = x.copy()
+    out = add_diagonal(np, x, d, offset)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(x, before)  # a copy
+    assert out.flags.f_contiguous == x.flags.f_contiguous or out.ndim != 2
+    own = x.copy(order="K")
+    assert add_diagonal(np, own, d, offset, inplace=True) is own
+    np.testing.assert_array_equal(own, ref)
+    xs = xps.asarray(x.copy())  # the standard's way elsewhere: a diagonal matrix added
+    np.testing.assert_array_equal(np.asarray(add_diagonal(xps, xs, xps.asarray(d), offset)), ref)

@@ -619,8 +619,18 @@ def add_diagonal(bk: Any, x: Any, d: Any, offset: int, inplace: bool = False) ->
     if kind in ("numpy", "cupy"):
         lib = sys.modules[kind]
         out = x if inplace and getattr(x.flags, "writeable", True) else lib.array(x, copy=True, order="K")
-        j = lib.arange(C)
-        out[..., j, j + offset] += d
+        if C == 0:
+            return out
+        N = x.shape[-1]
+        if out.flags.c_contiguous:  # (j, offset + j) is every (N + 1)-th entry of a flat view
+            flat = out.reshape(tuple(out.shape[:-2]) + (C * N,))
+            flat[..., offset: offset + (C - 1) * (N + 1) + 1: N + 1] += d
+        elif out.ndim == 2 and out.flags.f_contiguous:  # the same, in the transpose's order
+            flat = out.T.reshape(C * N)
+            flat[offset * C: offset * C + (C - 1) * (C + 1) + 1: C + 1] += d
+        else:
+            j = lib.arange(C)
+            out[..., j, j + offset] += d
         return out
     if array_api_compat.is_jax_array(x):
         j = sys.modules["jax.numpy"].arange(C)
