@@ -618,6 +618,24 @@ def test_identity_part_added_in_place_only_to_a_value_the_program_owns():
         _same(j(x * k), f(x * k))
 
 
+def test_small_identity_part_is_an_add_of_a_folded_matrix():
+    """On a small block, add_diag with a folded diagonal is one add of a folded matrix
+    (-0.0 off the diagonal, so signed zeros come out as in the eager call); large
+    blocks keep the diagonal write."""
+    from xpdiff.jit.lowering import small_diagonals
+    from xpdiff.rules.structure import add_diag
+
+    f = lambda J: add_diag(J * 1.0, xd.numpy.full((J.shape[0],), 2.5))  # noqa: E731
+    for n, name in ((4, "add"), (80, "add_diag")):
+        J = np.where(np.arange(n * n).reshape(n, n) % 3 == 0, -0.0, 1.5)
+        j = xd.jit(f)
+        names = [c.name for c in small_diagonals(j.lower(J).program).calls]
+        assert names[-1] == name, names
+        got, want = j(J), f(J)
+        np.testing.assert_array_equal(got, want)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
 def test_seed_of_ones_is_folded():
     """A gradient's seed (``full_like`` of the loss: its shape only) and what is made from
     it are trace-time constants, so the loss itself is dead code in a ``grad`` program;
