@@ -179,14 +179,21 @@ class _ThreadStack(threading.local):
 _STACK = _ThreadStack()
 
 
-@contextmanager
-def new_main(trace_type: type, **data: Any) -> Iterator[MainTrace]:
-    """Push a transformation with a fresh level; always popped, even on error."""
-    main = MainTrace(len(_STACK), trace_type, data)
-    _STACK.append(main)
-    try:
-        yield main
-    finally:
+class new_main:  # noqa: N801 - used as a function: ``with new_main(T) as main``
+    """Push a transformation with a fresh level; always popped, even on error.  (A class,
+    not a generator context manager: every transformation call enters several.)"""
+
+    __slots__ = ("main",)
+
+    def __init__(self, trace_type: type, **data: Any):
+        self.main = MainTrace(len(_STACK), trace_type, data)
+
+    def __enter__(self) -> MainTrace:
+        _STACK.append(self.main)
+        return self.main
+
+    def __exit__(self, *exc: Any) -> None:
+        main = self.main
         main.alive = False
         _STACK.pop()
         # break the main <-> trace cycle, so what the trace holds (a reverse tape and

@@ -32,6 +32,7 @@ from .args import (
     _constants,
     _device_scope,
     _FlatFun,
+    _is_complex,
     _labelled,
 )
 from .engine import _concat0
@@ -203,7 +204,7 @@ def _value_and_grad(f: Callable, argnums: ArgNums, has_aux: bool, fname: str,
         xp = namespace_for_values([out])
         if holomorphic:
             _check_complex_outputs(fname, [out], holomorphic=True, real=False)
-        elif xp.isdtype(out.dtype, "complex floating"):
+        elif _is_complex(out):
             raise TypeError(f"{fname}: f returned a complex scalar ({out.dtype}); {fname} requires a "
                             f"real-valued output (taking its real part silently would be wrong for "
                             f"most uses). If f is holomorphic (complex-differentiable, like z * z), "

@@ -60,8 +60,19 @@ def _check_float(x: Any, fname: str, what: str) -> None:
 
 # --- complex numbers: which transform accepts what (docs/complex.md) ------------------------
 
+_COMPLEX_DTYPES: dict = {}  # (type of dtype, dtype) -> whether complex (asked on every call)
+
+
 def _is_complex(x: Any) -> bool:
-    return raw_namespace(x).isdtype(x.dtype, "complex floating")
+    dt = x.dtype
+    key = (type(dt), dt)  # dtypes of two libraries never compare
+    try:
+        return _COMPLEX_DTYPES[key]
+    except KeyError:
+        out = _COMPLEX_DTYPES[key] = bool(raw_namespace(x).isdtype(dt, "complex floating"))
+        return out
+    except TypeError:  # an unhashable dtype: no caching
+        return raw_namespace(x).isdtype(dt, "complex floating")
 
 
 def _out_label(j: int, n: int) -> str:
