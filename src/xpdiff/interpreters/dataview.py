@@ -33,23 +33,35 @@ def data_tracer(main: Any, value: Any) -> Any:
 class DataContext:
     """What a ``data`` rule may use: ``k``, ``B``, ``lift``, ``mixing`` and ``outranked``."""
 
-    __slots__ = ("k", "B", "index", "where", "op", "hint", "computed_hint", "unmatched",
+    __slots__ = ("k", "B", "index", "where", "op", "_hint", "_computed_hint", "unmatched",
                  "suggested")
 
-    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: str = "",
-                 unmatched: Any = None, computed_hint: str | None = None,
+    def __init__(self, k: int, B: tuple, index: Any, where: str, op: str, hint: Any = "",
+                 unmatched: Any = None, computed_hint: Any = None,
                  suggested: frozenset = frozenset()):
         self.k, self.B, self.index, self.where, self.op = k, B, index, where, op
-        self.hint = hint  # which arguments were taken as data, and data_argnums= (or "")
+        # which arguments were taken as data, and data_argnums= (or ""); a string, or a
+        # function that makes it (only an error needs it)
+        self._hint = hint
         # the same without data_argnums=, for an array computed in the function: taking other
         # arguments as data would not give it the data's leading dims
-        self.computed_hint = hint if computed_hint is None else computed_hint
+        self._computed_hint = hint if computed_hint is None else computed_hint
         # unmatched(x, op): the error text when x is an argument not taken as data whose
         # leading dims are other sizes than the data's (two batches of different sizes), or None
         self.unmatched = unmatched
         # the ids of the argument leaves the hint's data_argnums= names: a higher-rank array
         # that is one of them may be the data (see outranked)
         self.suggested = suggested
+
+    @property
+    def hint(self) -> str:
+        h = self._hint
+        return h() if callable(h) else h
+
+    @property
+    def computed_hint(self) -> str:
+        h = self._computed_hint
+        return h() if callable(h) else h
 
     def mixing(self, what: str) -> MixingError:
         return MixingError(

@@ -416,8 +416,13 @@ def per_sample(core: Callable, f: Callable, argnums: ArgNums, has_aux: bool, *, 
         nB = math.prod(B)
         outer = _chunking.vmap_copies([x for leaves, _ in per_arg for x in leaves])
         where = f"{fname}(batch_ndim={k})"
-        hint = _data_hint(per_arg, is_data, k, B, data_argnums)
-        computed_hint = _data_hint(per_arg, is_data, k, B, data_argnums, suggest=False)
+        # the error messages' hints, made only when an error needs them
+        def hint() -> str:
+            return _data_hint(per_arg, is_data, k, B, data_argnums)
+
+        def computed_hint() -> str:
+            return _data_hint(per_arg, is_data, k, B, data_argnums, suggest=False)
+
         bind_unmatched = _unmatched(per_arg, is_data, k, B, data_argnums)
         bind_suggested = _suggested(per_arg, is_data, k, data_argnums)
         arg_leaves = []  # per argument: (leaves with the data dims flattened, treedef)
