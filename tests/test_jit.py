@@ -534,12 +534,20 @@ def test_pass_known_selects():
 
 
 def test_constant_exponent_drops_the_pole_guard():
-    """x ** 2 has no pole at 0 (its exponent, a constant, says so): the replayed
-    derivative has no select; x ** 0.5 keeps its guard. Both equal eager everywhere,
-    0, infinities and NaN included."""
+    """x ** 3.0 with the exponent an array made in the function has no pole at 0 (the
+    constant says so): the eager derivative makes its selects, the replayed one has none;
+    x ** 0.5 keeps its guard. Both equal eager everywhere, 0, infinities and NaN
+    included."""
     x = np.array([[0.0, -0.0, 1.5, 2.0, np.inf, np.nan]])
-    for p, selects in ((2, 0), (0.5, 2)):
-        f = xd.jacobian(lambda v, p=p: v ** p, batch_ndim=1)
+    for p, selects in ((3.0, 0), (0.5, 2)):
+        f = xd.jacobian(lambda v, p=p: v ** xd.numpy.asarray(p), batch_ndim=1)
+        seen = []
+        _core.BIND_HOOK = lambda prim: seen.append(prim.name)  # noqa: B023
+        try:
+            f(x)
+        finally:
+            _core.BIND_HOOK = None
+        assert "where" in seen  # the rule guards the pole eagerly
         j = xd.jit(f)
         names = [c.name for c in j.lower(x).program.calls]
         assert names.count("where") == selects, names
