@@ -397,3 +397,17 @@ def test_add_diagonal_in_every_layout(shape, offset, layout):
     np.testing.assert_array_equal(own, ref)
     xs = xps.asarray(x.copy())  # the standard's way elsewhere: a diagonal matrix added
     np.testing.assert_array_equal(np.asarray(add_diagonal(xps, xs, xps.asarray(d), offset)), ref)
+
+
+@pytest.mark.parametrize("lead,m", [((), 0), ((), 3), ((4,), 1), ((2, 3), 4)])
+def test_eye_kron_blocks(lead, m):
+    """backend.eye_kron writes B on the m diagonal blocks (both layouts), in one strided
+    write on NumPy and block by block with the standard's indexing elsewhere."""
+    from xpdiff.backend import eye_kron
+    from xpdiff.core import raw_namespace
+
+    B = np.random.default_rng(0).standard_normal(lead + (2, 5))
+    for right, ref in ((False, np.einsum("ij,...rq->...irjq", np.eye(m), B)),
+                       (True, np.einsum("...rq,ij->...qirj", B, np.eye(m)))):
+        np.testing.assert_array_equal(eye_kron(raw_namespace(B), B, m, right), ref)
+        np.testing.assert_array_equal(np.asarray(eye_kron(xps, xps.asarray(B), m, right)), ref)

@@ -640,6 +640,34 @@ def add_diagonal(bk: Any, x: Any, d: Any, offset: int, inplace: bool = False) ->
     return bk.add(x, bk.multiply(eye, bk.expand_dims(d, axis=-1)))
 
 
+def eye_kron(bk: Any, B: Any, m: int, right: bool) -> Any:
+    """The identity of size ``m`` times ``B`` (``(..., R, Q)``), a matrix product's
+    Jacobian: ``out[..., i, r, i, q] = B[..., r, q]`` (``(..., m, R, m, Q)``), or with
+    ``right`` ``out[..., q, i, r, i] = B[..., r, q]`` (``(..., Q, m, R, m)``); zeros
+    elsewhere.  NumPy and CuPy write ``B`` once, through a strided view of the ``m``
+    diagonal blocks (the pairs ``i == i'`` are one stride, the sum of the two); other
+    backends write the ``m`` blocks one by one."""
+    lead, (R, Q) = tuple(B.shape[:-2]), tuple(B.shape[-2:])
+    shape = lead + ((Q, m, R, m) if right else (m, R, m, Q))
+    out = bk.zeros(shape, dtype=B.dtype, device=B.device)
+    kind = type(out).__module__.split(".")[0]
+    if kind in ("numpy", "cupy"):
+        as_strided = sys.modules[kind].lib.stride_tricks.as_strided
+        s = tuple(out.strides)
+        if right:  # the (..., Q, m, R) view of out[..., q, i, r, i]
+            view = as_strided(out, lead + (Q, m, R), s[:-4] + (s[-4], s[-3] + s[-1], s[-2]))
+            view[...] = bk.matrix_transpose(B)[..., :, None, :]
+        else:  # the (..., m, R, Q) view of out[..., i, r, i, q]
+            view = as_strided(out, lead + (m, R, Q), s[:-4] + (s[-4] + s[-2], s[-3], s[-1]))
+            view[...] = B[..., None, :, :]
+        return out
+    Bt = bk.matrix_transpose(B) if right else B
+    every = slice(None)
+    for i in range(m):
+        out = update(out, (Ellipsis, every, i, every, i) if right else (Ellipsis, i, every, i, every), Bt)
+    return out
+
+
 def update(x: Any, key: Any, value: Any) -> Any:
     """``x[key] = value`` on a raw array the caller owns (fresh from a creation function or
     a computation); returns the updated array: ``x`` itself, written in place, except for

@@ -403,8 +403,9 @@ def active_recorder() -> Any:
 
 
 # raw arrays that are constants by contract (cached scalar operands, never written): a
-# recorder may fold computations on them at trace time.  id -> the array.
-IMMUTABLE: dict[int, Any] = {}
+# recorder may fold computations on them at trace time, and rules may read the Python
+# scalar each was made from.  id -> (the array, the scalar).
+IMMUTABLE: dict[int, tuple[Any, Any]] = {}
 
 
 def create(fn: Callable, *args: Any, **kw: Any) -> Any:

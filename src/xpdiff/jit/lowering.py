@@ -212,7 +212,14 @@ def match_layouts(prog: Program) -> Program:
     return replace(prog, consts=consts)
 
 
-IN_PLACE = {"add_diag": "x"}  # calls that may overwrite their first array operand
+def _add_diag_in_place(bk: Any, x: Any, d: Any, *, offset: int) -> Any:
+    return add_diagonal(bk, x, d, offset, inplace=True)
+
+
+_add_diag_in_place.in_place = True  # (for inspection and tests)
+
+# calls that may overwrite their first array operand: name -> the implementation that does
+IN_PLACE = {"add_diag": _add_diag_in_place}
 
 
 def donate_buffers(prog: Program) -> Program:
@@ -232,7 +239,7 @@ def donate_buffers(prog: Program) -> Program:
                 and ops[0].n in made_fresh and ops[0].n not in viewed and ops[0].n not in keep
                 and ops[0].n in frees.get(i, ()) and all(
                     type(a) is not Var or a.n != ops[0].n for a in ops[1:])):
-            c = replace(c, fn=_add_diag_in_place)
+            c = replace(c, fn=IN_PLACE[c.name])
         calls.append(c)
     return replace(prog, calls=calls)
 
@@ -267,13 +274,6 @@ def small_diagonals(prog: Program) -> Program:
             continue
         calls.append(c)
     return replace(prog, calls=calls, consts=consts, fresh=fresh, shapes=shapes, dtypes=dtypes)
-
-
-def _add_diag_in_place(bk: Any, x: Any, d: Any, *, offset: int) -> Any:
-    return add_diagonal(bk, x, d, offset, inplace=True)
-
-
-_add_diag_in_place.in_place = True  # (for inspection and tests)
 
 
 def lower(prog: Program, backend: str, *, fuse: bool | None = None) -> Lowered:

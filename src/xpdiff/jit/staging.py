@@ -190,7 +190,8 @@ class Recorder:
         self._check_not_a_view(x)
         n = self._new(x)
         self.consts[n] = x  # read by reference at each run
-        if _core.IMMUTABLE.get(id(x)) is x:  # a constant by contract: foldable
+        hit = _core.IMMUTABLE.get(id(x))
+        if hit is not None and hit[0] is x:  # a constant by contract: foldable
             self.fresh.add(n)
             self.values[n] = x
         return n

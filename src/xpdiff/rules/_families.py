@@ -38,7 +38,6 @@ def is_arraylike(x: Any) -> bool:
 
 
 _SCALAR_CACHE: dict = {}
-_SCALAR_VALUES: dict[int, tuple[Any, Any]] = {}  # id of a cached operand -> (it, its Python scalar)
 
 
 def as_operand(s: Any, like: Any) -> Any:
@@ -64,11 +63,9 @@ def scalar_operand(s: Any, like: Any) -> Any:
     out = _as_operand(s, like, dt, dev)
     if len(_SCALAR_CACHE) > 512:
         _SCALAR_CACHE.clear()
-        _SCALAR_VALUES.clear()
         IMMUTABLE.clear()
     _SCALAR_CACHE[key] = out
-    _SCALAR_VALUES[id(out)] = (out, s)
-    IMMUTABLE[id(out)] = out  # jit may fold computations on it
+    IMMUTABLE[id(out)] = (out, s)  # jit may fold computations on it; rules may read s
     return out
 
 
@@ -76,7 +73,7 @@ def known_scalar(x: Any) -> Any:
     """The Python scalar that the operand ``x`` was made from (``x ** 2``: ``2``), or
     ``None``: rules may choose a simpler form for a constant they can read on the host,
     without asking the device."""
-    hit = _SCALAR_VALUES.get(id(x))
+    hit = IMMUTABLE.get(id(x))
     return hit[1] if hit is not None and hit[0] is x else None
 
 

@@ -151,19 +151,6 @@ _matmul = primitive("matmul", _matmul_impl, jvp=_matmul_jvp,
                     vjp=_matmul_vjp, batch=_matmul_batch, data=_matmul_data)
 
 
-def _eye_kron(xp, B, M, like):
-    """``out[m', r, m, q] = (m == m') * B[r, q]``, shape ``(M, R, M, Q)``: ``M`` writes of
-    ``B`` into zeros (:func:`.structure.eye_kron`), no product over the mostly zero
-    result."""
-    return eye_kron(B, M)
-
-
-def _kron_eye(xp, C, P, like):
-    """``out[q, p', r, p] = C[r, q] * (p == p')``, shape ``(Q, P, R, P)``: ``P`` writes of
-    ``C``'s transpose into zeros (:func:`.structure.eye_kron`)."""
-    return eye_kron(C, P, right=True)
-
-
 def _scaled_rows(xp, val, scale, n):
     """``val`` as ``(n, ...)`` rows, row ``j`` times ``scale`` (flattened) ``[j]``."""
     val = xp.reshape(val, (n,) + tuple(val.shape[2:]))
@@ -185,9 +172,9 @@ def _matmul_basis_jvp(xp, p, i, scale, out):
         rows = other if i == 0 else xp.matrix_transpose(other)
         return rows if scale is None else xp.multiply(rows, xp.expand_dims(scale, axis=-1))
     if i == 0:  # a (M, K): tangent (m', k) is e_m' (x) b[k, :]
-        return _scaled_rows(xp, _eye_kron(xp, b, a.shape[0], out), scale, math.prod(a.shape))
+        return _scaled_rows(xp, eye_kron(b, a.shape[0]), scale, math.prod(a.shape))
     # b (K, P): tangent (k', p') is a[:, k'] (x) e_p'
-    return _scaled_rows(xp, _kron_eye(xp, a, b.shape[1], out), scale, math.prod(b.shape))
+    return _scaled_rows(xp, eye_kron(a, b.shape[1], right=True), scale, math.prod(b.shape))
 
 
 _matmul.basis_jvp = _matmul_basis_jvp
@@ -220,9 +207,9 @@ def _matmul_basis_vjp(xp, p, i, scale, out):
         return val if s is None else xp.multiply(val, xp.reshape(s, (M, 1, 1)))
     n = math.prod(out.shape)  # out (M, P) = A @ B
     if i == 0:  # basis (m, p): e_m (x) B[:, p]
-        return _scaled_rows(xp, _eye_kron(xp, xp.matrix_transpose(b), a.shape[0], out), s, n)
+        return _scaled_rows(xp, eye_kron(xp.matrix_transpose(b), a.shape[0]), s, n)
     # basis (m, p): A[m, :] (x) e_p
-    return _scaled_rows(xp, _kron_eye(xp, xp.matrix_transpose(a), b.shape[1], out), s, n)
+    return _scaled_rows(xp, eye_kron(xp.matrix_transpose(a), b.shape[1], right=True), s, n)
 
 
 _matmul.basis_vjp = _matmul_basis_vjp

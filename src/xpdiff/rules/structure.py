@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..backend import add_diagonal, update
+from ..backend import eye_kron as backend_eye_kron
 from ..core import Zero, instantiate, primitive
 from ._families import move_batch_to, unbroadcast
 from .manipulation import reshape, zeros_like
@@ -111,24 +112,6 @@ def lowrank_diag(s, W, C):
 
 # --- identity (x) block: the Jacobian of a matrix product, written once ------------------
 
-def _eye_kron_impl(bk, B, *, m, right):
-    """``right=False``: ``out[..., i, r, i, q] = B[..., r, q]`` (``(..., m, R, m, Q)``);
-    ``right=True``: ``out[..., q, i, r, i] = B[..., r, q]`` (``(..., Q, m, R, m)``); zeros
-    elsewhere.  ``m`` writes of ``B`` into a fresh zero array (the zeros are the
-    allocator's, not the result of a product)."""
-    lead, (R, Q) = tuple(B.shape[:-2]), tuple(B.shape[-2:])
-    if right:
-        out = bk.zeros(lead + (Q, m, R, m), dtype=B.dtype, device=B.device)
-        Bt = bk.matrix_transpose(B)
-        for i in range(m):
-            out = update(out, (Ellipsis, slice(None), i, slice(None), i), Bt)  # our own array
-        return out
-    out = bk.zeros(lead + (m, R, m, Q), dtype=B.dtype, device=B.device)
-    for i in range(m):
-        out = update(out, (Ellipsis, i, slice(None), i, slice(None)), B)  # our own array
-    return out
-
-
 def _eye_kron_vjp(xp, g, out, p, needs, *, m, right):
     # the sum of the m diagonal blocks: the (i, i) pairs of a flat (m * m) axis are every
     # (m + 1)-th entry
@@ -151,7 +134,7 @@ def _eye_kron_data(ctx, ops, has, **params):
 
 
 _eye_kron = primitive(
-    "eye_kron", _eye_kron_impl,
+    "eye_kron", lambda bk, B, *, m, right: backend_eye_kron(bk, B, m, right),
     jvp=lambda xp, p, t, **kw: (_eye_kron.bind(p[0], **kw), _eye_kron.bind(t[0], **kw)),
     vjp=_eye_kron_vjp,
     batch=lambda xp, v, b, n, **kw: (_eye_kron.bind(v[0], **kw), True),
@@ -162,7 +145,7 @@ def eye_kron(B, m, right=False):
     """The identity of size ``m`` times ``B`` (``(..., R, Q)``), laid out as a matrix
     product's Jacobian needs it: ``out[..., i, r, i, q] = B[..., r, q]`` (``(..., m, R, m,
     Q)``), or with ``right=True`` ``out[..., q, i, r, i] = B[..., r, q]`` (``(..., Q, m, R,
-    m)``); zeros elsewhere, in ``m`` writes."""
+    m)``); zeros elsewhere, written once (:func:`xpdiff.backend.eye_kron`)."""
     return _eye_kron.bind(B, m=m, right=right)
 
 
