@@ -600,6 +600,93 @@ def test_matmul_of_an_identity_basis_is_written_from_the_other_operand(case, bac
         np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), atol=1e-14)
 
 
+def _sq(A, v):
+    return _mm(A[:4, :4], v)
+
+
+def _softmax_of(z):
+    e = _ns(z).exp(z - _ns(z).max(z))
+    return e / _ns(z).sum(e)
+
+
+_SCALED_BASE_CASES = {  # name: f(A, v) for v of shape (4,), A (5, 4)
+    "exp(z) * sin(z) + z": lambda A, v: (lambda z: _ns(z).exp(z) * _ns(z).sin(z) + z)(_mm(A, v)),
+    "where(z > 0, z, z / 10)": lambda A, v: (lambda z: _ns(z).where(z > 0, z, z / 10))(_mm(A, v)),
+    "softmax(z)": lambda A, v: _softmax_of(_mm(A, v)),
+    "sum(exp(z)) * z": lambda A, v: (lambda z: _ns(z).sum(_ns(z).exp(z)) * z)(_mm(A, v)),
+    "max(z) - z": lambda A, v: (lambda z: _ns(z).max(z) - z)(_mm(A, v)),
+    "tanh(A4 @ x) + x": lambda A, v: _ns(v).tanh(_sq(A, v)) + v,
+    "x * exp(A4 @ x)": lambda A, v: v * _ns(v).exp(_sq(A, v)),
+    "exp(A @ x) + sin(A' @ x)": lambda A, v: _ns(v).exp(_mm(A, v)) + _ns(v).sin(_mm(A[::-1, :], v)),
+    "where(x > 0, A4 @ x, x)": lambda A, v: _ns(v).where(v > 0, _sq(A, v), v),
+}
+
+
+@pytest.mark.parametrize("case", list(_SCALED_BASE_CASES))
+def test_elementwise_rules_after_a_basis_product_scale_the_base(case, backend):
+    """The tangents of ``A @ x`` over ``x``'s identity basis are ``A``'s columns, kept as a
+    scaled base (``Diag.base``): elementwise rules, selects, reductions and low-rank terms
+    after it must agree with the dense rules (a chunked basis) and with reverse mode."""
+    f = _SCALED_BASE_CASES[case]
+    g = rng(5)
+    A = backend.asarray(g.standard_normal((5, 4)))
+    v = backend.asarray(g.standard_normal((4,)))
+
+    def h(v):
+        return f(A, v)
+
+    want = xd.jacfwd(h, chunk_size=2)(v)
+    for got in (xd.jacfwd(h)(v), xd.jacrev(h)(v), xd.jacrev(h, chunk_size=2)(v)):
+        np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), atol=1e-13)
+
+
+def _basis_sized_calls(fn, monkeypatch, shape):
+    """The primitives (other than matmul and layout changes) whose output has ``shape``."""
+    from xpdiff import core as _core
+
+    raw, seen = _core.eval_raw, []
+
+    def counting(prim, args, params):
+        out = raw(prim, args, params)
+        if tuple(getattr(out, "shape", ())) == shape and prim.name not in (
+                "matmul", "permute_dims", "reshape", "matrix_transpose"):
+            seen.append(prim.name)
+        return out
+
+    monkeypatch.setattr(_core, "eval_raw", counting)
+    try:
+        return fn(), seen
+    finally:
+        monkeypatch.setattr(_core, "eval_raw", raw)
+
+
+def test_a_chain_after_a_basis_product_makes_one_pass_over_the_basis(monkeypatch):
+    g = rng(6)
+    A, v = g.standard_normal((5, 4)), g.standard_normal(4)
+    f = _SCALED_BASE_CASES["exp(z) * sin(z) + z"]
+    J, seen = _basis_sized_calls(lambda: xd.jacfwd(lambda v: f(A, v))(v), monkeypatch, (4, 5))
+    assert seen == ["multiply"]  # the base (A's columns) times the chain's scale, once
+    z = A @ v
+    d = np.exp(z) * (np.sin(z) + np.cos(z)) + 1
+    np.testing.assert_allclose(J, d[:, None] * A, rtol=1e-13)
+
+
+def test_logistic_hessian_scales_the_basis_product_once(monkeypatch):
+    """``hessian`` of ``sum(log(1 + exp(A x))) + |x|^2 / 2`` is ``A^T diag(p (1 - p)) A + I``:
+    the forward pass over the gradient's elementwise chain scales ``A``'s columns once."""
+    g = rng(7)
+    A, x = g.standard_normal((12, 4)), g.standard_normal(4)
+
+    def f(x):
+        z = xp.matmul(xd.numpy.asarray(A), x)
+        return xp.sum(xp.log(1.0 + xp.exp(z))) + 0.5 * xp.sum(x * x)
+
+    H, seen = _basis_sized_calls(lambda: xd.hessian(f)(x), monkeypatch, (4, 12))
+    assert seen == ["multiply"], seen
+    p = 1 / (1 + np.exp(-A @ x))
+    np.testing.assert_allclose(H, A.T @ (A * (p * (1 - p))[:, None]) + np.eye(4), rtol=1e-12)
+
+
 def test_reverse_jacobian_of_elementwise_map_stays_diagonal(backend):
     xn = rng(4).standard_normal((16, 8))
     J, seen = _bound(lambda: xd.jacrev(lambda x: xd.numpy.sin(x) * x + x, batch_ndim=1)(

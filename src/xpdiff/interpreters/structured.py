@@ -40,20 +40,35 @@ class Diag:
     ``x - max(x)`` or ``e / sum(e)``) adds a low-rank term.  So elementwise chains
     and softmax-like patterns never touch the ``count``-sized basis axis; an op
     that really mixes positions materialises the tangent once (:meth:`dense`).
+
+    With a ``base`` (a dense array ``(count,) + shape`` one level down: the image of
+    the basis under a linear map, as the columns of ``A`` for ``A @ x``) the first
+    part is ``scale * base[j]`` instead of ``scale * e_(start+j)``: elementwise
+    rules still multiply only the primal-sized ``scale``, so a chain of them costs
+    one pass over the ``count``-sized tangent (when it is materialised), not one
+    per primitive.
     """
 
-    __slots__ = ("scale", "main", "shape", "like", "start", "count", "diag", "terms")
+    __slots__ = ("scale", "main", "shape", "like", "start", "count", "diag", "terms", "base")
 
     def __init__(self, scale: Any, main: Any, shape: tuple, like: Any, start: int = 0,
-                 count: int | None = None, diag: bool = True, terms: tuple = ()):
+                 count: int | None = None, diag: bool = True, terms: tuple = (),
+                 base: Any = None):
         self.scale, self.main, self.shape, self.like = scale, main, tuple(shape), like
         self.start = start
         self.count = math.prod(self.shape) if count is None else count
-        self.diag = diag  # whether the diagonal part is present
+        self.diag = diag  # whether the diagonal (or scaled base) part is present
         self.terms = terms  # ((c, w), ...): c one level down, (count,) + R
+        self.base = base  # None: the identity basis; else (count,) + shape, one level down
 
-    def replace(self, scale: Any, diag: bool, terms: tuple) -> Diag:
-        return Diag(scale, self.main, self.shape, self.like, self.start, self.count, diag, terms)
+    def replace(self, scale: Any, diag: bool, terms: tuple, base: Any = ...) -> Diag:
+        return Diag(scale, self.main, self.shape, self.like, self.start, self.count, diag, terms,
+                    self.base if base is ... else base)
+
+    @property
+    def identity(self) -> bool:
+        """Whether the first part is a scaled identity (no ``base``)."""
+        return self.base is None
 
     def value(self) -> Any:
         """The tangent as an array ``(count,) + shape``, one level down."""
@@ -61,7 +76,9 @@ class Diag:
         n = math.prod(self.shape)
         full = (self.count,) + self.shape
         val = None
-        if self.diag:
+        if self.diag and self.base is not None:
+            val = self.base if self.scale is None else xp.multiply(self.base, self.scale)
+        elif self.diag:
             eye = xp.reshape(xp.eye(self.count, n, k=self.start, dtype=self.like.dtype,
                                     device=self.like.device), full)
             val = eye if self.scale is None else xp.multiply(eye, self.scale)
@@ -141,8 +158,20 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     shape = tuple(out.shape)
     if shape != first.shape:
         return None
-    if any(_basis_dense(t, main) and tuple(t.shape) == shape for t in tangents):
+    full_dense = any(_basis_dense(t, main) and tuple(t.shape) == shape for t in tangents)
+    bases = {id(t.base): t.base for t in tangents if type(t) is Diag and t.diag}
+    if len(bases) > 1 or (full_dense and any(b is not None for b in bases.values())):
+        # scaled bases that do not combine: materialise them (one pass each, as the
+        # dense rule would) and keep the identity part, if any, structured
+        keep = [t for t in tangents if type(t) is Diag and not (t.diag and t.base is not None)]
+        if not keep:
+            return None
+        tangents = [t.dense() if type(t) is Diag and t.diag and t.base is not None else t
+                    for t in tangents]
+        first, full_dense, bases = keep[0], True, {}
+    if full_dense:
         return _mixed_rule(prim, primals, tangents, out, partials, first, shape)
+    base = next(iter(bases.values()), None)
     for t in tangents:
         if t is None or isinstance(t, Zero):
             continue
@@ -179,7 +208,7 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
         scale = xp.multiply(xp.ones_like(out), scale)
     elif scale is not None and tuple(scale.shape) != shape:
         scale = xp.broadcast_to(scale, shape)
-    return out, first.replace(scale, has_diag, tuple(terms))
+    return out, first.replace(scale, has_diag, tuple(terms), base)
 
 
 def _mixed_rule(prim: Primitive, primals: list, tangents: list, out: Any,
@@ -195,8 +224,8 @@ def _mixed_rule(prim: Primitive, primals: list, tangents: list, out: Any,
         if t is None or d is None or isinstance(t, Zero):
             continue
         if type(t) is Diag:
-            if (t.terms or not t.diag or t.shape != shape or t.main is not main
-                    or t.start != first.start or t.count != first.count):
+            if (t.terms or not t.diag or t.base is not None or t.shape != shape
+                    or t.main is not main or t.start != first.start or t.count != first.count):
                 return None
             s_i = _times(xp, t.scale, d(xp, primals, out))
             scale = s_i if not has_diag else _plus(xp, scale, s_i, out)
@@ -210,7 +239,7 @@ def _mixed_rule(prim: Primitive, primals: list, tangents: list, out: Any,
         return None
     if not has_diag:
         return out, dense
-    return out, plus_dense(first.replace(scale, True, ()), dense, out.dtype)
+    return out, plus_dense(first.replace(scale, True, (), None), dense, out.dtype)
 
 
 def plus_dense(t: Diag, dense: Any, dtype: Any) -> Any:
@@ -253,6 +282,8 @@ def push_select(primals: list, tangents: list, out: Any) -> Any:
                 return None
         elif not (t is None or isinstance(t, Zero)):
             return None
+    if len({id(t.base) for t in (ta, tb) if type(t) is Diag and t.diag}) > 1:
+        return None
     xp = namespace_for_values(primals)
     sa, sb = ((t.scale if t.scale is not None else 1.0) if type(t) is Diag and t.diag else 0.0
               for t in (ta, tb))
@@ -267,7 +298,8 @@ def push_select(primals: list, tangents: list, out: Any) -> Any:
         scale = xp.where(c, sa, sb)
     if scale is not None and tuple(scale.shape) != shape:
         scale = xp.broadcast_to(scale, shape)
-    return out, first.replace(scale, True, ())
+    base = next((t.base for t in (ta, tb) if type(t) is Diag and t.diag), None)
+    return out, first.replace(scale, True, (), base)
 
 
 def _where_prim() -> Primitive:
@@ -300,7 +332,10 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
         if isinstance(sd, (int, float)):
             sd = xp.multiply(xp.ones(shape, dtype=x.dtype, device=x.device), sd)
         flat = xp.reshape(xp.broadcast_to(sd, shape), (n,))
-        acc = flat[t.start:t.start + t.count]
+        if t.base is None:
+            acc = flat[t.start:t.start + t.count]
+        else:  # sum(sd * base[j]) for every j: one matrix-vector product
+            acc = xp.matmul(xp.reshape(t.base, (t.count, n)), flat)
     for c, w in t.terms:
         wd = _times(xp, w, d)
         if wd is None:
@@ -326,8 +361,7 @@ def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     if len(pos) != 1:
         return None
     t = tangents[pos[0]]
-    if type(t) is not Diag or t.terms or not t.diag or t.start != 0 or \
-            t.count != math.prod(t.shape):
+    if type(t) is not Diag or not _pure(t):
         return None
     xp = namespace_for_values(primals)
     if out is None:
@@ -335,14 +369,19 @@ def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     val = prim.basis_jvp(xp, primals, pos[0], t.scale, out, **params)
     if val is None:
         return None
-    return out, batch_tracer(t.main, val, True)
+    if tuple(val.shape) != (t.count,) + tuple(out.shape):
+        return out, batch_tracer(t.main, val, True)
+    # the dense tangent as a scaled base: elementwise rules after it scale only a
+    # primal-sized array, and it is materialised once, where a rule needs it
+    return out, Diag(None, t.main, tuple(out.shape), out, 0, t.count, True, (), val)
 
 
 # --- structured cotangents: reverse mode over an identity basis ---------------------------
 
 def _pure(t: Diag) -> bool:
     """A scaled identity over the full basis (no low-rank terms, not a chunk)."""
-    return t.diag and not t.terms and t.start == 0 and t.count == math.prod(t.shape)
+    return (t.diag and not t.terms and t.base is None and t.start == 0
+            and t.count == math.prod(t.shape))
 
 
 def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
@@ -411,7 +450,7 @@ def add(xp: Any, a: Any, b: Any) -> Any:
         return a.replace(_plus(xp, a.scale, b.scale, a.like), True, ())
     if type(b) is Diag and type(a) is not Diag:
         a, b = b, a
-    if (type(a) is Diag and a.diag and not a.terms and _basis_dense(b, a.main)
+    if (type(a) is Diag and a.diag and not a.terms and a.base is None and _basis_dense(b, a.main)
             and tuple(b.shape) == a.shape and b.dtype == a.like.dtype):
         return plus_dense(a, b, b.dtype)  # a dense cotangent plus an identity part
     if type(a) is Diag:

@@ -246,7 +246,7 @@ def _forward(flat: _FlatFun, single: bool, rec: tuple | None, *, fname: str, chu
             for o, t in zip(outs, touts[:flat.n_out]):
                 xp = namespace_for_values([o])
                 full = count == n and len(ins) == 1
-                if full and type(t) is Diag and t.shape == tuple(o.shape):
+                if full and type(t) is Diag and t.base is None and t.shape == tuple(o.shape):
                     piece.append(("J", _diag_jacobian(t, bmain, o, ins[0])))
                 elif isinstance(t, Zero):
                     piece.append(("rows", xp.zeros((count,) + tuple(o.shape), dtype=o.dtype,
@@ -372,7 +372,7 @@ def _sweep(flat: _FlatFun, single: bool, res: list, pullback: Any, *, fname: str
             cts = pullback([Diag(None, bmain, tuple(o.shape), o)] + [None] * n_aux)
             Js = []
             for x, c in zip(ins, cts):
-                if type(c) is Diag and c.shape == tuple(x.shape):
+                if type(c) is Diag and c.base is None and c.shape == tuple(x.shape):
                     Js.append(_diag_jacobian(c, bmain, o, x))
                     continue
                 if isinstance(c, Zero):
