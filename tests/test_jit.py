@@ -533,6 +533,51 @@ def test_pass_known_selects():
     assert len(eliminate_selects(prog_of(np.asarray(False), b_shape=())).calls) == 3  # b broadcast
 
 
+def test_pass_full_takes():
+    """take(x, arange(n), axis) with n == x.shape[axis] and a folded index is x, unless
+    x (or a value that may view it) would be returned; a partial or permuted index, a
+    closed-over index, or another axis length stays."""
+    from xpdiff.jit.program import eliminate_full_takes
+
+    def prog_of(idx, axis=0, fresh=True, view_out=False):
+        calls = [Call(np.take, (Var(0), Var(1)), {"axis": axis}, (2,), "take"),
+                 Call(np.transpose, (Var(2),), {}, (3,), "permute_dims", view=True)]
+        out = 3
+        if not view_out:
+            calls.append(Call(np.sin, (Var(3),), {}, (4,), "sin", elementwise=True))
+            out = 4
+        prog = _prog(calls, [out], consts={1: idx}, fresh={1} if fresh else ())
+        taken = np.take(np.zeros((3, 4)), idx, axis=axis).shape
+        prog.shapes = {0: (3, 4), 1: idx.shape, 2: taken, 3: taken[::-1], 4: taken[::-1]}
+        prog.dtypes = {0: np.dtype(float), 1: idx.dtype, 2: np.dtype(float), 3: np.dtype(float),
+                       4: np.dtype(float)}
+        return prog
+
+    p = eliminate_dead(eliminate_full_takes(prog_of(np.arange(3))))
+    assert [c.name for c in p.calls] == ["permute_dims", "sin"]
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(lower(p, "numpy").run(x)[0], np.sin(x.T))
+    assert len(eliminate_full_takes(prog_of(np.arange(4), axis=1)).calls) == 2  # axis 1, n = 4
+    assert len(eliminate_full_takes(prog_of(np.arange(3), view_out=True)).calls) == 2  # a view out
+    assert len(eliminate_full_takes(prog_of(np.arange(3), fresh=False)).calls) == 3  # read per call
+    assert len(eliminate_full_takes(prog_of(np.array([1, 0, 2]))).calls) == 3  # a permutation
+    assert len(eliminate_full_takes(prog_of(np.arange(2))).calls) == 3  # a partial selection
+
+
+def test_shared_rows_of_the_whole_batch_are_read_in_place():
+    """Under batch_ndim a shared array with the batch's leading size is read row by row
+    (a take of all rows): the program reads it directly, and sees in-place updates."""
+    g = np.random.default_rng(0)
+    u, v = g.standard_normal((8, 4, 4)), g.standard_normal((8, 4, 4))
+    f = xd.jit(xd.jacobian(lambda u: xd.numpy.matmul(u, xd.numpy.asarray(v)), batch_ndim=1))
+    eager = xd.jacobian(lambda u: xd.numpy.matmul(u, xd.numpy.asarray(v)), batch_ndim=1)(u)
+    np.testing.assert_array_equal(f(u), eager)
+    assert "take" not in str(f.lower(u))
+    v[...] = g.standard_normal((8, 4, 4))
+    eager = xd.jacobian(lambda u: xd.numpy.matmul(u, xd.numpy.asarray(v)), batch_ndim=1)(u)
+    np.testing.assert_array_equal(f(u), eager)
+
+
 def test_constant_exponent_drops_the_pole_guard():
     """x ** 3.0 with the exponent an array made in the function has no pole at 0 (the
     constant says so): the eager derivative makes its selects, the replayed one has none;

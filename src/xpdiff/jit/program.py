@@ -442,11 +442,75 @@ def eliminate_selects(prog: Program) -> Program:
     return _rewrite(prog, visit)
 
 
+FRESH_RESULT = frozenset({"matmul", "eye_kron", "take", "concat", "stack", "sum", "prod",
+                          "lowrank_diag", "diag_embed", "add_diag"})  # never a view of an operand
+
+
+def _reaches_output(prog: Program, n: int) -> bool:
+    """Whether value ``n``, or a value that may share its memory (made from it by a call
+    that is not elementwise nor in :data:`FRESH_RESULT`), is an output of ``prog``."""
+    outs = {o.n for o in prog.outputs if type(o) is Var}
+    seen, todo = {n}, [n]
+    while todo:
+        m = todo.pop()
+        if m in outs:
+            return True
+        for c in prog.calls:
+            if c.elementwise or c.name in FRESH_RESULT or m not in c.operands():
+                continue
+            for o in c.outs:
+                if o not in seen:
+                    seen.add(o)
+                    todo.append(o)
+    return False
+
+
+def _is_arange(c: Any, n: int) -> bool:
+    """Whether the trace-time constant ``c`` is ``arange(n)`` of an integer dtype (checked
+    once, while the program is built)."""
+    ns = getattr(c, "__array_namespace__", None)
+    if ns is None or tuple(c.shape) != (n,):
+        return False
+    xp = ns()
+    if not xp.isdtype(c.dtype, "integral"):
+        return False
+    return bool(xp.all(c == xp.arange(n, dtype=c.dtype, device=c.device)))
+
+
+def eliminate_full_takes(prog: Program) -> Program:
+    """``take(x, arange(n), axis=a)`` with ``n == x.shape[a]`` (a folded index) is ``x``:
+    the data view's row selection of a shared array when the samples are the whole
+    batch.  The eager call copies; the program reads ``x`` itself unless ``x``, or a
+    value that may be a view of it, would be returned (the caller gets fresh arrays
+    as from the eager call)."""
+    def visit(c: Call, rename: dict[int, int]) -> Call | None:
+        ops = c.array_args()
+        if c.name != "take" or len(ops) != 2 or set(c.kw) - {"axis"} or len(c.outs) != 1:
+            return c
+        x, idx = ops
+        out = c.outs[0]
+        if type(x) is not Var or type(idx) is not Var or idx.n not in prog.fresh \
+                or idx.n not in prog.consts:
+            return c
+        shape = prog.shapes.get(x.n)
+        axis = c.kw.get("axis")
+        if shape is None or axis is None or shape != prog.shapes.get(out) \
+                or prog.dtypes.get(x.n) != prog.dtypes.get(out) or not -len(shape) <= axis < len(shape):
+            return c
+        if not _is_arange(prog.consts[idx.n], shape[axis]) or _reaches_output(prog, out):
+            return c
+        rename[out] = x.n
+        return None
+
+    return _rewrite(prog, visit)
+
+
 def optimize(prog: Program, values: dict[int, Any]) -> Program:
-    """The passes in order: fold, unit factors, known selects, permute and reshape
-    chains, CSE, DCE."""
+    """The passes in order: fold, unit factors, known selects, full takes, permute and
+    reshape chains, CSE, DCE."""
     return eliminate_dead(eliminate_common(simplify_reshapes(simplify_permutes(
-        eliminate_selects(eliminate_identities(fold_constants(prog, values)))))))
+        eliminate_full_takes(eliminate_selects(eliminate_identities(
+            fold_constants(prog, values))))))))
 
 
 def describe(prog: Program, groups: list | None = None) -> str:
