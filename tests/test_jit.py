@@ -564,6 +564,33 @@ def test_pass_full_takes():
     assert len(eliminate_full_takes(prog_of(np.arange(2))).calls) == 3  # a partial selection
 
 
+def test_numpy_programs_call_numpy_itself():
+    """On NumPy the lowering replaces array-api-compat's pass-through wrappers and NumPy's
+    Python-level reductions and reshape by the calls they make (same values, bitwise);
+    other backends keep the recorded calls."""
+    import array_api_compat.numpy as cnp
+
+    from xpdiff.jit.lowering import native_calls
+    from xpdiff.rules.linalg import _matmul_impl
+
+    calls = [Call(np.reshape, (Var(0),), {"shape": (3, 4)}, (1,), "reshape"),
+             Call(np.sum, (Var(1),), {"axis": 1, "keepdims": True}, (2,), "sum"),
+             Call(np.max, (Var(1),), {"axis": (0,)}, (3,), "max"),
+             Call(cnp.matmul, (Var(1), Var(3)), {}, (4,), "matmul"),
+             Call(_matmul_impl, (cnp, Var(1), Var(3)), {}, (5,), "matmul", takes_xp=True)]
+    prog = _prog(calls, [2, 4, 5])
+    fast = native_calls(prog)
+    assert fast.calls[0].fn is not np.reshape and fast.calls[0].args[1:] == ((3, 4),)
+    assert fast.calls[1].fn == np.add.reduce and fast.calls[2].fn == np.maximum.reduce
+    assert fast.calls[3].fn is np.matmul and fast.calls[4].args[0] is not cnp
+    assert fast.calls[4].args[0].matmul is np.matmul and fast.calls[4].args[0].sum is np.sum
+    x = np.random.default_rng(1).standard_normal(12)
+    for got, want in zip(lower(prog, "numpy").run(x), lower(prog, "array_api_strict").run(x)):
+        assert np.array_equal(got, want)
+    r = x.reshape(3, 4)
+    np.testing.assert_array_equal(lower(prog, "numpy").run(x)[1], r @ r.max(axis=0))
+
+
 def test_shared_rows_of_the_whole_batch_are_read_in_place():
     """Under batch_ndim a shared array with the batch's leading size is read row by row
     (a take of all rows): the program reads it directly, and sees in-place updates."""

@@ -686,3 +686,85 @@ def update(x: Any, key: Any, value: Any) -> Any:
         return x.at[key].set(value)
     x[key] = value
     return x
+
+
+# --- NumPy's own calls for a replayed program ------------------------------------------------
+
+class _NativeNamespace:
+    """array-api-compat's NumPy namespace with its pass-through wrappers (which check
+    arguments and then call NumPy) replaced by NumPy's own functions of NumPy 2.  A
+    replayed program runs impls that were traced with the compat namespace, with the
+    same operands: the checks passed then, and the results are the same objects NumPy
+    returns (the wrappers cost 1 to 2 us per call at small sizes)."""
+
+    def __init__(self, ns: Any, native: dict[str, Any]):
+        self.__dict__.update(native)
+        self._ns = ns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ns, name)
+
+    def __repr__(self) -> str:
+        return f"<native {self._ns.__name__}>"
+
+
+def _astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+    return x.astype(dtype, copy=copy)
+
+
+def _reshape(x: Any, shape: tuple) -> Any:
+    return x.reshape(shape)
+
+
+def _reshape_std(x: Any, /, shape: tuple, *, copy: bool | None = None) -> Any:
+    return x.reshape(shape) if copy is None else x.reshape(shape, copy=copy)
+
+
+_NATIVE: dict[str, Any] = {}
+
+
+def _native_tables() -> dict[str, Any]:
+    """``{"ns": native namespace, "calls": {compat or NumPy function: replacement}}``;
+    empty before NumPy 2 (whose own functions are not yet the standard's)."""
+    if _NATIVE or int(_np.__version__.split(".")[0]) < 2:
+        return _NATIVE
+    import array_api_compat.numpy as cnp
+
+    native = {"matmul": _np.matmul, "permute_dims": _np.permute_dims,
+              "matrix_transpose": _np.matrix_transpose, "astype": _astype,
+              "reshape": _reshape_std}
+    calls = {getattr(cnp, k): v for k, v in native.items()}
+    # NumPy's reduction functions are Python wrappers of the ufuncs' reduce methods
+    calls.update({_np.sum: _np.add.reduce, _np.prod: _np.multiply.reduce,
+                  _np.max: _np.maximum.reduce, _np.min: _np.minimum.reduce})
+    _NATIVE.update(ns=_NativeNamespace(cnp, native), compat=cnp, calls=calls)
+    return _NATIVE
+
+
+def native_call(fn: Any, args: tuple, kw: dict, takes_xp: bool) -> tuple | None:
+    """A faster call with the same result for a recorded NumPy call ``fn(*args, **kw)``
+    (``args[0]`` the namespace when ``takes_xp``): ``(fn, args, kw)``, or ``None``.
+
+    * an impl traced with array-api-compat's NumPy namespace gets the native one;
+    * compat's pass-through wrappers become NumPy's functions; ``sum``, ``prod``,
+      ``max`` and ``min`` the ufuncs' ``reduce`` (the functions' own implementation,
+      about 1 us less per call);
+    * ``reshape(x, shape=s)`` becomes the method ``x.reshape(s)`` (0.13 us against
+      0.6 us for the function, which looks the method up and calls it).
+
+    >>> import numpy as np
+    >>> native_call(np.sum, ("x",), {"axis": 1}, False)[0] == np.add.reduce
+    True
+    """
+    t = _native_tables()
+    if not t:
+        return None
+    if takes_xp:
+        return (fn, (t["ns"],) + tuple(args[1:]), kw) if args and args[0] is t["compat"] else None
+    if fn is _np.reshape and len(args) == 1 and set(kw) == {"shape"}:
+        return _reshape, (args[0], kw["shape"]), {}
+    try:
+        rep = t["calls"].get(fn)
+    except TypeError:  # an unhashable callable
+        return None
+    return None if rep is None else (rep, args, kw)
