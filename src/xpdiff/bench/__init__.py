@@ -43,7 +43,8 @@ states whether either variable was set.  Options:
     a subset of the workloads (see :data:`WORKLOAD_NAMES`).
 ``--threads N``
     limit every library to N CPU threads (BLAS/OpenMP via threadpoolctl,
-    ``torch.set_num_threads``, single-threaded XLA for 1).  Use ``1`` on a
+    ``torch.set_num_threads``, single-threaded XLA for 1) and pin the process to
+    N CPUs for the run (XLA's CPU runtime otherwise uses more).  Use ``1`` on a
     machine where other work runs: multi-threaded BLAS calls then wait on
     busy cores and their timings become meaningless.
 ``--repeat N`` / ``--no-progress``
@@ -66,7 +67,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -367,8 +368,9 @@ def run(
         the command line recorded in the report header.
     threads:
         limit CPU threads of every peer (NumPy's BLAS and OpenMP pools via
-        threadpoolctl, ``torch.set_num_threads``, single-threaded XLA when 1);
-        ``None`` keeps the libraries' defaults.
+        threadpoolctl, ``torch.set_num_threads``, single-threaded XLA when 1) and
+        pin the process to that many CPUs while it runs; ``None`` keeps the
+        libraries' defaults.
     malloc:
         ``"keep"`` (default): glibc's malloc keeps freed memory for the rest of
         the process, for every peer alike (:func:`~xpdiff.bench.timing.keep_freed_memory`),
@@ -469,15 +471,41 @@ def _cases(sizes: Sequence[str], names: Sequence[str] | None, dtypes: Sequence[s
     return out
 
 
+@contextlib.contextmanager
+def _pinned(threads: int) -> Iterator[None]:
+    """The process pinned to ``threads`` of its CPUs for the run (where the OS can), the
+    previous set restored after.  A thread count alone does not bind every library:
+    XLA's CPU runtime kept about 1.7 cores busy under ``intra_op_parallelism_threads=1``
+    on a 2-core machine, so "one thread per library" is made true by the CPUs."""
+    getter = getattr(os, "sched_getaffinity", None)
+    setter = getattr(os, "sched_setaffinity", None)
+    if getter is None or setter is None:
+        yield
+        return
+    before = getter(0)
+    if len(before) <= threads:
+        yield
+        return
+    setter(0, sorted(before)[-threads:])
+    try:
+        yield
+    finally:
+        setter(0, before)
+
+
 def _thread_limits(threads: int | None) -> contextlib.AbstractContextManager[Any]:
-    """threadpoolctl limits for the BLAS / OpenMP pools loaded so far."""
+    """threadpoolctl limits for the BLAS / OpenMP pools loaded so far, and the process
+    pinned to that many CPUs (:func:`_pinned`)."""
     if threads is None:
         return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_pinned(threads))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads)
+        return stack
+    stack.enter_context(threadpool_limits(limits=threads))
+    return stack
 
 
 def _call_text(sizes: Sequence[str], peers: Sequence[str] | None, backend: str) -> str:

@@ -98,6 +98,7 @@ def machine_info(
         "blas": blas_info(),
         "env": {var: os.environ.get(var) for var in OPENBLAS_VARS},
         "load": load,
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
 
 
@@ -164,9 +165,14 @@ def markdown(rows: Sequence[dict[str, Any]], info: dict[str, Any], command: str)
     if threads is None:
         lines += ["- Threads: each library's default"]
     else:
+        cpus = info.get("cpus")
+        pinned = ""
+        if cpus and len(cpus) <= threads:
+            pinned = f"; the process pinned to CPU {', '.join(map(str, cpus))}"
         lines += [
             f"- Threads: limited to {threads} (threadpoolctl for BLAS/OpenMP, "
-            "`torch.set_num_threads`" + (", single-threaded XLA)" if threads == 1 else "; XLA unrestricted)")
+            "`torch.set_num_threads`" + (", single-threaded XLA" if threads == 1 else "; XLA unrestricted")
+            + pinned + ")"
         ]
     if info.get("load") is not None:
         busy = info["load"][0] > 0.5

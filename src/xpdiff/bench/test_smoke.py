@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,14 @@ def test_missing_peers_are_reported_once_and_reports_stay_out_of_the_tree(tmp_pa
     assert all("pip install" in line for line in skipped)
     assert len(skipped) <= len(missing) and not any("overhead" in line for line in skipped)
     assert (tmp_path / "xpdiff" / "bench" / "cpu.md").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two CPUs")
+def test_one_thread_pins_the_process_to_one_cpu_for_the_run() -> None:
+    from xpdiff.bench import _thread_limits
+
+    before = os.sched_getaffinity(0)
+    with _thread_limits(1):
+        assert len(os.sched_getaffinity(0)) == 1
+    assert os.sched_getaffinity(0) == before
