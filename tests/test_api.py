@@ -687,6 +687,32 @@ def test_logistic_hessian_scales_the_basis_product_once(monkeypatch):
     np.testing.assert_allclose(H, A.T @ (A * (p * (1 - p))[:, None]) + np.eye(4), rtol=1e-12)
 
 
+@pytest.mark.parametrize("samples", [3, 40])
+def test_per_sample_reverse_jacobian_of_a_layer_scales_the_base(samples, backend, monkeypatch):
+    """``jacrev`` of ``tanh(x @ W1) @ W2`` per sample: the cotangents of the hidden layer are
+    ``W2``'s rows scaled per sample (a scaled base); with more samples than ``x`` has
+    entries, the product with ``W1`` is one product of the scales with a matrix formed once
+    (``matmul``'s scaled_vjp) and no per-sample stack of scaled rows is formed.  Both
+    agree with the dense rules (one cotangent at a time) and with forward mode."""
+    g = rng(8)
+    W1n, W2n = g.standard_normal((5, 7)), g.standard_normal((7, 3))
+    W1, W2 = backend.asarray(W1n), backend.asarray(W2n)
+    x = backend.asarray(g.standard_normal((samples, 5)))
+
+    def f(x):
+        return _mm(_ns(x).tanh(_mm(x, W1)), W2)
+
+    J, seen = _basis_sized_calls(lambda: xd.jacrev(f, batch_ndim=1)(x), monkeypatch,
+                                 (samples, 3, 7))
+    assert seen == (["multiply"] if samples <= 5 else []), seen
+    xn = backend.to_numpy(x)
+    s = 1 - np.tanh(xn @ W1n) ** 2
+    want = np.einsum("ho,bh,ih->boi", W2n, s, W1n)
+    np.testing.assert_allclose(backend.to_numpy(J), want, rtol=1e-12, atol=1e-13)
+    for other in (xd.jacrev(f, batch_ndim=1, chunk_size=1)(x), xd.jacfwd(f, batch_ndim=1)(x)):
+        np.testing.assert_allclose(backend.to_numpy(other), want, rtol=1e-12, atol=1e-13)
+
+
 def test_reverse_jacobian_of_elementwise_map_stays_diagonal(backend):
     xn = rng(4).standard_normal((16, 8))
     J, seen = _bound(lambda: xd.jacrev(lambda x: xd.numpy.sin(x) * x + x, batch_ndim=1)(

@@ -591,6 +591,18 @@ def test_numpy_programs_call_numpy_itself():
     np.testing.assert_array_equal(lower(prog, "numpy").run(x)[1], r @ r.max(axis=0))
 
 
+def test_impls_that_are_the_backend_call_for_real_dtypes_are_recorded_as_it():
+    """tanh's impl corrects NumPy's complex special values and is tanh itself otherwise:
+    a real program calls np.tanh directly, a complex one the impl."""
+    f = xd.jit(lambda x: x.__array_namespace__().tanh(x))
+    real, cplx = np.linspace(-1, 1, 5), np.linspace(-1, 1, 5) * (1 + 1j)
+    calls = {str(f.lower(v)).splitlines()[-2].split("=")[1].strip() for v in (real, cplx)}
+    assert any(c.startswith("tanh(v0)") for c in calls), calls
+    assert any(c.startswith("tanh(numpy, v0)") for c in calls), calls
+    np.testing.assert_array_equal(f(real), np.tanh(real))
+    np.testing.assert_array_equal(f(cplx), xd.numpy.tanh(xd.numpy.asarray(cplx)))
+
+
 def test_shared_rows_of_the_whole_batch_are_read_in_place():
     """Under batch_ndim a shared array with the batch's leading size is read row by row
     (a take of all rows): the program reads it directly, and sees in-place updates."""

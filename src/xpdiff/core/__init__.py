@@ -88,7 +88,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp",
+                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp", "scaled_vjp",
                  "select", "written")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
@@ -108,6 +108,9 @@ class Primitive:
         # tangent written directly (no materialised basis, no product with it), or None
         self.basis_jvp = None
         self.basis_vjp = None  # the same for an identity basis of output cotangents
+        # scaled_vjp(xp, primals, i, base, scale, out): operand i's cotangents for output
+        # cotangents ``scale * base[j]`` (a scaled base), or None (they are materialised)
+        self.scaled_vjp = None
         # ``where``: its rules pick (co)tangents rather than scale them, and the
         # interpreters mark what it did not pick as masked zeros (docs/where.md)
         self.select = False
@@ -331,6 +334,18 @@ def raw_namespace(*values: Any) -> Any:
         if is_array(v):
             return namespace_of(v)
     raise TypeError("no array among the operands")
+
+
+def mapped_size(v: Any) -> int:
+    """How many values ``v`` stands for under the ``vmap`` s that map it: the product of
+    their sizes (1 for an array no ``vmap`` maps).  Structure only, no data is read:
+    rules use it to choose between equal computations by cost."""
+    n = 1
+    while type(v) in TRACER_TYPES:
+        if getattr(v, "_batched", False):
+            n *= v._main.data.get("size", 1)
+        v = v._a
+    return n
 
 
 _BUILD_RULES_NS: list[Callable[[Any], Any]] = []  # filled by xpdiff.namespaces

@@ -378,6 +378,11 @@ def _basis_rule(prim: Primitive, primals: list, tangents: list, params: dict,
 
 # --- structured cotangents: reverse mode over an identity basis ---------------------------
 
+def _scaled_base(t: Diag) -> bool:
+    """A scaled base over the full basis (no low-rank terms)."""
+    return t.diag and not t.terms and t.base is not None and t.start == 0
+
+
 def _pure(t: Diag) -> bool:
     """A scaled identity over the full basis (no low-rank terms, not a chunk)."""
     return (t.diag and not t.terms and t.base is None and t.start == 0
@@ -394,7 +399,7 @@ def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
     cotangents from the other operand; ``where`` selects the scale.  ``partials``:
     the primitive's, guarded against masked zeros.  ``None``: the caller densifies
     ``g``."""
-    if params or not _pure(g):
+    if params or not (_pure(g) or _scaled_base(g)):
         return None
     xp = namespace_for_values(primals)
     if prim.select:
@@ -429,6 +434,16 @@ def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
                 s = xp.broadcast_to(s, g.shape)
             res.append(g.replace(s, True, ()))
         return res
+    if g.base is not None:  # a scaled base: the primitive's own rule, if it has one
+        if prim.scaled_vjp is None:
+            return None
+        res = []
+        for i, need in enumerate(needs):
+            val = prim.scaled_vjp(xp, primals, i, g.base, g.scale, out) if need else None
+            if need and val is None:
+                return None
+            res.append(None if val is None else batch_tracer(g.main, val, True))
+        return res
     if prim.basis_vjp is not None:
         res = []
         for i, need in enumerate(needs):
@@ -438,15 +453,21 @@ def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
             val = prim.basis_vjp(xp, primals, i, g.scale, out)
             if val is None:
                 return None
-            res.append(batch_tracer(g.main, val, True))
+            x = primals[i]
+            if tuple(val.shape) == (g.count,) + tuple(x.shape) and val.dtype == x.dtype:
+                # kept as a scaled base: the elementwise nodes before it scale a
+                # primal-sized array, and a product may use its own rule (scaled_vjp)
+                res.append(Diag(None, g.main, tuple(x.shape), x, 0, g.count, True, (), val))
+            else:
+                res.append(batch_tracer(g.main, val, True))
         return res
     return None
 
 
 def add(xp: Any, a: Any, b: Any) -> Any:
     """``a + b`` for cotangents where either may be structured."""
-    if type(a) is Diag and type(b) is Diag and _pure(a) and _pure(b) and a.main is b.main \
-            and a.shape == b.shape:
+    if type(a) is Diag and type(b) is Diag and a.main is b.main and a.shape == b.shape and (
+            (_pure(a) and _pure(b)) or (_scaled_base(a) and _scaled_base(b) and a.base is b.base)):
         return a.replace(_plus(xp, a.scale, b.scale, a.like), True, ())
     if type(b) is Diag and type(a) is not Diag:
         a, b = b, a

@@ -235,6 +235,9 @@ class Recorder:
             fix = fixed is not out
         fn = prim.impl
         direct = getattr(fn, "direct", None)
+        if direct is None and hasattr(fn, "direct_if"):  # direct for these operands' dtypes
+            name, holds = fn.direct_if
+            direct = name if holds(xp, *args) else None
         if direct is not None:  # impl(xp, *a, **k) is xp.<direct>(*a, **k): call it directly
             fn, ops = getattr(xp, direct), ops[1:]
         self._append(fn, ops, kw, fixed, prim.name, prim.multiple_results, fix,

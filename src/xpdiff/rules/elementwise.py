@@ -7,7 +7,16 @@ import math
 from ..backend import fix_result, namespace_of
 from ..core import Zero, bind, namespace_for_values
 from ..tracer import Tracer
-from ._families import _SCALARS, elementwise, export, is_complex_of_real, known_scalar, operands, unbroadcast
+from ._families import (
+    _SCALARS,
+    dtype_kind,
+    elementwise,
+    export,
+    is_complex_of_real,
+    known_scalar,
+    operands,
+    unbroadcast,
+)
 
 # Rules use the namespace's functions, not operators: a raw backend array on the
 # left of an operator would not defer to a traced array on the right.
@@ -140,9 +149,15 @@ def _dmax(xp, a, b, cmp):
 # --- implementations that correct the backend on the standard's special cases --------------
 # (NumPy's complex expm1/tanh and float floor_divide miss some of them)
 
+def _real_operands(bk, *xs):
+    """No operand has a complex dtype: the impls below are then the backend's function
+    itself (``direct_if``: jit records that call)."""
+    return all(dtype_kind(bk, x.dtype) != "complex floating" for x in xs)
+
+
 def _expm1_impl(bk, x):
     y = bk.expm1(x)
-    if not bk.isdtype(x.dtype, "complex floating"):
+    if _real_operands(bk, x):
         return y
 
     def c(re, im):  # a constant of y's dtype (two Python scalars in where would promote)
@@ -162,7 +177,7 @@ def _expm1_impl(bk, x):
 
 def _tanh_impl(bk, x):
     y = bk.tanh(x)
-    if not bk.isdtype(x.dtype, "complex floating"):
+    if _real_operands(bk, x):
         return y
 
     def c(re, im):
@@ -175,8 +190,12 @@ def _tanh_impl(bk, x):
     return bk.where((a == -math.inf) & fin_b, bk.where(neg_b, c(-1.0, -0.0), c(-1.0, 0.0)), y)
 
 
+_expm1_impl.direct_if = ("expm1", _real_operands)
+_tanh_impl.direct_if = ("tanh", _real_operands)
+
+
 def _floor_divide_impl(bk, x1, x2):
-    if not (bk.isdtype(x1.dtype, "real floating") and bk.isdtype(x2.dtype, "real floating")):
+    if not (dtype_kind(bk, x1.dtype) == "real floating" == dtype_kind(bk, x2.dtype)):
         return bk.floor_divide(x1, x2)
     # exactly one operand infinite: the quotient itself (+-inf, or +-0 with the right sign)
     one_inf = (bk.isinf(x1) != bk.isinf(x2)) & ~bk.isnan(x1) & ~bk.isnan(x2)
@@ -184,6 +203,9 @@ def _floor_divide_impl(bk, x1, x2):
     return bk.where(one_inf, x1 / bk.where(one_inf, x2, 1.0), y)
 
 
+_floor_divide_impl.direct_if = (  # the plain call unless both are real floating
+    "floor_divide", lambda bk, x1, x2: not (dtype_kind(bk, x1.dtype) == "real floating"
+                                            == dtype_kind(bk, x2.dtype)))
 _IMPLS = {"expm1": _expm1_impl, "tanh": _tanh_impl, "floor_divide": _floor_divide_impl}
 
 PRIMS = {}

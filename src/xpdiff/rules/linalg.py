@@ -23,7 +23,7 @@ import math
 from typing import Any, NamedTuple
 
 from ..backend import outer_product
-from ..core import Zero, instantiate, namespace_for_values, op_context, primitive
+from ..core import Zero, instantiate, mapped_size, namespace_for_values, op_context, primitive
 from ._families import align_data, export, norm_axis, pad_batched, unbroadcast
 from .elementwise import PRIMS
 from .fft import conj_, fit_axis, is_complex
@@ -213,6 +213,30 @@ def _matmul_basis_vjp(xp, p, i, scale, out):
 
 
 _matmul.basis_vjp = _matmul_basis_vjp
+
+
+def _matmul_scaled_vjp(xp, p, i, base, scale, out):
+    """Cotangents of the vector operand ``i`` of ``x @ B`` or ``A @ x`` for output
+    cotangents ``scale * base[j]`` (``base`` ``(n,) + out.shape``, constant), when
+    ``scale`` is mapped by ``vmap`` s over more values than the vector has entries
+    (per-sample Jacobians of a layer).  Row ``j`` is ``sum_m scale[m] base[j, m]
+    M[m, :]`` (``M`` = ``B^T`` or ``A``): ``scale @ K`` with ``K[m, (j, k)] = base[j, m]
+    M[m, k]``, formed once (it does not depend on the mapped values), so every mapped
+    value costs one row of one large product instead of scaling ``base`` and a small
+    product of its own.  ``None`` otherwise: the cotangents are materialised."""
+    a, b = p
+    if scale is None or a.ndim + b.ndim != 3 or (a.ndim == 1) != (i == 0):
+        return None
+    M = xp.matrix_transpose(b) if i == 0 else a  # (m, k): out[m] = sum_k M[m, k] x[k]
+    m, k = M.shape
+    n = base.shape[0]
+    if mapped_size(scale) <= k or tuple(base.shape) != (n, m) or base.dtype != out.dtype:
+        return None  # forming K (n * m * k) would cost more than the rows it saves
+    K = xp.multiply(xp.reshape(xp.matrix_transpose(base), (m, n, 1)), xp.reshape(M, (m, 1, k)))
+    return xp.reshape(xp.matmul(scale, xp.reshape(K, (m, n * k))), (n, k))
+
+
+_matmul.scaled_vjp = _matmul_scaled_vjp
 
 
 @export
