@@ -671,6 +671,19 @@ def test_a_chain_after_a_basis_product_makes_one_pass_over_the_basis(monkeypatch
     np.testing.assert_allclose(J, d[:, None] * A, rtol=1e-13)
 
 
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_residual_layer_jacobian_adds_the_identity_on_the_diagonal(mode, monkeypatch):
+    """``tanh(A @ x) + x`` in both modes: ``A``'s rows (columns) scaled once and the identity
+    added on the diagonal, not as an identity matrix and a full add."""
+    g = rng(9)
+    A, x = g.standard_normal((6, 6)), g.standard_normal(6)
+    J, seen = _basis_sized_calls(
+        lambda: xd.jacobian(lambda v: xp.tanh(xp.matmul(xd.numpy.asarray(A), v)) + v,
+                            mode=mode)(x), monkeypatch, (6, 6))
+    assert sorted(seen) == ["add_diag", "multiply"], seen
+    np.testing.assert_allclose(J, (1 - np.tanh(A @ x) ** 2)[:, None] * A + np.eye(6), rtol=1e-13)
+
+
 def test_logistic_hessian_scales_the_basis_product_once(monkeypatch):
     """``hessian`` of ``sum(log(1 + exp(A x))) + |x|^2 / 2`` is ``A^T diag(p (1 - p)) A + I``:
     the forward pass over the gradient's elementwise chain scales ``A``'s columns once."""

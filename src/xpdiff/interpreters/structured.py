@@ -469,6 +469,10 @@ def add(xp: Any, a: Any, b: Any) -> Any:
     if type(a) is Diag and type(b) is Diag and a.main is b.main and a.shape == b.shape and (
             (_pure(a) and _pure(b)) or (_scaled_base(a) and _scaled_base(b) and a.base is b.base)):
         return a.replace(_plus(xp, a.scale, b.scale, a.like), True, ())
+    if type(a) is Diag and a.base is not None:  # a scaled base that does not combine:
+        a = a.dense()  # its array (an identity part of the other stays structured)
+    if type(b) is Diag and b.base is not None:
+        b = b.dense()
     if type(b) is Diag and type(a) is not Diag:
         a, b = b, a
     if (type(a) is Diag and a.diag and not a.terms and a.base is None and _basis_dense(b, a.main)
