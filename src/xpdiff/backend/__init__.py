@@ -728,14 +728,14 @@ def _reshape_std(x: Any, /, shape: tuple, *, copy: bool | None = None) -> Any:
     return x.reshape(shape) if copy is None else x.reshape(shape, copy=copy)
 
 
-_NATIVE: dict[str, Any] = {}
+_NATIVE_CALLS: dict[str, Any] = {}
 
 
 def _native_tables() -> dict[str, Any]:
     """``{"ns": native namespace, "calls": {compat or NumPy function: replacement}}``;
     empty before NumPy 2 (whose own functions are not yet the standard's)."""
-    if _NATIVE or int(_np.__version__.split(".")[0]) < 2:
-        return _NATIVE
+    if _NATIVE_CALLS or int(_np.__version__.split(".")[0]) < 2:
+        return _NATIVE_CALLS
     import array_api_compat.numpy as cnp
 
     native = {"matmul": _np.matmul, "permute_dims": _np.permute_dims,
@@ -745,8 +745,8 @@ def _native_tables() -> dict[str, Any]:
     # NumPy's reduction functions are Python wrappers of the ufuncs' reduce methods
     calls.update({_np.sum: _np.add.reduce, _np.prod: _np.multiply.reduce,
                   _np.max: _np.maximum.reduce, _np.min: _np.minimum.reduce})
-    _NATIVE.update(ns=_NativeNamespace(cnp, native), compat=cnp, calls=calls)
-    return _NATIVE
+    _NATIVE_CALLS.update(ns=_NativeNamespace(cnp, native), compat=cnp, calls=calls)
+    return _NATIVE_CALLS
 
 
 def native_call(fn: Any, args: tuple, kw: dict, takes_xp: bool) -> tuple | None:
