@@ -2,7 +2,8 @@
 
 For each per-sample workload of the benchmark (large size, NumPy, float32) this
 measures the peak bytes NumPy allocates during one ``jacobian(f, batch_ndim=1)``
-call after a first, unmeasured one (whose lazy imports would count) (``tracemalloc``: NumPy reports its allocations to it), as a multiple of the
+call after a first, unmeasured one (whose lazy imports would count), with
+``tracemalloc`` (NumPy reports its allocations to it), as a multiple of the
 result's size plus the inputs', once with the default budget (half of the free
 memory: one pass) and once with ``max_memory`` set to twice the result plus the
 inputs, which makes xpdiff run the samples in chunks (and the basis, if one
