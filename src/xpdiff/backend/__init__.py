@@ -698,7 +698,7 @@ def update(x: Any, key: Any, value: Any) -> Any:
 
 class _NativeNamespace:
     """array-api-compat's NumPy namespace with its pass-through wrappers (which check
-    arguments and then call NumPy) replaced by NumPy's own functions of NumPy 2.  A
+    arguments and then call NumPy) replaced by NumPy's own functions (NumPy 2.1 on).  A
     replayed program runs impls that were traced with the compat namespace, with the
     same operands: the checks passed then, and the results are the same objects NumPy
     returns (the wrappers cost 1 to 2 us per call at small sizes)."""
@@ -733,8 +733,9 @@ _NATIVE_CALLS: dict[str, Any] = {}
 
 def _native_tables() -> dict[str, Any]:
     """``{"ns": native namespace, "calls": {compat or NumPy function: replacement}}``;
-    empty before NumPy 2 (whose own functions are not yet the standard's)."""
-    if _NATIVE_CALLS or int(_np.__version__.split(".")[0]) < 2:
+    empty before NumPy 2.1 (whose own functions are not yet the standard's, and whose
+    ``reshape`` method takes no ``copy``)."""
+    if _NATIVE_CALLS or tuple(int(p) for p in _np.__version__.split(".")[:2]) < (2, 1):
         return _NATIVE_CALLS
     import array_api_compat.numpy as cnp
 
