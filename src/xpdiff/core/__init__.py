@@ -238,6 +238,10 @@ class Trace:
         holding one value (no derivative, not a batch of values), else ``None``."""
         return None
 
+    def mapped_size(self, t: Any) -> int:
+        """How many values of the level below ``t`` stands for (a ``vmap`` maps a batch)."""
+        return 1
+
     def datum(self, t: Any) -> Any:
         """What this interpreter keeps for its traced array ``t`` (a tangent, a node id,
         whether it is batched), as a transformation returns it (:func:`tracer.unbox`)."""
@@ -339,11 +343,17 @@ def raw_namespace(*values: Any) -> Any:
 def mapped_size(v: Any) -> int:
     """How many values ``v`` stands for under the ``vmap`` s that map it: the product of
     their sizes (1 for an array no ``vmap`` maps).  Structure only, no data is read:
-    rules use it to choose between equal computations by cost."""
+    rules use it to choose between equal computations by cost.
+
+    >>> import numpy as np, xpdiff as xd
+    >>> sizes = []
+    >>> _ = xd.vmap(xd.vmap(lambda x: sizes.append(mapped_size(x)) or x))(np.ones((3, 4)))
+    >>> sizes, mapped_size(np.ones(3))
+    ([12], 1)
+    """
     n = 1
     while type(v) in TRACER_TYPES:
-        if getattr(v, "_batched", False):
-            n *= v._main.data.get("size", 1)
+        n *= v._main.trace.mapped_size(v)
         v = v._a
     return n
 

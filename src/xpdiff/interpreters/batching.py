@@ -35,6 +35,9 @@ class BatchTrace(Trace):
     def constant_value(self, t: Any) -> Any:
         return None if t._batched else t._a
 
+    def mapped_size(self, t: Any) -> int:
+        return self.main.data["size"] if t._batched else 1
+
     def datum(self, t: Any) -> bool:
         return t._batched
 
