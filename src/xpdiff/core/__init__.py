@@ -88,8 +88,8 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "batch", "data", "multiple_results",
-                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp", "scaled_vjp",
-                 "select", "written")
+                 "differentiable", "partials", "reduce_deriv", "basis_jvp", "basis_vjp",
+                 "scaled_vjp", "scaling", "select", "written")
 
     def __init__(self, name: str, impl: Callable, *, jvp=None, vjp=None, batch=None,
                  data=None, multiple_results: bool = False, differentiable: bool = True):
@@ -111,6 +111,10 @@ class Primitive:
         # scaled_vjp(xp, primals, i, base, scale, out): operand i's cotangents for output
         # cotangents ``scale * base[j]`` (a scaled base), or None (they are materialised)
         self.scaled_vjp = None
+        # scaling(i, form): how a structured tangent's low-rank weight in closed form on
+        # operand i passes (("shift", a): the constant a; ("scale", k): k times the
+        # operand), as the same kind of form on the output, or None (computed as an array)
+        self.scaling = None
         # ``where``: its rules pick (co)tangents rather than scale them, and the
         # interpreters mark what it did not pick as masked zeros (docs/where.md)
         self.select = False

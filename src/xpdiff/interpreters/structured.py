@@ -23,6 +23,80 @@ from .batching import batch_tracer
 MAX_TERMS = 4  # low-rank terms kept symbolic before a structured tangent is densified
 
 
+class Scaling:
+    """A low-rank term's weight known in closed form: ``k * v``, where ``v`` is the primal
+    value (one level down) whose tangent holds the term and ``k`` a Python number.
+
+    A term's weight is the derivative of the primal along the term's direction.  A
+    constant shift of an operand (``x - m``: the weight is the Python number ``-1``)
+    becomes a scaling under ``exp``, and a scaling passes products, quotients and
+    degree-one reductions (sum, mean, max, min) with its factor ``k`` computed exactly:
+    so weights that cancel cancel exactly (``k == 0``) and the term is dropped, as the
+    shift ``max(x)`` of a softmax is, whose output does not depend on it.  Elsewhere
+    the weight is computed as an array (:func:`_numeric`), as any other weight."""
+
+    __slots__ = ("k", "v")
+
+    def __init__(self, k: float, v: Any):
+        self.k, self.v = k, v
+
+
+def _form(w: Any) -> tuple | None:
+    """A weight's closed form for the primitives' ``scaling`` rules: ``("shift", a)`` for
+    the constant ``a`` (``None``: 1), ``("scale", k)`` for :class:`Scaling`; else ``None``."""
+    if w is None:
+        return ("shift", 1)
+    if type(w) in (int, float):
+        return ("shift", w)
+    if type(w) is Scaling:
+        return ("scale", w.k)
+    return None
+
+
+def _numeric(xp: Any, w: Any) -> Any:
+    """A weight as :func:`_times` takes it: a :class:`Scaling` computed as an array."""
+    if type(w) is not Scaling:
+        return w
+    if w.k == 1:
+        return w.v
+    return xp.negative(w.v) if w.k == -1 else xp.multiply(w.v, w.k)
+
+
+def _through(prim: Primitive, i: int, w: Any, out: Any) -> Any:
+    """The weight on ``out`` of a term of operand ``i`` with weight ``w``, in closed form
+    by the primitive's ``scaling`` rule, or ``None`` (compute it as an array)."""
+    rule, form = prim.scaling, _form(w)
+    if rule is None or form is None:
+        return None
+    res = rule(i, form)
+    if res is None:
+        return None
+    kind, k = res
+    return k if kind == "shift" else Scaling(k, out)
+
+
+def _merge(xp: Any, terms: list, like: Any) -> list:
+    """``terms`` with the weights of terms on one basis array ``c`` added (closed forms
+    exactly), and terms whose weight is exactly zero dropped."""
+    index: dict[int, int] = {}
+    merged: list = []
+    for c, w in terms:
+        j = index.get(id(c))
+        if j is None:
+            index[id(c)] = len(merged)
+            merged.append([c, w])
+            continue
+        v = merged[j][1]
+        if type(v) is Scaling and type(w) is Scaling and v.v is w.v:
+            merged[j][1] = Scaling(v.k + w.k, v.v)
+        elif type(v) in (int, float) and type(w) in (int, float):
+            merged[j][1] = v + w
+        else:
+            merged[j][1] = _plus(xp, _numeric(xp, v), _numeric(xp, w), like)
+    return [(c, w) for c, w in merged
+            if not (type(w) is Scaling and w.k == 0) and not (type(w) in (int, float) and w == 0)]
+
+
 class Diag:
     """A structured tangent over a basis: diagonal plus low rank.
 
@@ -83,7 +157,11 @@ class Diag:
                                     device=self.like.device), full)
             val = eye if self.scale is None else xp.multiply(eye, self.scale)
         for c, w in self.terms:
-            c = xp.reshape(c, (self.count,) + tuple(c.shape[1:]))
+            rest = tuple(c.shape[1:])
+            if math.prod(rest) == 1:  # one number per basis vector: broadcast it
+                rest = (1,) * len(self.shape)
+            c = xp.reshape(c, (self.count,) + rest)
+            w = _numeric(xp, w)
             term = c if w is None else xp.multiply(c, w)
             val = term if val is None else xp.add(val, term)
         if val is None:
@@ -93,6 +171,13 @@ class Diag:
     def dense(self) -> Any:
         """The tangent as a basis-batched array (materialised once)."""
         return batch_tracer(self.main, self.value(), True)
+
+    def numeric_terms(self) -> tuple:
+        """The low-rank terms with every weight in closed form computed as an array."""
+        if not any(type(w) is Scaling for _, w in self.terms):
+            return self.terms
+        xp = namespace_for_values([self.like])
+        return tuple((c, _numeric(xp, w)) for c, w in self.terms)
 
 
 def densify(tangents: list) -> list:
@@ -151,13 +236,13 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
         return None
     if prim.select:
         return push_select(primals, tangents, out)
-    first = next(t for t in tangents if type(t) is Diag)
-    main = first.main
     if out is None:
         out = prim.bind(*primals)
     shape = tuple(out.shape)
-    if shape != first.shape:
+    first = next((t for t in tangents if type(t) is Diag and t.shape == shape), None)
+    if first is None:
         return None
+    main = first.main
     full_dense = any(_basis_dense(t, main) and tuple(t.shape) == shape for t in tangents)
     bases = {id(t.base): t.base for t in tangents if type(t) is Diag and t.diag}
     if len(bases) > 1 or (full_dense and any(b is not None for b in bases.values())):
@@ -176,7 +261,9 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
         if t is None or isinstance(t, Zero):
             continue
         if type(t) is Diag:
-            if t.shape != shape or t.main is not main or t.start != first.start:
+            if t.main is not main or t.start != first.start or t.count != first.count:
+                return None
+            if t.shape != shape and (t.diag or not _broadcasts(t.shape, shape)):
                 return None
         elif _basis_dense(t, main):
             r = tuple(t.shape)
@@ -188,19 +275,28 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
 
     xp = namespace_for_values(primals)
     scale, has_diag, terms = None, False, []
-    for t, d in zip(tangents, prim.partials if partials is None else partials):
+    for i, (t, d) in enumerate(zip(tangents, prim.partials if partials is None else partials)):
         if t is None or d is None or isinstance(t, Zero):
             continue
-        dv = d(xp, primals, out)
+        dv = None
         if type(t) is Diag:
             if t.diag:
+                dv = d(xp, primals, out)
                 s_i = _times(xp, t.scale, dv)
                 scale = s_i if not has_diag else _plus(xp, scale, s_i, out)
                 has_diag = True
-            terms.extend((c, _times(xp, w, dv)) for c, w in t.terms)
+            for c, w in t.terms:  # (a smaller tangent's terms broadcast over the primal)
+                w_out = _through(prim, i, w, out)
+                if w_out is None:
+                    if dv is None:
+                        dv = d(xp, primals, out)
+                    w_out = _times(xp, _numeric(xp, w), dv)
+                terms.append((c, w_out))
         else:  # a small dense tangent broadcast over the primal: a low-rank term
+            dv = d(xp, primals, out)
             terms.append((t._a, dv if not (isinstance(dv, (int, float)) and dv == 1) else None))
-    if not has_diag and not terms:  # no operand with a tangent has a derivative
+    terms = _merge(xp, terms, out)
+    if not has_diag and not terms:  # no derivative, or the terms cancelled exactly
         return out, Zero(out)
     if len(terms) > MAX_TERMS:
         return None
@@ -209,6 +305,12 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
     elif scale is not None and tuple(scale.shape) != shape:
         scale = xp.broadcast_to(scale, shape)
     return out, first.replace(scale, has_diag, tuple(terms), base)
+
+
+def _broadcasts(r: tuple, shape: tuple) -> bool:
+    """Whether ``r`` (as many dims as ``shape``, fewer elements) broadcasts to ``shape``."""
+    return (len(r) == len(shape) and math.prod(r) < math.prod(shape)
+            and all(a in (1, b) for a, b in zip(r, shape)))
 
 
 def _mixed_rule(prim: Primitive, primals: list, tangents: list, out: Any,
@@ -309,7 +411,9 @@ def _where_prim() -> Primitive:
 def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
                  out: Any = None) -> Any:
     """A reduction over the whole (per-sample) array of a structured tangent: a small
-    dense tangent ``(count,) + out.shape``."""
+    dense tangent ``(count,) + out.shape``; or, when terms have weights in closed form
+    that the reduction keeps (the sum of ``k * x`` is ``k * sum(x)``), a small
+    :class:`Diag` of ``out``'s shape holding them beside the dense part (a term)."""
     (t,) = tangents
     x = primals[0]
     shape = tuple(x.shape)
@@ -336,8 +440,13 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
             acc = flat[t.start:t.start + t.count]
         else:  # sum(sd * base[j]) for every j: one matrix-vector product
             acc = xp.matmul(xp.reshape(t.base, (t.count, n)), flat)
+    closed = []
     for c, w in t.terms:
-        wd = _times(xp, w, d)
+        w_out = _through(prim, 0, w, out) if type(w) is Scaling else None
+        if w_out is not None:
+            closed.append((c, w_out))
+            continue
+        wd = _times(xp, _numeric(xp, w), d)
         if wd is None:
             total = float(n)
         elif isinstance(wd, (int, float)):
@@ -346,6 +455,10 @@ def _reduce_rule(prim: Primitive, primals: list, tangents: list, params: dict,
             total = xp.sum(xp.broadcast_to(wd, shape))
         term = xp.multiply(xp.reshape(c, (t.count,)), total)
         acc = term if acc is None else xp.add(acc, term)
+    if closed:
+        dense = [] if acc is None else [(xp.reshape(acc, (t.count,) + tuple(out.shape)), None)]
+        return out, Diag(None, t.main, tuple(out.shape), out, t.start, t.count, False,
+                         tuple(dense + closed))
     if acc is None:
         return out, Zero(out)
     return out, batch_tracer(t.main, xp.reshape(acc, (t.count,) + tuple(out.shape)), True)

@@ -247,6 +247,21 @@ for _n, _d in _BINARY.items():
 for _n in _BINARY_NODIFF:
     _def_binary(_n, None)
 
+# How a structured tangent's low-rank weight in closed form passes operand i (see
+# xpdiff.interpreters.structured.Scaling): ("shift", a) is the constant a, ("scale", k) is
+# k times the operand's value.  exp turns a shift into a scaling, log a scaling into a
+# shift; products and quotients pass scalings (k * u * v = k * out; the divisor's gives
+# -k * out).  Other primitives have no rule: their weights are computed as arrays.
+_SCALING = {
+    "exp": lambda i, f: ("scale", f[1]) if f[0] == "shift" else None,
+    "log": lambda i, f: ("shift", f[1]) if f[0] == "scale" else None,
+    "negative": lambda i, f: f if f[0] == "scale" else ("shift", -f[1]),
+    "multiply": lambda i, f: f if f[0] == "scale" else None,
+    "divide": lambda i, f: (f if i == 0 else ("scale", -f[1])) if f[0] == "scale" else None,
+}
+for _n, _rule in _SCALING.items():
+    PRIMS[_n].scaling = _rule
+
 
 def _where_impl(bk, c, a, b):
     return bk.where(c, a, b)

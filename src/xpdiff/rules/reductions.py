@@ -95,6 +95,8 @@ _sum = _reduction("sum", linear=True)
 _prod = _reduction("prod", _dprod)
 _max = _reduction("max", _dextreme)
 _min = _reduction("min", _dextreme)
+for _p in (_sum, _max, _min):  # degree one: the reduction of k * x is k times the result
+    _p.scaling = lambda i, f: f if f[0] == "scale" else None
 _all = _reduction("all")
 _any = _reduction("any")
 _count_nonzero = _reduction("count_nonzero")

@@ -246,7 +246,8 @@ def _forward(flat: _FlatFun, single: bool, rec: tuple | None, *, fname: str, chu
             for o, t in zip(outs, touts[:flat.n_out]):
                 xp = namespace_for_values([o])
                 full = count == n and len(ins) == 1
-                if full and type(t) is Diag and t.base is None and t.shape == tuple(o.shape):
+                if (full and type(t) is Diag and t.base is None and t.shape == tuple(o.shape)
+                        and t.shape == tuple(ins[0].shape)):
                     piece.append(("J", _diag_jacobian(t, bmain, o, ins[0])))
                 elif isinstance(t, Zero):
                     piece.append(("rows", xp.zeros((count,) + tuple(o.shape), dtype=o.dtype,
@@ -277,7 +278,7 @@ def _diag_jacobian(t: Diag, bmain: Any, o: Any, x: Any) -> Any:
     basis trace (created by a custom rule run one level down, below the transformation
     that called it): those are read one level down, like the primal outputs."""
     t = t.replace(_unbatch(t.scale, bmain), t.diag,
-                  tuple((c, _unbatch(w, bmain)) for c, w in t.terms))
+                  tuple((c, _unbatch(w, bmain)) for c, w in t.numeric_terms()))
     xp = namespace_for_values([o])
     shape = tuple(x.shape)
     n = math.prod(shape)
