@@ -411,3 +411,24 @@ def test_eye_kron_blocks(lead, m):
                        (True, np.einsum("...rq,ij->...qirj", B, np.eye(m)))):
         np.testing.assert_array_equal(eye_kron(raw_namespace(B), B, m, right), ref)
         np.testing.assert_array_equal(np.asarray(eye_kron(xps, xps.asarray(B), m, right)), ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128, np.int64])
+@pytest.mark.parametrize("shape", [((4, 8, 1), (4, 1, 8)), ((64, 32, 1), (64, 1, 32)),
+                                   ((32, 1), (1, 300)), ((8, 64, 1), (1, 64))])
+def test_outer_product_is_the_broadcast_product(shape, dtype):
+    """NumPy's outer products of stacks (a matrix product with a unit inner dim) run as a
+    BLAS product padded with zeros from 8192 result elements: the values are the
+    broadcast product's, infinities and NaNs included (a zero may lose its sign)."""
+    g = np.random.default_rng(0)
+    a = (g.standard_normal(shape[0]) * 3).astype(dtype)
+    b = (g.standard_normal(shape[1]) * 3).astype(dtype)
+    if dtype != np.int64:
+        a.reshape(-1)[::7] = np.inf
+        b.reshape(-1)[1::9] = np.nan
+        b.reshape(-1)[2::5] = 0.0
+    with np.errstate(invalid="ignore"):
+        got = _backend.outer_product(np, a, b)
+        want = a * b
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)

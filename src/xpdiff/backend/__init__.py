@@ -75,18 +75,26 @@ def fix_result(x: Any) -> Any:
     return x
 
 
-OUTER_EINSUM_MIN = 1 << 13  # result elements from which NumPy's einsum beats multiply
+OUTER_BLAS_MIN = 1 << 13  # result elements from which NumPy's BLAS product beats multiply
+_BLAS_TYPES = frozenset("fdFD")  # float32, float64, complex64, complex128
 
 
 def outer_product(bk: Any, a: Any, b: Any) -> Any:
-    """``a @ b`` for stacks with a contracted size of 1, ``(..., M, 1) @ (..., 1, N)``:
-    from :data:`OUTER_EINSUM_MIN` result elements NumPy's ``einsum`` writes it 10-30%
-    faster than its broadcast multiply (whose inner loops are only ``N`` long); below,
-    ``einsum``'s setup costs more (2.3 us against 1.8 us for 16 x 8 x 8); other
-    libraries multiply."""
-    if (type(a) is _np.ndarray and type(b) is _np.ndarray
-            and max(a.size * b.shape[-1], b.size * a.shape[-2]) >= OUTER_EINSUM_MIN):
-        return _np.einsum("...ik,...kj->...ij", a, b)
+    """``a @ b`` for stacks with a contracted size of 1, ``(..., M, 1) @ (..., 1, N)``.
+
+    NumPy's broadcast multiply (and ``einsum``) runs inner loops only ``N`` long, and its
+    ``matmul`` with a unit inner dim is slower still; a BLAS product with the inner dim
+    padded to 2 with zeros writes the same values 2x to 3.5x faster from about 8192
+    result elements (float32 ``(128, 64, 1) @ (128, 1, 64)``: 36 us against 122 us for
+    ``einsum``, 126 us for multiply).  Below that, and on other libraries, a broadcast
+    multiply.  (A product that is exactly zero comes out as ``+0.0``, as from any BLAS
+    product.)"""
+    if (type(a) is _np.ndarray and type(b) is _np.ndarray and a.dtype.char in _BLAS_TYPES
+            and b.dtype.char in _BLAS_TYPES
+            and max(a.size * b.shape[-1], b.size * a.shape[-2]) >= OUTER_BLAS_MIN):
+        a2 = _np.concatenate((a, _np.zeros(a.shape, a.dtype)), axis=-1)
+        b2 = _np.concatenate((b, _np.zeros(b.shape, b.dtype)), axis=-2)
+        return _np.matmul(a2, b2)
     return bk.multiply(a, b)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import add_diagonal, update
+from ..backend import add_diagonal, outer_product, update
 from ..backend import eye_kron as backend_eye_kron
 from ..core import Zero, instantiate, primitive
 from ._families import move_batch_to, unbroadcast
@@ -53,7 +53,9 @@ def diag_block(s, shape):
 # --- diagonal plus low rank: the Jacobian of a softmax-like map, written once ----------
 
 def _lowrank_impl(bk, s, W, C, *, has_diag):
-    out = bk.matmul(W, C)  # (..., n, n): one pass, a fresh array owned here
+    # (..., n, n): one pass, a fresh array owned here; rank one is an outer product (a
+    # batched matrix product with a unit inner dim is many times slower on NumPy)
+    out = outer_product(bk, W, C) if W.shape[-1] == 1 else bk.matmul(W, C)
     if not has_diag:
         return out
     n = out.shape[-1]
