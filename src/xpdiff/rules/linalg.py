@@ -223,7 +223,9 @@ def _matmul_scaled_vjp(xp, p, i, base, scale, out):
     M[m, :]`` (``M`` = ``B^T`` or ``A``): ``scale @ K`` with ``K[m, (j, k)] = base[j, m]
     M[m, k]``, formed once (it does not depend on the mapped values), so every mapped
     value costs one row of one large product instead of scaling ``base`` and a small
-    product of its own.  ``None`` otherwise: the cotangents are materialised."""
+    product of its own (``K`` is a stack of outer products: the backend's fastest form of
+    a product with a unit inner dim).  ``None`` otherwise: the cotangents are
+    materialised."""
     a, b = p
     if scale is None or a.ndim + b.ndim != 3 or (a.ndim == 1) != (i == 0):
         return None
@@ -232,7 +234,7 @@ def _matmul_scaled_vjp(xp, p, i, base, scale, out):
     n = base.shape[0]
     if mapped_size(scale) <= k or tuple(base.shape) != (n, m) or base.dtype != out.dtype:
         return None  # forming K (n * m * k) would cost more than the rows it saves
-    K = xp.multiply(xp.reshape(xp.matrix_transpose(base), (m, n, 1)), xp.reshape(M, (m, 1, k)))
+    K = xp.matmul(xp.reshape(xp.matrix_transpose(base), (m, n, 1)), xp.reshape(M, (m, 1, k)))
     return xp.reshape(xp.matmul(scale, xp.reshape(K, (m, n * k))), (n, k))
 
 
