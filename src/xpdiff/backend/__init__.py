@@ -728,10 +728,6 @@ def _astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> 
     return x.astype(dtype, copy=copy)
 
 
-def _reshape(x: Any, shape: tuple) -> Any:
-    return x.reshape(shape)
-
-
 def _reshape_std(x: Any, /, shape: tuple, *, copy: bool | None = None) -> Any:
     return x.reshape(shape) if copy is None else x.reshape(shape, copy=copy)
 
@@ -779,7 +775,7 @@ def native_call(fn: Any, args: tuple, kw: dict, takes_xp: bool) -> tuple | None:
     if takes_xp:
         return (fn, (t["ns"],) + tuple(args[1:]), kw) if args and args[0] is t["compat"] else None
     if fn is _np.reshape and len(args) == 1 and set(kw) == {"shape"}:
-        return _reshape, (args[0], kw["shape"]), {}
+        return _reshape_std, (args[0], kw["shape"]), {}
     try:
         rep = t["calls"].get(fn)
     except TypeError:  # an unhashable callable

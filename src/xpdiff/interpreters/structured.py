@@ -139,11 +139,6 @@ class Diag:
         return Diag(scale, self.main, self.shape, self.like, self.start, self.count, diag, terms,
                     self.base if base is ... else base)
 
-    @property
-    def identity(self) -> bool:
-        """Whether the first part is a scaled identity (no ``base``)."""
-        return self.base is None
-
     def value(self) -> Any:
         """The tangent as an array ``(count,) + shape``, one level down."""
         xp = namespace_for_values([self.like])
@@ -266,9 +261,7 @@ def _diag_rule(prim: Primitive, primals: list, tangents: list, params: dict,
             if t.shape != shape and (t.diag or not _broadcasts(t.shape, shape)):
                 return None
         elif _basis_dense(t, main):
-            r = tuple(t.shape)
-            if len(r) != len(shape) or math.prod(r) >= math.prod(shape) or any(
-                    a not in (1, b) for a, b in zip(r, shape)):
+            if not _broadcasts(tuple(t.shape), shape):
                 return None
         else:
             return None
@@ -508,8 +501,10 @@ def pull(prim: Primitive, g: Diag, out: Any, primals: list, needs: list,
     cotangent ``g`` (a scaled identity basis over the output, as ``jacrev`` sweeps
     it), keeping the structure where the primitive allows: an elementwise
     primitive scales it by its partial derivative (operands shaped like the
-    output); a primitive with a ``basis_vjp`` rule (``matmul``) writes the dense
-    cotangents from the other operand; ``where`` selects the scale.  ``partials``:
+    output); a primitive with a ``basis_vjp`` rule (``matmul``) writes the
+    cotangents from the other operand, kept as a scaled base (``Diag.base``) that the
+    nodes before it scale in turn, and that a ``scaled_vjp`` rule may take whole;
+    ``where`` selects the scale.  ``partials``:
     the primitive's, guarded against masked zeros.  ``None``: the caller densifies
     ``g``."""
     if params or not (_pure(g) or _scaled_base(g)):
